@@ -1,0 +1,137 @@
+"""The small interfaces every plugin implements.
+
+* :class:`ArchOptions`: a dataclass of an architecture's constructor options.
+* :class:`Generator`: maps a latent batch (and optional labels) to data.
+* :class:`Discriminator`: scores a data batch with one logit per sample.
+* :class:`AdversarialLoss` / :class:`Regularizer`: the objective, from logits.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ArchOptions:
+    """Options shared by every architecture; plugins subclass and add fields.
+
+    ``data_shape`` and ``num_classes`` are normally filled in by the trainer
+    from the dataset; set them yourself when building a network by hand.
+    """
+
+    latent_dim: int = 100
+    data_shape: tuple[int, ...] = (1, 28, 28)
+    num_classes: int = 0
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+class Generator(nn.Module):
+    """Base class of generators.
+
+    Subclasses call ``super().__init__(options)`` and implement
+    ``forward(z, labels=None)`` returning a batch of shape
+    ``(N, *data_shape)`` in ``output_range`` (``None`` = unbounded, e.g. 2-D points).
+    """
+
+    output_range: Optional[tuple[float, float]] = (-1.0, 1.0)
+
+    def __init__(self, options: ArchOptions):
+        super().__init__()
+        self.options = options
+
+    @property
+    def latent_dim(self) -> int:
+        return self.options.latent_dim
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.options.data_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return self.options.num_classes
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+        """A batch of ``n`` latent vectors drawn from N(0, I)."""
+        if device is None:
+            device = next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def sample_labels(self, n: int, generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor | None:
+        """Uniform class labels for a conditional generator, else ``None``."""
+        if not self.num_classes:
+            return None
+        if device is None:
+            device = next(self.parameters()).device
+        return torch.randint(0, self.num_classes, (n,), generator=generator, device=device)
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draw ``n`` samples (in eval mode); returns ``(samples, labels)``."""
+        z = self.sample_latent(n, generator=generator)
+        if labels is None:
+            labels = self.sample_labels(n, generator=generator, device=z.device)
+        return self(z, labels), labels
+
+
+class Discriminator(nn.Module):
+    """Base class of discriminators: ``forward(x, labels=None)`` → logits of shape ``(N,)``."""
+
+    def __init__(self, options: ArchOptions):
+        super().__init__()
+        self.options = options
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.options.data_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return self.options.num_classes
+
+
+class AdversarialLoss:
+    """An adversarial objective expressed on discriminator logits.
+
+    ``d_loss`` is minimised by the discriminator and ``g_loss`` by the
+    generator. ``real_logits`` is passed to ``g_loss`` for losses that need it
+    (relativistic); ``needs_real_for_g`` tells the trainer to compute it.
+    ``recommended`` holds training defaults that suit this loss
+    (``lr``, ``betas``, ``d_steps``, ``regularizers``).
+    """
+
+    needs_real_for_g: bool = False
+    recommended: dict = {}
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Regularizer:
+    """A discriminator regulariser; ``weight`` scales the returned penalty.
+
+    ``__call__(discriminator, real, fake, labels)`` returns the weighted scalar
+    penalty, added to the discriminator loss.
+    """
+
+    default_weight: float = 1.0
+
+    def __init__(self, weight: float | None = None):
+        self.weight = self.default_weight if weight is None else float(weight)
+
+    def __call__(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                 labels: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,99 @@
+"""Turning ``KEY=VALUE`` strings and dicts into typed option dataclasses."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping
+
+from .errors import GanzooError, UnknownNameError
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(name: str, tp: Any, value: Any) -> Any:
+    """Convert ``value`` (often a string from the command line) to type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):  # Optional[X] and X | None
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(name, inner[0], value)
+    if origin is typing.Literal:
+        if value not in args:
+            raise GanzooError(f"option {name}={value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise GanzooError(f"option {name} takes a comma-separated list, got {value!r}")
+        item = args[0] if args else str
+        return tuple(_convert(name, item, v) for v in value)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise GanzooError(f"option {name}={value!r} is not a valid {_describe(tp)}") from None
+    return value
+
+
+def option_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def build_options(cls: type, values: Mapping[str, Any], what: str = "option"):
+    """Instantiate dataclass ``cls`` from ``values``, converting and validating each."""
+    types_ = option_types(cls)
+    kwargs = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in types_:
+            raise UnknownNameError(what, key, types_)
+        kwargs[key] = _convert(key, types_[key], value)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise GanzooError(f"invalid {what}s: {exc}") from None
+    return obj
+
+
+def parse_key_values(items: typing.Iterable[str], what: str = "option") -> dict[str, str]:
+    """Parse ``["ngf=32", "ndf=64"]`` into ``{"ngf": "32", "ndf": "64"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise GanzooError(f"{what} {item!r} must look like KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
