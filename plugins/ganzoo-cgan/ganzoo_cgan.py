@@ -1,0 +1,127 @@
+"""ganzoo-cgan: a class-conditional GAN on a DCGAN backbone, for 28, 32 or 64 pixel images.
+
+Generator: DCGAN transposed convolutions whose BatchNorms are conditional: the
+gain and bias of each channel are looked up per class (de Vries et al. 2017).
+Discriminator: strided convs + LeakyReLU(0.2), global sum pooling to ``h``, and
+a projection head (Miyato & Koyama 2018): ``logit = ψ(h) + <embed(y), h>``.
+With ``spectral_norm`` (the default) every D layer is spectrally normalised
+and D has no BatchNorm; without it D uses BatchNorm as in DCGAN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
+
+SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # image size: (first feature map size, stride-2 layers)
+
+
+@dataclass
+class CGANOptions(ArchOptions):
+    """Options of the ``cgan`` architecture (``num_classes`` >= 1 is required)."""
+
+    ngf: int = 64  # generator width: channels of its last hidden layer
+    ndf: int = 64  # discriminator width: channels of its first layer
+    spectral_norm: bool = True  # spectral norm on every D layer (instead of BatchNorm)
+
+    def __post_init__(self):
+        self.data_shape = tuple(self.data_shape)
+        c, *hw = self.data_shape if len(self.data_shape) == 3 else (0, 0, 0)
+        if hw[0] != hw[1] or hw[0] not in SIZES or c < 1:
+            raise GanzooError("cgan takes square images of size 28, 32 or 64 (data_shape C,H,W), "
+                              f"got data_shape={self.data_shape}")
+        if min(self.ngf, self.ndf) < 1:
+            raise GanzooError("cgan options ngf and ndf must be >= 1")
+
+    def widths(self, base: int) -> tuple[int, list[int]]:
+        """First feature map size and hidden widths, deepest first: 64px, base 64 → 4, [512, 256, 128, 64]."""
+        start, n = SIZES[self.data_shape[1]]
+        return start, [base * 2 ** i for i in reversed(range(n))]
+
+
+def _init(m: nn.Module) -> None:  # DCGAN init: weights N(0, 0.02), BatchNorm gains N(1, 0.02), biases 0
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d) and m.affine:
+        nn.init.normal_(m.weight, 1.0, 0.02)
+    if isinstance(getattr(m, "bias", None), torch.Tensor):
+        nn.init.zeros_(m.bias)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm2d whose per-channel gain and bias are embeddings of the class label."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.embed = nn.Embedding(num_classes, 2 * channels)
+        self.channels = channels
+
+    def reset_parameters(self) -> None:  # gain N(1, 0.02), bias 0 for every class
+        nn.init.normal_(self.embed.weight[:, :self.channels], 1.0, 0.02)
+        nn.init.zeros_(self.embed.weight[:, self.channels:])
+
+    def forward(self, x, labels):
+        gain, bias = self.embed(labels)[:, :, None, None].chunk(2, dim=1)
+        return self.bn(x) * gain + bias
+
+
+class CGANGenerator(Generator):
+    """Conditional DCGAN generator: ConvTranspose → conditional BatchNorm → ReLU blocks, tanh output."""
+
+    def __init__(self, options: CGANOptions):
+        super().__init__(options)
+        start, ch = options.widths(options.ngf)
+        self.convs = nn.ModuleList(
+            [nn.ConvTranspose2d(options.latent_dim, ch[0], start, 1, 0, bias=False)]
+            + [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(ch, ch[1:])])
+        self.norms = nn.ModuleList(ConditionalBatchNorm2d(c, options.num_classes) for c in ch)
+        self.out = nn.ConvTranspose2d(ch[-1], options.data_shape[0], 4, 2, 1)
+        self.apply(_init)
+        for norm in self.norms:
+            norm.reset_parameters()
+
+    def forward(self, z, labels=None):
+        if labels is None:
+            raise ValueError("the cgan generator needs class labels")
+        h = z[:, :, None, None]
+        for conv, norm in zip(self.convs, self.norms):
+            h = F.relu(norm(conv(h), labels))
+        return torch.tanh(self.out(h))
+
+
+class CGANDiscriminator(Discriminator):
+    """Conv discriminator with a projection head: logit = ψ(h) + <embed(y), h>."""
+
+    def __init__(self, options: CGANOptions):
+        super().__init__(options)
+        _, ch = options.widths(options.ndf)
+        ch, bn = ch[::-1], not options.spectral_norm
+        layers = [nn.Conv2d(options.data_shape[0], ch[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for a, b in zip(ch, ch[1:]):
+            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=not bn)] + ([nn.BatchNorm2d(b)] if bn else [])
+            layers.append(nn.LeakyReLU(0.2, True))
+        self.features = nn.Sequential(*layers)
+        self.linear = nn.Linear(ch[-1], 1)  # ψ
+        self.embed = nn.Embedding(options.num_classes, ch[-1])  # class projection
+        self.apply(_init)
+        if options.spectral_norm:
+            for m in [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]:
+                nn.utils.parametrizations.spectral_norm(m)
+
+    def forward(self, x, labels=None):
+        if labels is None:
+            raise ValueError("the cgan discriminator needs class labels")
+        h = self.features(x).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+
+
+@hookimpl
+def register_architectures(register):
+    register("cgan", generator=CGANGenerator, discriminator=CGANDiscriminator,
+             options=CGANOptions, conditional=True,
+             description="Class-conditional DCGAN: conditional BatchNorm G, projection D (Miyato & Koyama 2018)")

@@ -1,0 +1,95 @@
+"""ganzoo-dcgan: DCGAN (Radford et al. 2016) for square 28×28, 32×32 and 64×64 images.
+
+Generator: a transposed convolution from the latent vector to a 4×4 (7×7 for
+28×28) map, then stride-2 ConvTranspose → BatchNorm → ReLU blocks halving the
+width each time, and a last ConvTranspose to the image channels with tanh.
+Discriminator: the mirror image, strided Conv → BatchNorm → LeakyReLU(0.2)
+(no BatchNorm after the first conv) down to one logit (no sigmoid). Convs
+followed by BatchNorm have no bias; weights start from N(0, 0.02), BatchNorm
+gains from N(1, 0.02).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
+
+SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # image size: (first feature map size, stride-2 layers)
+
+
+@dataclass
+class DCGANOptions(ArchOptions):
+    """Options of the ``dcgan`` architecture."""
+
+    ngf: int = 64  # generator width: channels of its last hidden layer
+    ndf: int = 64  # discriminator width: channels of its first layer
+
+    def __post_init__(self):
+        self.data_shape = tuple(self.data_shape)
+        c, *hw = self.data_shape if len(self.data_shape) == 3 else (0, 0, 0)
+        if hw[0] != hw[1] or hw[0] not in SIZES or c < 1:
+            raise GanzooError("dcgan takes square images of size 28, 32 or 64 (data_shape C,H,W), "
+                              f"got data_shape={self.data_shape}")
+        if min(self.ngf, self.ndf) < 1:
+            raise GanzooError("dcgan options ngf and ndf must be >= 1")
+
+    def widths(self, base: int) -> tuple[int, list[int]]:
+        """First feature map size and hidden widths, deepest first: 64px, base 64 → 4, [512, 256, 128, 64]."""
+        start, n = SIZES[self.data_shape[1]]
+        return start, [base * 2 ** i for i in reversed(range(n))]
+
+
+def dcgan_init(m: nn.Module) -> None:
+    """The DCGAN initialisation: conv weights N(0, 0.02), BatchNorm gains N(1, 0.02), biases 0."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class DCGANGenerator(Generator):
+    """DCGAN generator: ConvTranspose → BatchNorm → ReLU blocks, tanh output."""
+
+    def __init__(self, options: DCGANOptions):
+        super().__init__(options)
+        start, ch = options.widths(options.ngf)
+        layers = [nn.ConvTranspose2d(options.latent_dim, ch[0], start, 1, 0, bias=False),
+                  nn.BatchNorm2d(ch[0]), nn.ReLU(True)]
+        for a, b in zip(ch, ch[1:]):
+            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(ch[-1], options.data_shape[0], 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z, labels=None):
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(Discriminator):
+    """DCGAN discriminator: strided Conv → BatchNorm → LeakyReLU(0.2) blocks, one logit per image."""
+
+    def __init__(self, options: DCGANOptions):
+        super().__init__(options)
+        start, ch = options.widths(options.ndf)
+        ch = ch[::-1]
+        layers = [nn.Conv2d(options.data_shape[0], ch[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for a, b in zip(ch, ch[1:]):
+            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ch[-1], 1, start, 1, 0))
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, x, labels=None):
+        return self.net(x).view(x.shape[0])
+
+
+@hookimpl
+def register_architectures(register):
+    register("dcgan", generator=DCGANGenerator, discriminator=DCGANDiscriminator,
+             options=DCGANOptions, conditional=False,
+             description="DCGAN (Radford et al. 2016) for 28, 32 or 64 pixel images, any channel count")

@@ -1,0 +1,94 @@
+"""ganzoo-mlp: the classic fully connected GAN (Goodfellow et al. 2014).
+
+Works on 2-D points (``data_shape=(2,)``, unbounded linear output) and on
+flattened images (tanh output). The options express the well-known PyTorch
+reference MLP GAN exactly: ``g_hidden=128,256,512,1024 bn_first=false bn_eps=0.8``
+(G 100→128→256→512→1024→784, BatchNorm1d after every hidden layer but the
+first; D 784→512→256→1 is the default).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
+
+_OUTPUTS = {"tanh": (nn.Tanh, (-1.0, 1.0)), "sigmoid": (nn.Sigmoid, (0.0, 1.0)), "none": (None, None)}
+
+
+@dataclass
+class MLPOptions(ArchOptions):
+    """Options of the ``mlp`` architecture."""
+
+    g_hidden: tuple[int, ...] = (128, 128, 100)
+    d_hidden: tuple[int, ...] = (512, 256)
+    g_batchnorm: bool = True  # BatchNorm1d after the generator's hidden layers...
+    bn_first: bool = True  # ...including the first one
+    bn_eps: float = 1e-5
+    output_activation: Literal["auto", "tanh", "sigmoid", "none"] = "auto"  # auto: tanh for images
+    d_dropout: float = 0.0
+    leak: float = 0.2  # LeakyReLU negative slope (G and D)
+
+    def __post_init__(self):
+        self.data_shape, self.g_hidden, self.d_hidden = (
+            tuple(self.data_shape), tuple(self.g_hidden), tuple(self.d_hidden))
+        if not 0.0 <= self.d_dropout < 1.0:
+            raise GanzooError(f"mlp option d_dropout must be in [0, 1), got {self.d_dropout}")
+        if any(h < 1 for h in self.g_hidden + self.d_hidden):
+            raise GanzooError("mlp options g_hidden and d_hidden take positive layer widths")
+
+    @property
+    def activation(self) -> str:
+        if self.output_activation == "auto":
+            return "tanh" if len(self.data_shape) == 3 else "none"
+        return self.output_activation
+
+
+class MLPGenerator(Generator):
+    """Fully connected generator: Linear → BatchNorm1d → LeakyReLU blocks, then a linear output layer."""
+
+    def __init__(self, options: MLPOptions):
+        super().__init__(options)
+        o, layers, width = options, [], options.latent_dim
+        for i, h in enumerate(o.g_hidden):
+            layers.append(nn.Linear(width, h))
+            if o.g_batchnorm and (i > 0 or o.bn_first):
+                layers.append(nn.BatchNorm1d(h, eps=o.bn_eps))
+            layers.append(nn.LeakyReLU(o.leak, inplace=True))
+            width = h
+        layers.append(nn.Linear(width, math.prod(o.data_shape)))
+        act, self.output_range = _OUTPUTS[o.activation]
+        if act is not None:
+            layers.append(act())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z, labels=None):
+        return self.net(z).view(z.shape[0], *self.data_shape)
+
+
+class MLPDiscriminator(Discriminator):
+    """Fully connected discriminator: Linear → LeakyReLU (→ Dropout) blocks, then one logit."""
+
+    def __init__(self, options: MLPOptions):
+        super().__init__(options)
+        layers, width = [nn.Flatten()], math.prod(options.data_shape)
+        for h in options.d_hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(options.leak, inplace=True)]
+            if options.d_dropout:
+                layers.append(nn.Dropout(options.d_dropout))
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x, labels=None):
+        return self.net(x).squeeze(1)
+
+
+@hookimpl
+def register_architectures(register):
+    register("mlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=MLPOptions,
+             conditional=False,
+             description="Classic fully connected GAN (Goodfellow et al. 2014), for points or flattened images")
