@@ -1,4 +1,7 @@
 """Built-in datasets, registered through the public hooks."""
+from ganzoo.data.cifar import load_cifar10
+from ganzoo.data.folder import load_image_folder
+from ganzoo.data.idx import load_fashion_mnist, load_mnist
 from ganzoo.data.mixtures import grid25, ring8
 from ganzoo.errors import GanzooError
 from ganzoo.hookspecs import hookimpl
@@ -17,3 +20,13 @@ def _mixture(factory):
 def register_datasets(register):
     register("ring8", _mixture(ring8))
     register("grid25", _mixture(grid25))
+    register("mnist", load_mnist,
+             description="MNIST digits, 28×28 gray, 10 classes (IDX; cached download)")
+    register("fashion-mnist", load_fashion_mnist,
+             description="Fashion-MNIST, 28×28 gray, 10 classes (IDX; Debian package or "
+                         "cached download)")
+    register("cifar10", load_cifar10,
+             description="CIFAR-10, 32×32 RGB, 10 classes (python batches; cached download)")
+    register("image-folder", load_image_folder,
+             description="Any folder of images (root=PATH; subfolders = classes), "
+                         "resized and center-cropped, default 64×64")
