@@ -32,7 +32,7 @@ def _is_image(p: Path) -> bool:
 
 def _images_under(d: Path) -> list[Path]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(d):
         dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
         out += [Path(dirpath) / f for f in sorted(filenames) if _is_image(Path(dirpath) / f)]
     return out
@@ -114,10 +114,10 @@ def load_image_folder(split: str = "train", root: str | None = None,
             with Image.open(f) as im:
                 im.draft("L" if gray else "RGB", (size, size))  # JPEG: decode at reduced scale
                 im = ImageOps.exif_transpose(im)
-                arr = np.asarray(_fit(_convert(im, gray), size))
+                arr = np.array(_fit(_convert(im, gray), size))  # a writable copy
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise GanzooError(f"{f}: cannot decode image ({exc})") from None
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(arr)
         data[i] = t.unsqueeze(0) if gray else t.permute(2, 0, 1)
     label_t = torch.tensor(labels, dtype=torch.int64) if class_names else None
     return InMemoryDataset(data, label_t, len(class_names), NAME, class_names)

@@ -34,7 +34,7 @@ _CHUNK = 1 << 22
 
 
 def _fmt_shape(shape) -> str:
-    return "×".join(str(int(d)) for d in shape)
+    return "×".join(str(d) for d in shape)
 
 
 def _open(path: Path):
@@ -74,8 +74,7 @@ def read_idx(path: str | os.PathLike, expect_shape: tuple[int | None, ...] | Non
             if expect_shape is not None and (
                     len(dims) != len(expect_shape)
                     or any(e is not None and e != d for e, d in zip(expect_shape, dims))):
-                want = _fmt_shape(["N" if e is None else e for e in expect_shape]) \
-                    if any(e is None for e in expect_shape) else _fmt_shape(expect_shape)
+                want = _fmt_shape(["N" if e is None else e for e in expect_shape])
                 raise GanzooError(f"{path}: IDX header says {_fmt_shape(dims)}, expected {want}")
             need = math.prod(dims)
             buf = bytearray()
@@ -168,9 +167,11 @@ class IdxImageDataset:
         return f"{p}-images-idx3-ubyte", f"{p}-labels-idx1-ubyte"
 
     def _present(self, d: Path, stem: str) -> Path | None:
-        for candidate in (d / stem, d / f"{stem}.gz"):
-            if candidate.is_file():
-                return candidate
+        # raw or gzip; also the "train-images.idx3-ubyte" spelling of some unpacked copies
+        dotted = stem.replace("-idx", ".idx")
+        for name in (stem, f"{stem}.gz", dotted, f"{dotted}.gz"):
+            if (d / name).is_file():
+                return d / name
         return None
 
     def locate(self, split: str, root=None) -> tuple[Path, Path]:
@@ -183,8 +184,8 @@ class IdxImageDataset:
                 continue
             if all(found):
                 return found[0], found[1]
-            if d == cache:  # an interrupted download: fetch what is missing
-                break
+            if d == cache:  # an interrupted download: completed below unless found later
+                continue
             have = next(f for f in found if f)
             missing = stems[found.index(None)]
             raise GanzooError(f"{self.name}: {d} holds {have.name} but not {missing}(.gz)")
