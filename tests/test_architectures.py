@@ -1,0 +1,281 @@
+"""The built-in architecture plugins (mlp, dcgan, cgan) and the conformance kit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import ganzoo
+from ganzoo import GanzooError
+from ganzoo.registry import Architecture, get_registry
+from ganzoo.testing import check_architecture
+
+try:
+    import ganzoo_cgan
+    import ganzoo_dcgan
+    import ganzoo_mlp
+except ImportError as exc:  # fail loudly: a skip would hide a missing install step in CI
+    raise ImportError(f"{exc}; install the built-in plugins with pip install -e plugins/ganzoo-mlp "
+                      "-e plugins/ganzoo-dcgan -e plugins/ganzoo-cgan") from exc
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are tiny: extra intra-op threads only contend for the (shared, 2-core) CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MLP_REFERENCE = dict(g_hidden="128,256,512,1024", bn_first="false", bn_eps="0.8")  # as typed on the CLI
+SMALL = dict(ngf=8, ndf=8)
+
+CONFORMANCE = [
+    ("mlp", dict(data_shape=(2,))),
+    ("mlp", dict(data_shape=(1, 28, 28))),
+    ("mlp", dict(MLP_REFERENCE, output_activation="sigmoid", d_dropout=0.3, leak=0.1)),
+    ("mlp", dict(data_shape="2", g_hidden="32,16", d_hidden="16", g_batchnorm="false", latent_dim="8")),
+    ("dcgan", dict(data_shape=(1, 28, 28), **SMALL)),
+    ("dcgan", dict(data_shape=(1, 32, 32), **SMALL)),
+    ("dcgan", dict(data_shape=(1, 64, 64), **SMALL)),
+    ("dcgan", dict(data_shape=(3, 32, 32), **SMALL)),
+    ("dcgan", dict(data_shape=(3, 64, 64), latent_dim=16, **SMALL)),
+    ("cgan", dict(data_shape=(1, 28, 28), num_classes=10, **SMALL)),
+    ("cgan", dict(data_shape=(3, 32, 32), num_classes=5, **SMALL)),
+    ("cgan", dict(data_shape=(1, 32, 32), num_classes=3, spectral_norm=False, **SMALL)),
+    ("cgan", dict(data_shape=(1, 64, 64), num_classes=1, **SMALL)),
+]
+
+
+@pytest.mark.parametrize("name,options", CONFORMANCE,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFORMANCE)])
+def test_conformance(name, options):
+    check_architecture(name, **options)
+
+
+def modules(net, *types):
+    return [m for m in net.modules() if isinstance(m, types)]
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+# -- registration ------------------------------------------------------------------
+def test_plugins_register_through_entry_points():
+    assert {"mlp", "dcgan", "cgan"} <= set(ganzoo.list_architectures())
+    entries = {e.name: e for e in get_registry().entries("architecture")}
+    assert {n: entries[n].plugin for n in ("mlp", "dcgan", "cgan")} == {
+        "mlp": "ganzoo-mlp", "dcgan": "ganzoo-dcgan", "cgan": "ganzoo-cgan"}
+    assert [ganzoo.get_architecture(n).conditional for n in ("mlp", "dcgan", "cgan")] == [False, False, True]
+    assert all(entries[n].description for n in ("mlp", "dcgan", "cgan"))
+
+
+def test_registration_builds_no_model(monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built during registration")
+
+    monkeypatch.setattr(nn.Module, "__init__", no_model)
+    for plugin in (ganzoo_mlp, ganzoo_dcgan, ganzoo_cgan):
+        seen = []
+        plugin.register_architectures(register=lambda name, **kw: seen.append(name))
+        assert len(seen) == 1
+
+
+def test_plugins_do_not_import_timm():
+    code = ("import sys, ganzoo; ganzoo.list_architectures(); import ganzoo_mlp, ganzoo_dcgan, ganzoo_cgan; "
+            "print(sorted(m for m in ('timm', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- mlp -----------------------------------------------------------------------------
+def test_mlp_reference_layers():
+    arch = ganzoo.get_architecture("mlp")
+    opts = arch.make_options(**MLP_REFERENCE)
+    g, d = arch.create_generator(opts), arch.create_discriminator(opts)
+    assert [(m.in_features, m.out_features) for m in modules(g, nn.Linear)] == [
+        (100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
+    bns = modules(g, nn.BatchNorm1d)
+    assert [(m.num_features, m.eps) for m in bns] == [(256, 0.8), (512, 0.8), (1024, 0.8)]
+    assert {m.negative_slope for m in modules(g, nn.LeakyReLU)} == {0.2}
+    assert len(modules(g, nn.LeakyReLU)) == 4 and isinstance(g.net[-1], nn.Tanh)
+    assert [type(m).__name__ for m in g.net[:4]] == ["Linear", "LeakyReLU", "Linear", "BatchNorm1d"]
+    assert [(m.in_features, m.out_features) for m in modules(d, nn.Linear)] == [(784, 512), (512, 256), (256, 1)]
+    assert not modules(d, nn.Dropout, nn.BatchNorm1d) and len(modules(d, nn.LeakyReLU)) == 2
+    lin = lambda i, o: i * o + o  # noqa: E731
+    assert n_params(g) == (lin(100, 128) + lin(128, 256) + lin(256, 512) + lin(512, 1024) + lin(1024, 784)
+                           + 2 * (256 + 512 + 1024))
+    assert n_params(d) == lin(784, 512) + lin(512, 256) + lin(256, 1)
+    assert g(torch.randn(4, 100)).shape == (4, 1, 28, 28) and g.output_range == (-1.0, 1.0)
+
+
+def test_mlp_defaults_and_output_activation():
+    arch = ganzoo.get_architecture("mlp")
+    g = arch.create_generator()
+    assert [m.out_features for m in modules(g, nn.Linear)] == [128, 128, 100, 784]
+    assert [m.eps for m in modules(g, nn.BatchNorm1d)] == [1e-5] * 3
+    points = arch.create_generator(data_shape=(2,))
+    assert points.output_range is None and not modules(points, nn.Tanh)
+    assert points(torch.randn(3, 100)).shape == (3, 2)
+    assert arch.create_generator(output_activation="sigmoid").output_range == (0.0, 1.0)
+    assert arch.create_generator(data_shape=(2,), output_activation="tanh").output_range == (-1.0, 1.0)
+    assert not modules(arch.create_generator(g_batchnorm=False), nn.BatchNorm1d)
+    assert len(modules(arch.create_discriminator(d_dropout=0.5), nn.Dropout)) == 2
+    with pytest.raises(GanzooError, match="d_dropout"):
+        arch.make_options(d_dropout=1.5)
+    with pytest.raises(GanzooError, match="output_activation"):
+        arch.make_options(output_activation="relu")
+
+
+# -- dcgan ---------------------------------------------------------------------------
+def conv_specs(net):
+    return [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0], m.bias is not None)
+            for m in modules(net, nn.Conv2d, nn.ConvTranspose2d)]
+
+
+def test_dcgan64_reference_structure_and_params():
+    arch = ganzoo.get_architecture("dcgan")
+    opts = arch.make_options(data_shape=(1, 64, 64))
+    g, d = arch.create_generator(opts), arch.create_discriminator(opts)
+    assert conv_specs(g) == [(100, 512, 4, 1, 0, False), (512, 256, 4, 2, 1, False),
+                             (256, 128, 4, 2, 1, False), (128, 64, 4, 2, 1, False), (64, 1, 4, 2, 1, True)]
+    assert [m.num_features for m in modules(g, nn.BatchNorm2d)] == [512, 256, 128, 64]
+    assert len(modules(g, nn.ReLU)) == 4 and isinstance(g.net[-1], nn.Tanh)
+    assert conv_specs(d) == [(1, 64, 4, 2, 1, True), (64, 128, 4, 2, 1, False), (128, 256, 4, 2, 1, False),
+                             (256, 512, 4, 2, 1, False), (512, 1, 4, 1, 0, True)]
+    assert [m.num_features for m in modules(d, nn.BatchNorm2d)] == [128, 256, 512]
+    assert {m.negative_slope for m in modules(d, nn.LeakyReLU)} == {0.2} and len(modules(d, nn.LeakyReLU)) == 4
+    assert not isinstance(d.net[-1], nn.Sigmoid)
+    # weights k·k·in·out, BatchNorm 2 per channel, biases only where no BatchNorm follows
+    assert n_params(g) == 16 * (100 * 512 + 512 * 256 + 256 * 128 + 128 * 64 + 64 * 1) \
+        + 2 * (512 + 256 + 128 + 64) + 1 == 3_574_657
+    assert n_params(d) == 16 * (1 * 64 + 64 * 128 + 128 * 256 + 256 * 512 + 512 * 1) \
+        + 2 * (128 + 256 + 512) + 64 + 1 == 2_763_585
+
+
+@pytest.mark.parametrize("size,start,channels", [(28, 7, [128, 64]), (32, 4, [256, 128, 64])])
+def test_dcgan_smaller_sizes(size, start, channels):
+    arch = ganzoo.get_architecture("dcgan")
+    g = arch.create_generator(data_shape=(3, size, size))
+    d = arch.create_discriminator(data_shape=(3, size, size))
+    specs = conv_specs(g)
+    assert specs[0][:3] == (100, channels[0], start) and [s[1] for s in specs] == channels + [3]
+    assert [s[3] for s in specs] == [1] + [2] * len(channels)
+    assert [s[1] for s in conv_specs(d)] == channels[::-1] + [1] and conv_specs(d)[-1][2] == start
+    with torch.no_grad():
+        assert g.eval()(torch.randn(2, 100)).shape == (2, 3, size, size)
+
+
+@pytest.mark.parametrize("shape", [(1, 48, 48), (3, 32, 28), (2,), (1, 16, 16)])
+def test_dcgan_rejects_unsupported_sizes(shape):
+    for name in ("dcgan", "cgan"):
+        with pytest.raises(GanzooError) as err:
+            ganzoo.get_architecture(name).make_options(data_shape=shape, num_classes=2)
+        msg = str(err.value)
+        assert "28, 32 or 64" in msg and str(tuple(shape)) in msg and "\n" not in msg
+
+
+def test_dcgan_init():
+    torch.manual_seed(0)
+    arch = ganzoo.get_architecture("dcgan")
+    for net in (arch.create_generator(data_shape=(1, 64, 64)), arch.create_discriminator(data_shape=(1, 64, 64))):
+        w = torch.cat([m.weight.flatten() for m in modules(net, nn.Conv2d, nn.ConvTranspose2d)])
+        assert abs(w.std().item() - 0.02) < 0.0005 and abs(w.mean().item()) < 0.0005
+        bn = torch.cat([m.weight for m in modules(net, nn.BatchNorm2d)])
+        assert abs(bn.mean().item() - 1) < 0.005 and 0.015 < bn.std().item() < 0.025
+        biases = [m.bias for m in modules(net, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d) if m.bias is not None]
+        assert all(torch.count_nonzero(b) == 0 for b in biases)
+
+
+# -- cgan ----------------------------------------------------------------------------
+def test_cgan_needs_num_classes():
+    with pytest.raises(GanzooError, match="num_classes"):
+        ganzoo.create_generator("cgan", data_shape=(1, 28, 28))
+
+
+def test_cgan_projection_discriminator():
+    torch.manual_seed(0)
+    arch = ganzoo.get_architecture("cgan")
+    d = arch.create_discriminator(data_shape=(1, 28, 28), num_classes=10, ngf=16, ndf=16).eval()
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    y, y2 = torch.arange(6), torch.arange(6).flip(0)
+    with torch.no_grad():
+        logits, logits2 = d(x, y), d(x, y2)
+        h = d.features(x).sum(dim=(2, 3))
+        expected = d.linear(h).squeeze(1) + (d.embed.weight[y] * h).sum(1)
+    assert not torch.allclose(logits, logits2)
+    torch.testing.assert_close(logits, expected)
+    assert len(modules(d, nn.BatchNorm2d)) == 0 and nn.utils.parametrize.is_parametrized(d.embed)
+    plain = arch.create_discriminator(data_shape=(1, 28, 28), num_classes=10, spectral_norm=False)
+    assert len(modules(plain, nn.BatchNorm2d)) == 1 and not nn.utils.parametrize.is_parametrized(plain.embed)
+
+
+def test_cgan_generator_is_conditioned():
+    torch.manual_seed(0)
+    g = ganzoo.create_generator("cgan", data_shape=(1, 28, 28), num_classes=10, ngf=16).eval()
+    z = torch.randn(4, 100)
+    with torch.no_grad():
+        assert not torch.allclose(g(z, torch.tensor([0, 1, 2, 3])), g(z, torch.tensor([4, 5, 6, 7])))
+        samples, labels = g.sample(4, labels=torch.tensor([3, 3, 3, 3]))
+    assert samples.shape == (4, 1, 28, 28) and labels.tolist() == [3] * 4
+    with pytest.raises(ValueError, match="labels"):
+        g(z)
+
+
+# -- the kit catches broken plugins --------------------------------------------------
+class WideLogits(ganzoo_mlp.MLPDiscriminator):
+    def forward(self, x, labels=None):
+        return self.net(x)  # (N, 1), not (N,)
+
+
+class UnusedParameter(ganzoo_mlp.MLPGenerator):
+    def __init__(self, options):
+        super().__init__(options)
+        self.extra = nn.Linear(2, 2)
+
+
+class UnboundedOutput(ganzoo_mlp.MLPGenerator):
+    def __init__(self, options):
+        super().__init__(options)
+        self.net = self.net[:-1]  # drops tanh but still claims output_range (-1, 1)
+
+
+class Float32Output(ganzoo_mlp.MLPGenerator):
+    def forward(self, z, labels=None):
+        return super().forward(z).float()  # always float32
+
+
+class IgnoresLabels(ganzoo_mlp.MLPGenerator):
+    pass
+
+
+BROKEN = [
+    ("shape", dict(discriminator=WideLogits), "check_shapes: discriminator output shape (2, 1)"),
+    ("unused", dict(generator=UnusedParameter), "check_gradients: generator parameter 'extra.weight'"),
+    ("range", dict(generator=UnboundedOutput), "check_output_range"),
+    ("dtype", dict(generator=Float32Output), "check_dtype: generator output is torch.float32"),
+    ("labels", dict(generator=IgnoresLabels, conditional=True), "check_labels: changing the labels"),
+]
+
+
+@pytest.mark.parametrize("what,parts,message", BROKEN, ids=[b[0] for b in BROKEN])
+def test_kit_reports_broken_architecture(what, parts, message):
+    fields = dict(generator=ganzoo_mlp.MLPGenerator, discriminator=ganzoo_mlp.MLPDiscriminator,
+                  options=ganzoo_mlp.MLPOptions, conditional=False) | parts
+    arch = Architecture(f"broken-{what}", **fields)
+    with pytest.raises(AssertionError, match=r"architecture 'broken-") as err:
+        check_architecture(arch, data_shape=(1, 8, 8), g_hidden=(16,), d_hidden=(16,))
+    assert message in str(err.value)
+
+
+def test_kit_accepts_architecture_objects_and_keeps_rng_state():
+    state = torch.get_rng_state()
+    opts = check_architecture(ganzoo.get_architecture("mlp"), data_shape=(2,), g_hidden=(8,), d_hidden=(8,))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert opts.data_shape == (2,) and opts.g_hidden == (8,)
+    assert check_architecture("cgan", data_shape=(1, 28, 28), ngf=4, ndf=4).num_classes == 10
