@@ -1,0 +1,315 @@
+"""The ``ganzoo`` command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+
+from . import __version__
+from .errors import GanzooError
+
+LIST_KINDS = {"architectures": "architecture", "losses": "loss", "regularizers": "regularizer",
+              "datasets": "dataset", "metrics": "metric", "models": "model"}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganzoo")
+def cli():
+    """ganzoo: a plugin-based GAN model zoo for PyTorch."""
+
+
+def _warn_failed_plugins():
+    from .plugins import failed_plugins
+
+    for rec in failed_plugins():
+        click.echo(f"warning: plugin {rec.distribution} ({rec.name}) was skipped: {rec.error}", err=True)
+
+
+# -- discovery -------------------------------------------------------------------
+@cli.command("list")
+@click.argument("kind_or_pattern", required=False)
+@click.argument("pattern", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of {name, kind, plugin, version, description}.")
+def list_command(kind_or_pattern, pattern, as_json):
+    """List what is registered: [architectures|losses|regularizers|datasets|metrics|models] [PATTERN]."""
+    from .registry import get_registry
+
+    registry = get_registry()
+    if kind_or_pattern in LIST_KINDS:
+        kinds = [LIST_KINDS[kind_or_pattern]]
+    else:
+        if kind_or_pattern and pattern:
+            from .errors import UnknownNameError
+
+            raise UnknownNameError("list kind", kind_or_pattern, LIST_KINDS)
+        kinds, pattern = list(LIST_KINDS.values()), kind_or_pattern
+    entries = [e for kind in kinds for e in registry.entries(kind, pattern)]
+    _warn_failed_plugins()
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    rows = [(e.name, e.kind, e.plugin, e.description) for e in entries]
+    _table(("NAME", "KIND", "PLUGIN", "DESCRIPTION"), rows)
+
+
+def _table(header, rows):
+    if not rows:
+        click.echo("(nothing matches)")
+        return
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(r, widths)] + [str(r[-1])]
+        click.echo("  ".join(cells).rstrip())
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_command(as_json):
+    """Show loaded plugins: distribution, version, hooks, status or error."""
+    from .plugins import plugin_records
+    from .registry import get_registry
+
+    get_registry()  # registration errors (collisions) are recorded too
+    records = plugin_records()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    _table(("DISTRIBUTION", "VERSION", "NAME", "STATUS", "HOOKS / ERROR"),
+           [(r.distribution, r.version, r.name, r.status, r.error or ", ".join(r.hooks)) for r in records])
+
+
+@cli.command("info")
+@click.argument("name")
+def info_command(name):
+    """Describe an architecture (options, defaults, parameter counts) or any registered name."""
+    from .options import option_types
+    from .registry import KINDS, get_registry
+
+    registry = get_registry()
+    found = [registry.get(k, name) for k in KINDS if name in registry.names(k)]
+    if not found:
+        all_names = {n for k in KINDS for n in registry.names(k)}
+        from .errors import UnknownNameError
+
+        raise UnknownNameError("name", name, all_names)
+    for entry in found:
+        click.echo(f"{entry.name}  ({entry.kind}, from {entry.plugin} {entry.plugin_version})")
+        if entry.description:
+            click.echo(f"  {entry.description}")
+        if entry.kind == "architecture":
+            arch = entry.obj
+            types_ = option_types(arch.options)
+            click.echo(f"  conditional: {'yes' if arch.conditional else 'no'}")
+            click.echo("  options (--arch-opt KEY=VALUE):")
+            for key, default in arch.option_defaults().items():
+                tname = getattr(types_[key], "__name__", str(types_[key]).replace("typing.", ""))
+                click.echo(f"    {key} = {default!r}  [{tname}]")
+            extra = {"num_classes": 10} if arch.conditional else {}
+            G = arch.create_generator(**extra)
+            D = arch.create_discriminator(**extra)
+            count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+            click.echo(f"  parameters (default options{', 10 classes' if extra else ''}): "
+                       f"G {count(G):,}  D {count(D):,}")
+        elif entry.kind == "loss":
+            rec = getattr(entry.obj, "recommended", None)
+            if rec:
+                click.echo(f"  recommended: {rec}")
+
+
+@cli.command("install", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+def install_command(args):
+    """pip install ARGS... into ganzoo's own environment (e.g. a plugin)."""
+    sys.exit(subprocess.call([sys.executable, "-m", "pip", "install", *args]))
+
+
+@cli.command("uninstall", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def uninstall_command(args, yes):
+    """pip uninstall ARGS... from ganzoo's own environment."""
+    sys.exit(subprocess.call([sys.executable, "-m", "pip", "uninstall", *(["-y"] if yes else []), *args]))
+
+
+# -- training ----------------------------------------------------------------------
+def _floats(text):
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated pair like 0.5,0.999") from None
+
+
+@cli.command("train")
+@click.argument("arch", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML/YAML/JSON config; flags override it.")
+@click.option("--dataset", help="Dataset name (see `ganzoo list datasets`).")
+@click.option("--data-root", help="Folder holding the dataset files.")
+@click.option("--split", help="Dataset split to train on (default train).")
+@click.option("--image-size", type=int, help="Resize images once to this size.")
+@click.option("--loss", help="Loss name (see `ganzoo list losses`).")
+@click.option("--reg", "regs", multiple=True, help="Regulariser NAME[:WEIGHT], repeatable (gp, r1, r2).")
+@click.option("--no-reg", is_flag=True, help="No regulariser, even if the loss recommends one.")
+@click.option("--steps", type=int, help="Generator steps.")
+@click.option("--epochs", type=float, help="Train for this many epochs instead of --steps.")
+@click.option("--batch-size", type=int)
+@click.option("--optimizer", help="Optimizer name from timm's factory (adam, adamw, ...).")
+@click.option("--lr-g", type=float)
+@click.option("--lr-d", type=float)
+@click.option("--betas-g", help="e.g. 0.5,0.999")
+@click.option("--betas-d", help="e.g. 0.5,0.999")
+@click.option("--d-steps", type=int, help="Discriminator steps per generator step.")
+@click.option("--ema/--no-ema", default=None, help="Keep an EMA of generator weights (timm ModelEmaV3).")
+@click.option("--ema-decay", type=float)
+@click.option("--seed", type=int)
+@click.option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps.")
+@click.option("--out", help="Run directory.")
+@click.option("--init", help="Start the generator from a zoo model, export or run dir.")
+@click.option("--arch-opt", "arch_opts", multiple=True, help="Architecture option KEY=VALUE, repeatable.")
+@click.option("--log-every", type=int)
+@click.option("--sample-every", type=int)
+@click.option("--checkpoint-every", type=int)
+@click.option("--keep-checkpoints", type=int)
+@click.option("--eval-every", type=int, help="Run metrics every N steps (0 = never).")
+@click.option("--eval-metrics", help="Comma-separated metric names for --eval-every.")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA.")
+@click.option("--channels-last/--no-channels-last", default=None)
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the networks.")
+@click.option("--num-threads", type=int, help="CPU threads per process.")
+@click.option("--sync-bn/--no-sync-bn", default=None, help="DDP: SyncBatchNorm instead of per-rank batch norm.")
+@click.option("--progress/--no-progress", default=None)
+@click.option("--nproc", type=int, help="Launch N data-parallel processes with torchrun.")
+def train_command(arch, config_file, regs, no_reg, arch_opts, nproc, **flags):
+    """Train ARCH on a dataset with a loss chosen by name."""
+    from .config import TrainConfig
+    from .options import parse_key_values
+
+    if nproc and nproc > 1:
+        _relaunch_with_torchrun(nproc)
+    cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if "compile_" in changes:
+        changes["compile"] = changes.pop("compile_")
+    if "sync_bn" in changes:
+        changes["sync_batchnorm"] = changes.pop("sync_bn")
+    for key in ("betas_g", "betas_d"):
+        if key in changes:
+            changes[key] = _floats(changes[key])
+    if "eval_metrics" in changes:
+        changes["eval_metrics"] = tuple(m for m in changes["eval_metrics"].split(",") if m)
+    if arch:
+        changes["arch"] = arch
+    elif not config_file:
+        raise click.UsageError("missing ARCH (e.g. `ganzoo train dcgan`), or give --config FILE")
+    if regs:
+        changes["regularizers"] = tuple(regs)
+    if no_reg:
+        changes["regularizers"] = ()
+    if arch_opts:
+        changes["arch_options"] = parse_key_values(arch_opts, "--arch-opt")
+    cfg = cfg.replace(**changes)
+    from .trainer import train
+
+    run_dir = train(cfg)
+    _after_training(run_dir)
+
+
+def _after_training(run_dir):
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        click.echo(f"done: run in {run_dir}; samples in {run_dir}/samples; export in {run_dir}/export")
+        click.echo(f"sample it with: ganzoo sample {run_dir}/export -n 64 --out grid.png")
+
+
+def _relaunch_with_torchrun(nproc: int):
+    args = [a for a in sys.argv[1:]]
+    cleaned, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "ganzoo", *cleaned]
+    sys.exit(subprocess.call(cmd))
+
+
+@cli.command("resume")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--steps", type=int, help="New total number of steps.")
+@click.option("--progress/--no-progress", default=True)
+def resume_command(run_dir, steps, progress):
+    """Continue a run from its latest checkpoint."""
+    from .checkpoint import latest_checkpoint, load_checkpoint
+    from .config import TrainConfig
+    from .trainer import train
+
+    state = load_checkpoint(latest_checkpoint(run_dir))
+    saved = TrainConfig.from_dict(json.loads(state["config"]))
+    cfg = saved.replace(steps=steps or saved.steps, progress=progress)
+    _after_training(train(cfg, resume=run_dir))
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", help="Export directory (default RUN_DIR/export).")
+@click.option("--raw", is_flag=True, help="Export the raw generator weights instead of the EMA.")
+def export_command(run_dir, out, raw):
+    """Write generator.safetensors + config.json from a run's latest checkpoint."""
+    from .export import export_run
+
+    path = export_run(run_dir, out, use_ema=not raw)
+    click.echo(f"exported to {path}")
+
+
+@cli.command("sample")
+@click.argument("model")
+@click.option("-n", "n", type=int, default=64, show_default=True)
+@click.option("--out", required=True, help="FILE.png (a grid) or FILE.npz (images uint8 N×C×H×W, labels).")
+@click.option("--class", "class_", type=int, help="Class index for a conditional model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--nrow", type=int, help="Images per grid row.")
+@click.option("--device", default="cpu", show_default=True)
+def sample_command(model, n, out, class_, seed, nrow, device):
+    """Draw N samples from an export, run directory or zoo model."""
+    from .sampling import write_samples
+
+    path = write_samples(model, n=n, out=out, class_index=class_, seed=seed, nrow=nrow, device=device)
+    click.echo(f"wrote {path}")
+
+
+# -- entry point -------------------------------------------------------------------------
+def _add_plugin_commands():
+    from .plugins import load_plugins, pm
+
+    load_plugins()
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # one bad plugin must not take the CLI down
+            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: {exc}", err=True)
+
+
+def main(argv=None):
+    _add_plugin_commands()
+    try:
+        rv = cli.main(args=argv, prog_name="ganzoo", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except GanzooError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
