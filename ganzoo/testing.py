@@ -14,9 +14,17 @@ function of this module in turn. The first failure raises ``AssertionError``
 naming the architecture, the options and the property that failed; an
 exception raised by the plugin itself is reported the same way.
 
+To check a plugin module without installing it, collect what its hook
+registers with :func:`architectures_from`::
+
+    import ganzoo_tinyconv
+    check_architecture(architectures_from(ganzoo_tinyconv)["tinyconv"])
+
 Each ``check_*`` function can also be called on its own as
 ``check_x(arch, options, device="cpu")`` with an options instance from
-``arch.make_options(...)``. The global torch RNG state is left as it was.
+``arch.make_options(...)`` (``check_options(arch, **options)`` builds one).
+``check_architecture`` leaves the global torch RNG state as it found it; the
+single checks reseed it.
 """
 from __future__ import annotations
 
@@ -28,7 +36,11 @@ import tempfile
 import torch
 
 from .interfaces import ArchOptions, Discriminator, Generator
-from .registry import Architecture, get_architecture
+from .registry import Architecture, Registry, get_architecture
+
+__all__ = ["check_architecture", "architectures_from", "check_options", "check_construction",
+           "check_shapes", "check_output_range", "check_labels", "check_gradients", "check_dtype",
+           "check_state_dict_roundtrip", "check_determinism", "check_sampling", "CHECKS"]
 
 BATCH_SIZES = (2, 3, 8)
 SEED = 1234
@@ -47,6 +59,15 @@ def _arch(name_or_arch) -> Architecture:
         return get_architecture(name_or_arch)
     raise TypeError(f"expected an architecture name or a ganzoo.registry.Architecture, "
                     f"got {type(name_or_arch).__name__}")
+
+
+def architectures_from(plugin) -> dict[str, Architecture]:
+    """Run a plugin module's ``register_architectures`` hook as the registry would, without
+    installing or loading it; returns ``{name: Architecture}``."""
+    staged: list = []
+    register = Registry()._registrar("architecture", staged, getattr(plugin, "__name__", "plugin"), "test")
+    plugin.register_architectures(register=register)
+    return {entry.name: entry.obj for entry in staged}
 
 
 def build(arch, options: ArchOptions, device="cpu", dtype=None, seed: int = SEED):
@@ -241,11 +262,11 @@ def check_state_dict_roundtrip(arch, options: ArchOptions, device="cpu") -> None
     with tempfile.TemporaryDirectory() as tmp:
         for who, net in (("generator", g), ("discriminator", d)):
             path = os.path.join(tmp, f"{who}.safetensors")
-            try:
-                save_file(net.state_dict(), path, metadata={"options": json.dumps(options.to_dict())})
+            tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+            try:  # as ganzoo.export does it
+                save_file(tensors, path, metadata={"options": json.dumps(options.to_dict())})
             except Exception as exc:
-                raise AssertionError(f"safetensors cannot save the {who} state_dict (shared or "
-                                     f"non-contiguous tensors?): {exc}") from None
+                raise AssertionError(f"safetensors cannot save the {who} state_dict: {exc}") from None
             with safe_open(path, "pt") as f:
                 saved = arch.make_options(**json.loads(f.metadata()["options"]))
             torch.manual_seed(SEED + 1)
