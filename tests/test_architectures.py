@@ -1,8 +1,11 @@
 """The built-in architecture plugins (mlp, dcgan, cgan) and the conformance kit."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +14,7 @@ from torch import nn
 import ganzoo
 from ganzoo import GanzooError
 from ganzoo.registry import Architecture, get_registry
-from ganzoo.testing import check_architecture
+from ganzoo.testing import architectures_from, check_architecture
 
 try:
     import ganzoo_cgan
@@ -80,10 +83,10 @@ def test_registration_builds_no_model(monkeypatch):
         raise AssertionError("a model was built during registration")
 
     monkeypatch.setattr(nn.Module, "__init__", no_model)
+    found = {}
     for plugin in (ganzoo_mlp, ganzoo_dcgan, ganzoo_cgan):
-        seen = []
-        plugin.register_architectures(register=lambda name, **kw: seen.append(name))
-        assert len(seen) == 1
+        found.update(architectures_from(plugin))
+    assert sorted(found) == ["cgan", "dcgan", "mlp"] and found["cgan"].conditional
 
 
 def test_plugins_do_not_import_timm():
@@ -279,3 +282,18 @@ def test_kit_accepts_architecture_objects_and_keeps_rng_state():
     assert torch.equal(torch.get_rng_state(), state)
     assert opts.data_shape == (2,) and opts.g_hidden == (8,)
     assert check_architecture("cgan", data_shape=(1, 28, 28), ngf=4, ndf=4).num_classes == 10
+
+
+def test_tutorial_plugin_passes_the_kit(monkeypatch):
+    """The plugin written in docs/plugins.md works as printed."""
+    doc = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    source = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    assert len(source.splitlines()) < 80
+    module = types.ModuleType("ganzoo_tinyconv")
+    monkeypatch.setitem(sys.modules, "ganzoo_tinyconv", module)
+    exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
+    arch = architectures_from(module)["tinyconv"]
+    check_architecture(arch, data_shape=(1, 28, 28), width=8)
+    check_architecture(arch, data_shape=(3, 32, 32), width=8, act="relu")
+    with pytest.raises(GanzooError, match="divide by 4"):
+        arch.make_options(data_shape=(1, 30, 30))
