@@ -1,0 +1,91 @@
+"""Shared fixtures: run the ``ganzoo`` CLI in a fresh Python process.
+
+Every CLI test runs in a subprocess, so the plugins it sees are the ones
+installed at that moment, loaded from scratch. Start-up (``import torch``)
+costs seconds, so tests that need several commands in one unchanged
+environment use ``run_cli_many``, which runs them one after the other in
+a single fresh process, each with its own stdout/stderr and exit code.
+Both are fixtures returning the function.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TIMEOUT = 300  # seconds; generous, the machine is shared
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """``os.environ`` without the caller's own plugin selection, plus ``env``
+    (a value of ``None`` removes that variable)."""
+    out = {k: v for k, v in os.environ.items() if k != "GANZOO_LOAD_PLUGINS"}
+    for key, value in (env or {}).items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def _run_cli(args, env=None, python=None, cwd=None):
+    """``python -m ganzoo ARGS...`` in a subprocess → ``(returncode, stdout, stderr)``."""
+    proc = subprocess.run([python or sys.executable, "-m", "ganzoo", *args], capture_output=True,
+                          text=True, env=cli_env(env), cwd=cwd, timeout=TIMEOUT)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+_MANY = r"""
+import contextlib, io, json, sys, traceback
+from ganzoo.cli import main
+
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+            rc = 0
+        except SystemExit as exc:  # what the interpreter would do with it
+            rc = exc.code if isinstance(exc.code, int) else (exc.code is not None)
+            if not isinstance(exc.code, (int, type(None))):
+                print(exc.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+            rc = 1
+    results.append([int(rc), out.getvalue(), err.getvalue()])
+sys.__stdout__.write(json.dumps(results))
+"""
+
+
+def _run_cli_many(argvs, env=None, python=None, cwd=None):
+    """Run several ``ganzoo`` command lines in ONE fresh process (same environment for all).
+
+    Returns a list of ``(returncode, stdout, stderr)``; anything the process
+    itself wrote to stderr before the first command (import-time warnings)
+    is counted as the first command's.
+    """
+    proc = subprocess.run([python or sys.executable, "-c", _MANY, json.dumps([list(a) for a in argvs])],
+                          capture_output=True, text=True, env=cli_env(env), cwd=cwd, timeout=TIMEOUT)
+    if proc.returncode != 0:
+        pytest.fail(f"CLI driver process failed (rc={proc.returncode}):\n{proc.stderr}")
+    results = [tuple(r) for r in json.loads(proc.stdout)]
+    if proc.stderr:
+        rc, out, err = results[0]
+        results[0] = (rc, out, proc.stderr + err)
+    return results
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(args, env=None, python=None, cwd=None)`` → ``(returncode, stdout, stderr)``."""
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def run_cli_many():
+    """``run_cli_many(argvs, env=None, python=None, cwd=None)`` → list of ``(returncode, stdout, stderr)``."""
+    return _run_cli_many
