@@ -20,10 +20,14 @@ def cli():
     """ganzoo: a plugin-based GAN model zoo for PyTorch."""
 
 
-def _warn_failed_plugins():
+def failed_plugin_records():
     from .plugins import failed_plugins
 
-    for rec in failed_plugins():
+    return failed_plugins()
+
+
+def _warn_failed_plugins():
+    for rec in failed_plugin_records():
         click.echo(f"warning: plugin {rec.distribution} ({rec.name}) was skipped: {rec.error}", err=True)
 
 
@@ -37,8 +41,9 @@ def list_command(kind_or_pattern, pattern, as_json):
     from .registry import get_registry
 
     registry = get_registry()
-    if kind_or_pattern in LIST_KINDS:
-        kinds = [LIST_KINDS[kind_or_pattern]]
+    singular = {v: v for v in LIST_KINDS.values()}
+    if kind_or_pattern in LIST_KINDS or kind_or_pattern in singular:
+        kinds = [LIST_KINDS.get(kind_or_pattern) or singular[kind_or_pattern]]
     else:
         if kind_or_pattern and pattern:
             from .errors import UnknownNameError
@@ -287,10 +292,14 @@ def sample_command(model, n, out, class_, seed, nrow, device):
 
 # -- entry point -------------------------------------------------------------------------
 def _add_plugin_commands():
-    from .plugins import load_plugins, pm
+    from .plugins import failed_plugin_names, pm
+    from .registry import get_registry
 
-    load_plugins()
+    get_registry()  # loads plugins; one that failed or collided adds no command either
+    failed = failed_plugin_names()
     for impl in pm.hook.register_commands.get_hookimpls():
+        if impl.plugin_name in failed:
+            continue
         try:
             impl.function(cli=cli)
         except Exception as exc:  # one bad plugin must not take the CLI down

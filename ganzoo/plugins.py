@@ -67,7 +67,7 @@ def _allowed_distributions() -> set[str] | None:
     raw = os.environ.get(LOAD_ENV)
     if raw is None:
         return None
-    return {_normalise(n) for n in raw.split(",") if n.strip()}
+    return {_normalise(n.strip()) for n in raw.split(",") if n.strip()}
 
 
 def _hooks_of(plugin) -> list[str]:
@@ -122,3 +122,8 @@ def plugin_records() -> list[PluginRecord]:
 
 def failed_plugins() -> list[PluginRecord]:
     return [r for r in plugin_records() if r.error]
+
+
+def failed_plugin_names() -> set[str]:
+    """The plugin-manager names of plugins that failed to load or register."""
+    return {key for key, r in _records.items() if r.error}

@@ -90,7 +90,12 @@ class Registry:
         return register
 
     def _commit(self, staged: list[Entry]) -> None:
+        seen = set()
         for entry in staged:
+            if (entry.kind, entry.name) in seen:
+                raise PluginConflictError(f"{entry.kind} {entry.name!r} is registered twice by "
+                                          f"{entry.plugin}; {entry.plugin} was not loaded")
+            seen.add((entry.kind, entry.name))
             held = self._entries[entry.kind].get(entry.name)
             if held is not None:
                 raise PluginConflictError(

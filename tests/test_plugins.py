@@ -305,9 +305,7 @@ def test_load_plugins_env_selects_distributions(broken_site, run_cli_many, selec
     ("ganzoo-mlp", {"ganzoo-mlp"}),
     ("Ganzoo_MLP,ganzoo.dcgan,,", {"ganzoo-mlp", "ganzoo-dcgan"}),
     ("", set()),
-    pytest.param("ganzoo-mlp, ganzoo-dcgan", {"ganzoo-mlp", "ganzoo-dcgan"}, marks=pytest.mark.xfail(
-        strict=True, reason="plugins._allowed_distributions normalises names without stripping "
-        "blanks: 'a, b' selects ' b', which matches nothing, so b is silently not loaded")),
+    ("ganzoo-mlp, ganzoo-dcgan", {"ganzoo-mlp", "ganzoo-dcgan"}),
 ], ids=["one", "normalised", "empty", "spaces"])
 def test_load_plugins_env_parsing(monkeypatch, raw, expected):
     monkeypatch.setenv(plugins.LOAD_ENV, raw)
@@ -448,9 +446,6 @@ def test_malformed_architecture_registration_fails_only_that_plugin(fresh_plugin
     assert (bad.error, good.error) == (error, None)
 
 
-@pytest.mark.xfail(strict=True, reason="Registry._commit only checks staged entries against earlier "
-                   "plugins, not against each other: a plugin registering one name twice silently "
-                   "keeps the second")
 def test_a_plugin_registering_one_name_twice_is_an_error(fresh_plugins):
     def twice(register):
         arch(register, "twin")
