@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install ganzoo, its three built-in architecture plugins, the test tools and
+# the Fashion-MNIST data (Debian package) on a fresh Debian/Ubuntu machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+# torch is pinned here, not in pyproject.toml: this pair installs together
+# (timm needs torchvision); other machines may use any torch >= 2.4.
+python3 -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' \
+  -e plugins/ganzoo-mlp -e plugins/ganzoo-dcgan -e plugins/ganzoo-cgan

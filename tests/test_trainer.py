@@ -1,0 +1,259 @@
+"""The training loop: it learns, resumes bit-exactly, checkpoints atomically, stops cleanly."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo import trainer as trainer_mod
+from ganzoo.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from ganzoo.config import TrainConfig
+from ganzoo.data import ring8
+from ganzoo.errors import GanzooError
+from ganzoo.trainer import train
+
+SMALL_MLP = {"g_hidden": "64,64", "d_hidden": "64,64"}
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """An MNIST-format test split (10k random 28×28 images, 10 classes) the tests write themselves."""
+    from ganzoo.data.idx import write_idx
+
+    d = tmp_path_factory.mktemp("mnist")
+    g = torch.Generator().manual_seed(0)
+    write_idx(d / "t10k-images-idx3-ubyte", torch.randint(0, 256, (10000, 28, 28), generator=g, dtype=torch.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", torch.arange(10000, dtype=torch.uint8) % 10)
+    return d
+
+
+def ring_cfg(tmp_path, **kw):
+    base = dict(arch="mlp", dataset="ring8", steps=12, batch_size=64, out=str(tmp_path / "run"),
+                progress=False, log_every=3, sample_every=1000, checkpoint_every=6,
+                arch_options=dict(SMALL_MLP))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def generator_state(run_dir):
+    return load_checkpoint(latest_checkpoint(run_dir))
+
+
+def test_training_on_ring8_finds_the_modes(tmp_path):
+    """A few hundred steps put samples near most of the 8 modes (loose radius: 10σ)."""
+    cfg = ring_cfg(tmp_path, steps=400, batch_size=256, loss="non-saturating", log_every=50,
+                   checkpoint_every=400, arch_options={})
+    run_dir = train(cfg)
+    G = ganzoo.load_generator(str(run_dir / "export"))
+    x, _ = G.sample(2000, generator=torch.Generator().manual_seed(0))
+    d = torch.cdist(x, ring8().centers)
+    near = d.min(1).values < 0.1
+    modes = torch.unique(d.argmin(1)[near])
+    assert near.float().mean() > 0.3, f"only {near.float().mean():.2f} of samples near a mode"
+    assert len(modes) >= 6, f"only {len(modes)} modes reached"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300, 350, 400]
+    # The generator loss of the saturating-free game rises as D learns; D's loss must fall from log 4.
+    assert records[0]["d_loss"] == pytest.approx(2 * 0.6931, abs=0.25)
+    assert min(r["d_loss"] for r in records) < records[0]["d_loss"]
+
+
+def test_resume_is_bit_exact(tmp_path):
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=12))
+    half = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=6))
+    assert generator_state(half)["step"] == 6
+    resumed = train(TrainConfig(steps=12, progress=False), resume=half)
+    a, b = generator_state(straight), generator_state(resumed)
+    assert b["step"] == 12
+    for part in ("generator", "discriminator", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+
+
+def test_resume_bit_exact_with_conv_batchnorm_and_regulariser(tmp_path, mnist_dir):
+    common = dict(arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),
+                  batch_size=16, arch_options={"ngf": 8, "ndf": 8}, loss="hinge", regularizers=("r1:1",),
+                  checkpoint_every=2)
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=4, **common))
+    half = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=2, **common))
+    resumed = train(TrainConfig(steps=4, progress=False), resume=half)
+    a, b = generator_state(straight), generator_state(resumed)
+    for k in a["generator"]:
+        assert torch.equal(a["generator"][k], b["generator"][k]), k
+
+
+def test_checkpoint_write_failure_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    run_dir = train(ring_cfg(tmp_path, steps=6, keep_checkpoints=5))
+    good = latest_checkpoint(run_dir)
+    before = good.read_bytes()
+
+    def broken_save(obj, fh, *a, **k):
+        fh.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"step": 7}, good)  # overwriting the same name must not damage it
+    monkeypatch.undo()
+    assert good.read_bytes() == before
+    assert load_checkpoint(good)["step"] == 6
+    assert sorted(p.name for p in good.parent.iterdir()) == [good.name]  # no temp file left
+
+
+def test_keep_last_k_checkpoints(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=12, checkpoint_every=2, keep_checkpoints=2))
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000010.pt", "step-00000012.pt"]
+
+
+def test_checkpoint_loads_without_unpickling_objects(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
+    state = torch.load(latest_checkpoint(run_dir), weights_only=True)
+    assert state["format"] == "ganzoo-checkpoint/1"
+    assert state["arch"] == "mlp" and state["plugin"] == "ganzoo-mlp"
+    assert json.loads(state["config"])["steps"] == 3
+    assert set(state) >= {"generator", "discriminator", "ema", "opt_g", "opt_d", "rng", "step",
+                          "plugin_version", "world_size"}
+
+
+def test_corrupted_checkpoint_is_one_clear_error(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
+    ckpt = latest_checkpoint(run_dir)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(GanzooError, match="unreadable or corrupted"):
+        load_checkpoint(ckpt)
+    with pytest.raises(GanzooError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing-here")
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real_step = trainer_mod.train_step
+
+    def poisoned(run, step):
+        d, g = real_step(run, step)
+        return (d * float("nan"), g) if step >= 7 else (d, g)
+
+    monkeypatch.setattr(trainer_mod, "train_step", poisoned)
+    with pytest.raises(trainer_mod.NonFiniteLoss, match=r"non-finite.*step-00000006\.pt"):
+        train(ring_cfg(tmp_path, steps=12, log_every=2, checkpoint_every=6))
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["step-00000006.pt"]
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(ckpts[0])["generator"].values()
+               if v.is_floating_point())
+
+
+def test_ctrl_c_saves_a_checkpoint_then_exits(tmp_path, monkeypatch):
+    real_step = trainer_mod.train_step
+
+    def interrupted(run, step):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(run, step)
+
+    monkeypatch.setattr(trainer_mod, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(ring_cfg(tmp_path, steps=100, checkpoint_every=50))
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["step"] == 5
+
+
+def test_loss_recommendations_fill_unset_hyperparameters(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=2, loss="wasserstein", checkpoint_every=2))
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["lr_g"] == 1e-4 and saved["betas_d"] == [0.0, 0.9]
+    assert saved["d_steps"] == 5 and saved["regularizers"] == ["gp:10"]
+    explicit = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=2, loss="wasserstein",
+                              d_steps=2, regularizers=(), lr_g=3e-4))
+    saved = json.loads((explicit / "config.json").read_text())
+    assert saved["d_steps"] == 2 and saved["regularizers"] == [] and saved["lr_g"] == 3e-4
+    assert saved["lr_d"] == 1e-4
+
+
+def test_dcgan_defaults_are_the_paper_settings():
+    cfg = TrainConfig().resolved(ganzoo.create_loss("non-saturating").recommended)
+    assert (cfg.lr_g, cfg.lr_d, cfg.betas_g, cfg.d_steps) == (2e-4, 2e-4, (0.5, 0.999), 1)
+
+
+@pytest.mark.parametrize("loss", ganzoo.list_losses())
+def test_every_loss_trains_dcgan(tmp_path, loss, mnist_dir):
+    run_dir = train(TrainConfig(arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),
+                                loss=loss, steps=2, batch_size=8, d_steps=1, out=str(tmp_path / loss),
+                                arch_options={"ngf": 8, "ndf": 8}, progress=False, log_every=1))
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(map(lambda r: r["d_loss"] == r["d_loss"], records))
+
+
+def test_conditional_arch_on_unlabelled_data_is_refused(tmp_path):
+    with pytest.raises(GanzooError, match="cgan is conditional and needs a labelled dataset"):
+        train(ring_cfg(tmp_path, arch="cgan", arch_options={}))
+
+
+def test_image_size_mismatch_is_refused(tmp_path, mnist_dir):
+    with pytest.raises(GanzooError, match=r"data_shape=\(1, 32, 32\) does not match .*--image-size"):
+        train(ring_cfg(tmp_path, arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),
+                       arch_options={"data_shape": "1,32,32"}))
+
+
+def test_image_size_option_resizes_the_data(tmp_path, mnist_dir):
+    run_dir = train(ring_cfg(tmp_path, arch="dcgan", dataset="mnist", split="test", steps=1,
+                             data_root=str(mnist_dir), image_size=32, batch_size=4,
+                             arch_options={"ngf": 4, "ndf": 4}))
+    G = ganzoo.load_generator(str(run_dir / "export"))
+    assert G.data_shape == (1, 32, 32)
+
+
+def test_export_sample_round_trip_in_a_fresh_process(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
+    export = run_dir / "export"
+    config = json.loads((export / "config.json").read_text())
+    assert config["architecture"] == "mlp" and config["plugin"] == "ganzoo-mlp"
+    assert config["data_shape"] == [2] and config["latent_dim"] == 100 and config["num_classes"] == 0
+    from safetensors import safe_open
+
+    with safe_open(str(export / "generator.safetensors"), "pt") as fh:
+        meta = json.loads(fh.metadata()["ganzoo"])
+    assert meta["architecture"] == "mlp" and meta["options"] == config["options"]
+    code = ("import ganzoo, torch, sys; G = ganzoo.load_generator(sys.argv[1]); "
+            "x, _ = G.sample(5, generator=torch.Generator().manual_seed(3)); print(x.sum().item())")
+    out = subprocess.run([sys.executable, "-c", code, str(export)], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    G = ganzoo.load_generator(str(export))
+    x, _ = G.sample(5, generator=torch.Generator().manual_seed(3))
+    assert float(out.stdout) == pytest.approx(x.sum().item(), rel=1e-6)
+
+
+def test_tampered_export_fails_before_loading(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
+    weights = run_dir / "export" / "generator.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(GanzooError, match="failed its sha256 check"):
+        ganzoo.load_generator(str(run_dir / "export"))
+
+
+def test_export_from_a_missing_plugin_names_the_plugin(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
+    cfg_path = run_dir / "export" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(architecture="stylegan9", plugin="ganzoo-stylegan9", plugin_version="2.0")
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(GanzooError, match="'stylegan9' comes from plugin ganzoo-stylegan9 2.0, which is not installed"):
+        ganzoo.load_generator(str(run_dir / "export"))
+
+
+def test_config_file_with_cli_overrides(tmp_path):
+    toml = tmp_path / "cfg.toml"
+    toml.write_text('arch = "mlp"\ndataset = "ring8"\nsteps = 99\nbatch_size = 32\n'
+                    'loss = "hinge"\n[arch_options]\ng_hidden = [32, 32]\n')
+    cfg = TrainConfig.from_file(toml).replace(steps=5)
+    assert (cfg.arch, cfg.steps, cfg.batch_size, cfg.loss) == ("mlp", 5, 32, "hinge")
+    assert cfg.arch_options == {"g_hidden": [32, 32]}
+    toml.write_text('stepz = 3\n')
+    with pytest.raises(GanzooError, match="did you mean 'steps'"):
+        TrainConfig.from_file(toml)
+    toml.write_text('steps = "many"\n')
+    with pytest.raises(GanzooError, match="not a valid int"):
+        TrainConfig.from_file(toml)
