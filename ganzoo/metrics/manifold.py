@@ -1,0 +1,105 @@
+"""k-nearest-neighbour manifold metrics in feature space.
+
+* precision / recall (Kynkäänniemi et al. 2019, k = 3): each set's manifold is
+  the union of balls around its points with radius = distance to the point's
+  k-th nearest neighbour in its own set. Precision = share of samples inside
+  the reference manifold; recall = share of reference points inside the
+  samples' manifold.
+* density / coverage (Naeem et al. 2020, k = 5): density = (1 / kM) Σ_j
+  #{reference balls holding sample j} (≈ 1 when the distributions match,
+  can exceed 1); coverage = share of reference balls holding at least one sample.
+
+Compare only at equal sample counts: the radii shrink as sets grow.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Metric, SampleSet
+
+CHUNK = 1024  # rows of a distance matrix computed at once (10k × 1k floats = 40 MB)
+
+
+def _chunks(x: torch.Tensor):
+    for start in range(0, len(x), CHUNK):
+        yield x[start:start + CHUNK]
+
+
+def knn_radii(samples: SampleSet, k: int) -> torch.Tensor:
+    """Distance from each feature vector to its k-th nearest neighbour in the same set
+    (itself excluded), cached on ``samples``."""
+    key = ("knn_radii", k)
+    if key not in samples.cache:
+        x = samples.features.float()
+        out = [torch.cdist(rows, x).topk(k + 1, dim=1, largest=False).values[:, k] for rows in _chunks(x)]
+        samples.cache[key] = torch.cat(out)
+    return samples.cache[key]
+
+
+def balls_holding(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """For each row of ``points``: how many balls (``centres``, ``radii``) contain it."""
+    centres = centres.float()
+    return torch.cat([(torch.cdist(rows.float(), centres) <= radii).sum(1) for rows in _chunks(points)])
+
+
+def nearest_within(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """For each ball (``centres``, ``radii``): whether any row of ``points`` lies inside it."""
+    inside = torch.zeros(len(centres), dtype=torch.bool, device=centres.device)
+    for rows in _chunks(points):
+        inside |= (torch.cdist(rows.float(), centres.float()) <= radii).any(0)
+    return inside
+
+
+class _ManifoldMetric(Metric):
+    needs = ("features",)
+    default_k = 3
+
+    def __init__(self, k: int | None = None):
+        self.k = int(k if k is not None else self.default_k)
+        self.min_samples = self.k + 1
+
+    def features(self, real: SampleSet, fake: SampleSet):
+        return self.require(real, "features", "reference"), self.require(fake, "features")
+
+
+class Precision(_ManifoldMetric):
+    """Share of samples inside the reference feature manifold, k = 3 (Kynkäänniemi 2019; higher is better)."""
+
+    name = "precision"
+
+    def measure(self, real, fake, **ctx):
+        xr, xf = self.features(real, fake)
+        return {"precision": (balls_holding(xf, xr, knn_radii(real, self.k)) > 0).double().mean()}
+
+
+class Recall(_ManifoldMetric):
+    """Share of reference points inside the samples' feature manifold, k = 3 (Kynkäänniemi 2019; higher is better)."""
+
+    name = "recall"
+
+    def measure(self, real, fake, **ctx):
+        xr, xf = self.features(real, fake)
+        return {"recall": (balls_holding(xr, xf, knn_radii(fake, self.k)) > 0).double().mean()}
+
+
+class Density(_ManifoldMetric):
+    """Mean number of reference k-NN balls holding a sample, over k, k = 5 (Naeem 2020; ≈ 1 when matched)."""
+
+    name = "density"
+    default_k = 5
+
+    def measure(self, real, fake, **ctx):
+        xr, xf = self.features(real, fake)
+        counts = balls_holding(xf, xr, knn_radii(real, self.k))
+        return {"density": counts.double().sum() / (self.k * len(xf))}
+
+
+class Coverage(_ManifoldMetric):
+    """Share of reference k-NN balls that hold at least one sample, k = 5 (Naeem 2020; higher is better)."""
+
+    name = "coverage"
+    default_k = 5
+
+    def measure(self, real, fake, **ctx):
+        xr, xf = self.features(real, fake)
+        return {"coverage": nearest_within(xf, xr, knn_radii(real, self.k)).double().mean()}
