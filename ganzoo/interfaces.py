@@ -61,9 +61,9 @@ class Generator(nn.Module):
     def sample_latent(self, n: int, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor:
         """A batch of ``n`` latent vectors drawn from N(0, I)."""
-        if device is None:
-            device = next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+        param = next(self.parameters())
+        return torch.randn(n, self.latent_dim, generator=generator,
+                           device=param.device if device is None else device, dtype=param.dtype)
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor | None:
@@ -77,7 +77,8 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Draw ``n`` samples (in eval mode); returns ``(samples, labels)``."""
+        """Draw ``n`` samples in the current mode (``load_generator`` returns eval mode);
+        returns ``(samples, labels)``."""
         z = self.sample_latent(n, generator=generator)
         if labels is None:
             labels = self.sample_labels(n, generator=generator, device=z.device)

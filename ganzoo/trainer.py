@@ -108,12 +108,12 @@ def _load_data(cfg: TrainConfig):
     return data
 
 
-def _arch_options(arch, cfg: TrainConfig, data):
-    """The architecture's options, with data shape and classes taken from the dataset."""
+def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
+    """The architecture's options (over ``base``), with data shape and classes from the dataset."""
     if arch.conditional and data.num_classes == 0:
         raise GanzooError(f"{arch.name} is conditional and needs a labelled dataset; "
                           f"{cfg.dataset} has no labels")
-    values = dict(cfg.arch_options)
+    values = {**(base or {}), **cfg.arch_options}
     user = {k: values[k] for k in ("data_shape", "num_classes") if k in values}
     values.update(data_shape=tuple(data.shape), num_classes=data.num_classes if arch.conditional else 0)
     if user:
@@ -156,7 +156,15 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     arch = entry.obj
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
     data = _load_data(cfg)
-    options = _arch_options(arch, cfg, data)
+    init = None
+    if cfg.init:  # fine-tuning: the architecture and its options come from the initial model
+        from .export import load_generator
+
+        init = load_generator(cfg.init, device="cpu")
+        if init.export_config["architecture"] != arch.name:
+            raise GanzooError(f"--init {cfg.init} is a {init.export_config['architecture']} model, "
+                              f"not {arch.name}")
+    options = _arch_options(arch, cfg, data, base=init.options.to_dict() if init else None)
 
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or max(1, _cores() // info.local_world_size))
@@ -165,10 +173,8 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
-    if cfg.init:
-        from .export import load_generator
-
-        G_raw.load_state_dict(load_generator(cfg.init, device=str(device)).state_dict())
+    if init is not None:
+        G_raw.load_state_dict(init.state_dict())
     memory_format = torch.contiguous_format
     if cfg.channels_last and has_conv(D_raw) and len(options.data_shape) == 3:
         memory_format = torch.channels_last

@@ -15,6 +15,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+# One thread per test process: the suite runs beside its own subprocesses on
+# a 2-core machine, and oversubscribed threads cost far more than they give.
+torch.set_num_threads(1)
 
 TIMEOUT = 300  # seconds; generous, the machine is shared
 

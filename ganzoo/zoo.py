@@ -1,0 +1,133 @@
+"""The model zoo: pretrained generators described by cards, verified before loading.
+
+A card (``registry/models/<id>/card.toml``) names the architecture, its plugin
+and the plugin versions it works with, how the model was trained, its metrics
+and the sha256 of its weights. Weights either sit beside the card or are
+fetched once from ``url`` into ``~/.cache/ganzoo/models/<id>`` and verified.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GanzooError
+
+REGISTRY_ENV = "GANZOO_REGISTRY"
+
+
+def registry_dir() -> Path:
+    """``$GANZOO_REGISTRY``, else the ``registry/`` folder of the source checkout."""
+    env = os.environ.get(REGISTRY_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "registry"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ganzoo" / "models"
+
+
+@dataclass
+class ModelCard:
+    id: str
+    architecture: str
+    plugin: str
+    dataset: str
+    plugin_versions: str = ""  # a PEP 440 specifier, e.g. ">=0.1,<0.2"
+    description: str = ""
+    sha256: str = ""
+    url: str = ""  # where weights not shipped in the registry are downloaded from
+    directory: Path | None = None  # folder holding config.json + generator.safetensors, if shipped
+    headline: str = ""  # metric shown by `ganzoo list models`
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict, directory: Path | None = None, where: str = "card") -> "ModelCard":
+        missing = [k for k in ("id", "architecture", "plugin", "dataset", "sha256") if not data.get(k)]
+        if missing:
+            raise GanzooError(f"{where}: missing {', '.join(missing)}")
+        return cls(id=data["id"], architecture=data["architecture"], plugin=data["plugin"],
+                   dataset=data["dataset"], plugin_versions=data.get("plugin_versions", ""),
+                   description=data.get("description", ""), sha256=data["sha256"],
+                   url=data.get("url", ""), directory=directory, headline=data.get("headline", ""),
+                   metrics=dict(data.get("metrics", {})), raw=data)
+
+    def headline_text(self) -> str:
+        if self.headline and self.headline in self.metrics:
+            value = self.metrics[self.headline]
+            return f"{self.headline}={value:.3g}" if isinstance(value, float) else f"{self.headline}={value}"
+        return ""
+
+
+def read_card(path: Path) -> ModelCard:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise GanzooError(f"model card {str(path)!r} is unreadable ({exc})") from None
+    return ModelCard.from_dict(data, directory=path.parent, where=str(path))
+
+
+def shipped_cards() -> list[ModelCard]:
+    """Cards under ``registry/models/*/card.toml`` (parsing only; no weights are read)."""
+    root = registry_dir() / "models"
+    return [read_card(p) for p in sorted(root.glob("*/card.toml"))] if root.is_dir() else []
+
+
+def _check_plugin(card: ModelCard) -> None:
+    from .registry import get_registry
+
+    registry = get_registry()
+    if card.architecture not in registry.names("architecture"):
+        raise GanzooError(f"model {card.id} needs architecture {card.architecture!r} from plugin "
+                          f"{card.plugin}{' ' + card.plugin_versions if card.plugin_versions else ''}, "
+                          f"which is not installed or failed to load (see `ganzoo plugins`)")
+    entry = registry.get("architecture", card.architecture)
+    if entry.plugin != card.plugin:
+        raise GanzooError(f"model {card.id} needs {card.architecture!r} from {card.plugin}, "
+                          f"but it is provided by {entry.plugin}")
+    if card.plugin_versions:
+        from packaging.specifiers import SpecifierSet
+
+        if entry.plugin_version not in SpecifierSet(card.plugin_versions):
+            raise GanzooError(f"model {card.id} needs {card.plugin} {card.plugin_versions}; "
+                              f"version {entry.plugin_version} is installed")
+
+
+def weights_dir(card: ModelCard) -> Path:
+    """The export directory of a card: shipped beside it, or downloaded once into the cache."""
+    if card.directory is not None and (card.directory / "generator.safetensors").exists():
+        return card.directory
+    if not card.url:
+        raise GanzooError(f"model {card.id}: no weights beside its card and no url to fetch them from")
+    target = cache_dir() / card.id
+    if not (target / "generator.safetensors").exists():
+        from .data.download import download
+
+        target.mkdir(parents=True, exist_ok=True)
+        base = card.url.rstrip("/")
+        # config.json carries the weights' sha256 too, and load_export checks the card's.
+        config_sha = card.raw.get("config_sha256", "")
+        if not config_sha:
+            raise GanzooError(f"model {card.id}: a card with a url needs config_sha256 as well")
+        download([f"{base}/config.json"], target / "config.json", config_sha, what=f"{card.id} config")
+        download([f"{base}/generator.safetensors"], target / "generator.safetensors", card.sha256,
+                 what=f"{card.id} weights")
+    return target
+
+
+def load_zoo_generator(model_id: str, device: str = "cpu"):
+    """Verify (plugin, version, sha256) and load a zoo model's generator."""
+    from .export import load_export
+    from .registry import get_model_card
+
+    card = get_model_card(model_id)
+    _check_plugin(card)
+    G = load_export(weights_dir(card), device=device, expected_sha256=card.sha256)
+    G.model_card = card
+    return G
