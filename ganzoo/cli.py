@@ -266,11 +266,14 @@ def resume_command(run_dir, steps, progress):
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", help="Export directory (default RUN_DIR/export).")
 @click.option("--raw", is_flag=True, help="Export the raw generator weights instead of the EMA.")
-def export_command(run_dir, out, raw):
+@click.option("--half", is_flag=True, help="Store float weights as float16 (half the size).")
+def export_command(run_dir, out, raw, half):
     """Write generator.safetensors + config.json from a run's latest checkpoint."""
+    import torch
+
     from .export import export_run
 
-    path = export_run(run_dir, out, use_ema=not raw)
+    path = export_run(run_dir, out, use_ema=not raw, dtype=torch.float16 if half else None)
     click.echo(f"exported to {path}")
 
 

@@ -82,7 +82,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, info: dict
     return out
 
 
-def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool = True) -> Path:
+def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool = True,
+               dtype: torch.dtype | None = None) -> Path:
     """Export the latest checkpoint of run directory ``run`` (or a checkpoint file)."""
     from .checkpoint import load_checkpoint
 
@@ -97,7 +98,7 @@ def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool
             "plugin_version": state.get("plugin_version"), "dataset": state.get("dataset"),
             "class_names": state.get("class_names"), "step": state["step"],
             "weights": "ema" if weights == "ema" else "raw"}
-    return export_generator(G, out, info)
+    return export_generator(G, out, info, dtype=dtype)
 
 
 def _build(arch_name: str, options: dict, plugin: str | None, version: str | None, where: str):

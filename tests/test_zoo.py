@@ -1,0 +1,184 @@
+"""The model zoo: cards found by id, verified before loading, usable offline."""
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo import registry, zoo
+from ganzoo.config import TrainConfig
+from ganzoo.errors import GanzooError
+from ganzoo.trainer import train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ring_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ring")
+    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=3, batch_size=32, out=str(out / "run"),
+                            progress=False, arch_options={"g_hidden": "16,16", "d_hidden": "16,16"}))
+    return run / "export"
+
+
+def write_card(folder: Path, export: Path, **fields) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("generator.safetensors", "config.json"):
+        shutil.copy(export / name, folder / name)
+    sha = hashlib.sha256((folder / "generator.safetensors").read_bytes()).hexdigest()
+    card = {"id": folder.name, "architecture": "mlp", "plugin": "ganzoo-mlp", "plugin_versions": ">=0.1",
+            "dataset": "ring8", "sha256": sha, "headline": "modes", "metrics": {"modes": 8}}
+    card.update(fields)
+    lines = []
+    for k, v in card.items():
+        if isinstance(v, dict):
+            continue
+        lines.append(f"{k} = {json.dumps(v)}")
+    lines.append("[metrics]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in card["metrics"].items()]
+    (folder / "card.toml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def fake_registry(tmp_path, monkeypatch, ring_export):
+    root = tmp_path / "registry"
+    write_card(root / "models" / "tiny-ring", ring_export)
+    monkeypatch.setenv("GANZOO_REGISTRY", str(root))
+    registry.reset_registry()
+    yield root
+    monkeypatch.delenv("GANZOO_REGISTRY")
+    registry.reset_registry()
+
+
+def test_zoo_models_are_listed_through_the_hook(fake_registry):
+    assert ganzoo.list_models() == ["tiny-ring"]
+    entry = registry.get_registry().get("model", "tiny-ring")
+    assert entry.plugin == "ganzoo" and entry.description == "mlp on ring8; modes=8"
+
+
+def test_load_generator_by_id_matches_the_export(fake_registry, ring_export):
+    G = ganzoo.load_generator("tiny-ring")
+    ref = ganzoo.load_generator(str(ring_export))
+    assert G.model_card.id == "tiny-ring"
+    z = torch.randn(4, G.latent_dim)
+    assert torch.equal(G(z), ref(z))
+
+
+def test_tampered_weights_fail_before_loading(fake_registry):
+    weights = fake_registry / "models" / "tiny-ring" / "generator.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(GanzooError, match="failed its sha256 check.*nothing was loaded"):
+        ganzoo.load_generator("tiny-ring")
+
+
+def test_card_needing_a_missing_or_incompatible_plugin(tmp_path, monkeypatch, ring_export):
+    root = tmp_path / "registry"
+    write_card(root / "models" / "needs-missing", ring_export, architecture="stylegan9",
+               plugin="ganzoo-stylegan9", plugin_versions=">=2")
+    write_card(root / "models" / "needs-newer", ring_export, plugin_versions=">=9.0")
+    monkeypatch.setenv("GANZOO_REGISTRY", str(root))
+    registry.reset_registry()
+    try:
+        with pytest.raises(GanzooError, match="needs architecture 'stylegan9' from plugin ganzoo-stylegan9 >=2"):
+            ganzoo.load_generator("needs-missing")
+        with pytest.raises(GanzooError, match=r"needs ganzoo-mlp >=9.0; version 0\.\d+\.\d+ is installed"):
+            ganzoo.load_generator("needs-newer")
+    finally:
+        monkeypatch.delenv("GANZOO_REGISTRY")
+        registry.reset_registry()
+
+
+def test_unknown_model_id_suggests(fake_registry):
+    with pytest.raises(ganzoo.UnknownNameError, match="did you mean 'tiny-ring'"):
+        ganzoo.load_generator("tiny-rng")
+
+
+def test_plugin_card_with_url_downloads_once_and_verifies(tmp_path, monkeypatch, ring_export):
+    from ganzoo.data import download
+
+    served = {}
+    for name in ("generator.safetensors", "config.json"):
+        served[f"https://example.org/tiny/{name}"] = (ring_export / name).read_bytes()
+    calls = []
+
+    def fake_open(url, timeout=60.0):
+        calls.append(url)
+        return io.BytesIO(served[url])
+
+    monkeypatch.setattr(download, "open_url", fake_open)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    card = zoo.ModelCard.from_dict({
+        "id": "remote-ring", "architecture": "mlp", "plugin": "ganzoo-mlp", "dataset": "ring8",
+        "url": "https://example.org/tiny",
+        "sha256": hashlib.sha256(served["https://example.org/tiny/generator.safetensors"]).hexdigest(),
+        "config_sha256": hashlib.sha256(served["https://example.org/tiny/config.json"]).hexdigest()})
+
+    class Plugin:
+        @staticmethod
+        @ganzoo.hookimpl
+        def register_models(register):
+            register("remote-ring", card)
+
+    from ganzoo import plugins
+
+    registry.reset_registry()
+    plugins.load_plugins()
+    plugins.pm.register(Plugin, name="test-remote-zoo")
+    plugins._records["test-remote-zoo"] = plugins.PluginRecord("test-remote-zoo", "ganzoo-remote", "1.0", __name__)
+    try:
+        G1 = ganzoo.load_generator("remote-ring")
+        G2 = ganzoo.load_generator("remote-ring")  # from the cache now
+        assert len(calls) == 2
+        assert (tmp_path / "cache" / "ganzoo" / "models" / "remote-ring" / "generator.safetensors").exists()
+        z = torch.randn(3, G1.latent_dim)
+        assert torch.equal(G1(z), G2(z))
+        # a served file with other bytes is refused and nothing is kept
+        shutil.rmtree(tmp_path / "cache")
+        served["https://example.org/tiny/generator.safetensors"] += b"x"
+        with pytest.raises(GanzooError, match="checksum"):
+            ganzoo.load_generator("remote-ring")
+        assert not (tmp_path / "cache" / "ganzoo" / "models" / "remote-ring" / "generator.safetensors").exists()
+    finally:
+        registry.reset_registry()
+
+
+def test_fine_tune_from_a_zoo_model(fake_registry, tmp_path):
+    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=1, batch_size=32, out=str(tmp_path / "ft"),
+                            init="tiny-ring", progress=False, ema=False, lr_g=1e-12, lr_d=1e-12))
+    tuned = ganzoo.load_generator(str(run / "export"))
+    base = ganzoo.load_generator("tiny-ring")
+    assert tuned.options.g_hidden == (16, 16)  # options come from the initial model
+    for (k, a), (_, b) in zip(tuned.state_dict().items(), base.state_dict().items()):
+        if a.is_floating_point() and "running" not in k:
+            assert torch.allclose(a, b, atol=1e-6), k
+
+
+SHIPPED = sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/card.toml"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no model shipped in registry/models yet")
+@pytest.mark.parametrize("model_id", SHIPPED)
+def test_shipped_card_verifies_and_samples(model_id, tmp_path):
+    registry.reset_registry()
+    card = registry.get_model_card(model_id)
+    G = ganzoo.load_generator(model_id)
+    from ganzoo.export import sha256_of
+
+    assert card.sha256 == sha256_of(card.directory / "generator.safetensors")
+    for key in ("command", "license", "loss", "steps", "training_time_s", "hardware"):
+        assert key in card.raw, f"card {model_id} lacks {key}"
+    out = tmp_path / "grid.png"
+    r = subprocess.run([sys.executable, "-m", "ganzoo", "sample", model_id, "-n", "16", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 100
+    assert G.data_shape == tuple(json.loads((card.directory / "config.json").read_text())["data_shape"])
