@@ -1,0 +1,255 @@
+"""Scoring a generator (or a held-out real split) against a dataset's test split.
+
+:func:`evaluate` draws ``n`` samples, embeds them with the dataset's evaluator
+classifier where a metric needs features or class logits, and runs each
+metric against a reference set of the same size taken from the dataset's
+test split. The reference features of the whole test split are computed
+once and cached under ``$GANZOO_CACHE/refstats`` (default
+``~/.cache/ganzoo/refstats``), keyed by dataset, split, the evaluator's
+sha256 and a hash of the data itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import GanzooError
+
+IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
+LABELLED_METRICS = ("class-histogram",)
+CONDITIONAL_METRICS = ("label-accuracy",)
+POINT_METRICS = ("modes",)
+REFERENCE_SPLIT = "test"
+REFERENCE_ORDER_SEED = 0  # the same reference subset for every model and every seed
+CACHE_ENV = "GANZOO_CACHE"
+
+
+# -- choosing metrics -------------------------------------------------------------
+def default_metrics(dataset, conditional: bool = False) -> list[str]:
+    """Images: FID, KID, precision, recall, density, coverage, the class histogram when
+    the data has labels, label accuracy for conditional models. Points: modes."""
+    if not getattr(dataset, "is_image", True):
+        return list(POINT_METRICS)
+    names = list(IMAGE_METRICS)
+    if dataset.num_classes:
+        names += LABELLED_METRICS
+        if conditional:
+            names += CONDITIONAL_METRICS
+    return names
+
+
+def create_metrics(names) -> list:
+    """Metric instances for ``names`` (a list or a comma-separated string); unknown names
+    raise with close-match suggestions."""
+    from .registry import create_metric
+
+    if isinstance(names, str):
+        names = [n for n in names.replace(" ", "").split(",") if n]
+    if not names:
+        raise GanzooError("no metrics chosen")
+    return [create_metric(name) for name in dict.fromkeys(names)]
+
+
+def _needs(metrics) -> set[str]:
+    return {need for m in metrics for need in m.needs}
+
+
+def _check_sample_count(metrics, n: int) -> None:
+    for m in metrics:
+        if n < m.min_samples:
+            raise GanzooError(f"{m.name} needs at least {m.min_samples} samples, got -n {n}")
+
+
+# -- the reference set --------------------------------------------------------------
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser() / "refstats"
+    from .data.files import cache_dir as ganzoo_cache
+
+    return ganzoo_cache("refstats")
+
+
+def _data_hash(data: torch.Tensor) -> str:
+    h = hashlib.sha256(str((tuple(data.shape), str(data.dtype))).encode())
+    h.update(data.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def reference_embedding(name: str, dataset, evaluator, split: str = REFERENCE_SPLIT,
+                        batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) of every image of ``dataset`` under ``evaluator``, cached on disk."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    data_hash = _data_hash(dataset.data)
+    path = cache_dir() / f"{name}-{split}-{evaluator.sha256[:16]}-{data_hash[:16]}.safetensors"
+    if path.is_file():
+        try:
+            cached = load_file(str(path))
+            if len(cached["features"]) == len(dataset.data):
+                return cached["features"], cached["logits"]
+        except (SafetensorError, OSError, KeyError):
+            pass  # a damaged cache entry is recomputed below
+    features, logits = evaluator.embed(dataset.data, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file({"features": features.contiguous(), "logits": logits.contiguous()}, str(tmp),
+                  metadata={"dataset": name, "split": split, "evaluator_sha256": evaluator.sha256,
+                            "data_sha256": data_hash})
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return features, logits
+
+
+def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch_size: int):
+    from .metrics import SampleSet
+
+    if not dataset.is_image:
+        g = torch.Generator().manual_seed(REFERENCE_ORDER_SEED)
+        return SampleSet(points=dataset.sample(n, g)[0].cpu()) if "points" in needs else SampleSet()
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(REFERENCE_ORDER_SEED))
+    index = order[:min(n, len(dataset))]
+    ref = SampleSet()
+    if needs & {"features", "logits"}:
+        features, logits = reference_embedding(name, dataset, evaluator, batch_size=batch_size)
+        ref.features, ref.logits = features[index], logits[index]
+    if dataset.labels is not None:
+        ref.labels = dataset.labels[index].cpu()
+    if "images" in needs:
+        ref.images = dataset.data[index]
+    return ref
+
+
+# -- the generated set ---------------------------------------------------------------
+def _embed(images: torch.Tensor, labels, needs: set[str], evaluator, batch_size: int):
+    from .metrics import SampleSet
+
+    out = SampleSet(labels=None if labels is None else labels.cpu())
+    if needs & {"features", "logits"}:
+        out.features, out.logits = evaluator.embed(images, batch_size)
+    if "images" in needs:
+        out.images = images
+    return out
+
+
+def _check_shapes(G, dataset, name: str) -> None:
+    shape, want = tuple(G.data_shape), tuple(dataset.shape)
+    if dataset.is_image:
+        if len(shape) != 3 or shape[0] != want[0]:
+            raise GanzooError(f"the model makes samples of shape {shape} but {name} holds "
+                              f"{want[0]}-channel images of shape {want}")
+    elif shape != want:
+        raise GanzooError(f"the model makes samples of shape {shape} but {name} holds points "
+                          f"of shape {want}")
+
+
+def _load_dataset(name: str, split: str):
+    from .registry import create_dataset
+
+    return create_dataset(name, split=split)
+
+
+def _evaluator_for(evaluator, name: str, metrics, device: str):
+    if not _needs(metrics) & {"features", "logits"}:
+        return None
+    from .metrics.evaluator import Evaluator, load_evaluator
+
+    if isinstance(evaluator, Evaluator):
+        return evaluator.to(device)
+    return load_evaluator(evaluator or name, device=device)
+
+
+def _score(metrics, real, fake, ctx) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for metric in metrics:
+        scores.update(metric.compute(real, fake, **ctx))
+    return scores
+
+
+def _context(dataset, device: str, seed: int) -> dict:
+    ctx = {"device": device, "seed": seed, "num_classes": dataset.num_classes}
+    if hasattr(dataset, "centers"):
+        ctx.update(centers=dataset.centers.cpu(), sigma=dataset.sigma)
+    return ctx
+
+
+# -- public entry points ----------------------------------------------------------------
+def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, metrics=None,
+             device: str = "cpu", seed: int = 0, *, evaluator=None, batch_size: int = 500,
+             plot: str | Path | None = None) -> dict[str, float]:
+    """Score ``n`` samples of a generator (an export dir, a run dir, a zoo id or a
+    :class:`ganzoo.Generator`) against the test split of ``dataset`` (default: the
+    dataset the model was trained on). ``evaluator`` is a dataset name, an evaluator
+    directory or a loaded Evaluator (default: the shipped one of ``dataset``).
+    ``plot`` writes the samples as a PNG (a scatter over the mode centres for points,
+    a grid of the first 64 for images). Returns ``{key: value}``."""
+    from .images import save_grid, save_scatter, to_uint8
+    from .sampling import generate
+
+    G = model_or_generator
+    if not isinstance(G, torch.nn.Module):
+        from .export import load_generator
+
+        G = load_generator(str(G), device=device)
+    name = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
+    if not name:
+        raise GanzooError("the model does not say which dataset it was trained on: pass --dataset")
+    if n < 1:
+        raise GanzooError(f"-n must be >= 1, got {n}")
+    data = _load_dataset(name, REFERENCE_SPLIT)
+    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes)))
+    _check_shapes(G, data, name)
+    _check_sample_count(chosen, n)
+    needs = _needs(chosen)
+    scorer = _evaluator_for(evaluator, name, chosen, device)
+
+    x, labels = generate(G, n, seed=seed, batch_size=batch_size)
+    if data.is_image:
+        images = to_uint8(x, G.output_range)
+        fake = _embed(images, labels, needs, scorer, batch_size)
+        if plot:
+            save_grid(images[:64], plot, nrow=8)
+    else:
+        from .metrics import SampleSet
+
+        fake = SampleSet(points=x.float(), labels=labels)
+        if plot:
+            save_scatter(x, plot, centers=getattr(data, "centers", None))
+    real = _reference_set(name, data, needs, n, scorer, batch_size)
+    return _score(chosen, real, fake, _context(data, device, seed))
+
+
+def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu", seed: int = 0, *,
+                  evaluator=None, batch_size: int = 500, split: str = "train") -> dict[str, float]:
+    """The floor every model is compared with: ``n`` random images of the ``split``
+    split (with their true labels) scored against the test-split reference, exactly as
+    :func:`evaluate` scores a model. For 2-D mixtures: ``n`` fresh samples of the mixture."""
+    from .metrics import SampleSet
+
+    if n < 1:
+        raise GanzooError(f"-n must be >= 1, got {n}")
+    data = _load_dataset(dataset, REFERENCE_SPLIT)
+    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(data.num_classes)))
+    _check_sample_count(chosen, n)
+    needs = _needs(chosen)
+    scorer = _evaluator_for(evaluator, dataset, chosen, device)
+    g = torch.Generator().manual_seed(seed)
+    if data.is_image:
+        held_out = _load_dataset(dataset, split)
+        if n > len(held_out):
+            raise GanzooError(f"{dataset} {split} has {len(held_out)} images, fewer than -n {n}")
+        index = torch.randperm(len(held_out), generator=g)[:n]
+        labels = None if held_out.labels is None else held_out.labels[index]
+        fake = _embed(held_out.data[index], labels, needs, scorer, batch_size)
+    else:
+        points, _ = data.sample(n, g)
+        fake = SampleSet(points=points.cpu())
+    real = _reference_set(dataset, data, needs, n, scorer, batch_size)
+    return _score(chosen, real, fake, _context(data, device, seed))

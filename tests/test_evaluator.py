@@ -1,0 +1,280 @@
+"""The evaluator classifier (shipped weights, training, integrity checks), `evaluate` and `ganzoo eval`."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ganzoo
+from ganzoo import ArchOptions, GanzooError, Generator
+from ganzoo.data import InMemoryDataset, ring8
+from ganzoo.evaluation import cache_dir, evaluate, evaluate_real
+from ganzoo.export import sha256_of
+from ganzoo.images import to_model_range
+from ganzoo.metrics import FID, KID
+from ganzoo.metrics.evaluator import (CARD, SHIPPED_DIR, WEIGHTS, load_evaluator, read_card,
+                                      save_evaluator)
+from ganzoo.metrics.training import accuracy, split_spec, train_evaluator
+
+
+def _fashion_test():
+    try:
+        return ganzoo.create_dataset("fashion-mnist", split="test")
+    except GanzooError:
+        return None
+
+
+SHIPPED = SHIPPED_DIR / "fashion-mnist"
+needs_shipped = pytest.mark.skipif(not (SHIPPED / CARD).is_file(), reason="no shipped evaluator")
+
+
+@pytest.fixture(scope="module")
+def fashion_test():
+    ds = _fashion_test()
+    if ds is None:
+        pytest.skip("Fashion-MNIST files are not on this machine")
+    return ds
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    if not (SHIPPED / CARD).is_file():
+        pytest.skip("no shipped fashion-mnist evaluator")
+    return load_evaluator("fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "cache"))
+
+
+# -- the shipped evaluators ------------------------------------------------------------------------
+@pytest.mark.parametrize("dataset", [d.name for d in sorted(SHIPPED_DIR.glob("*")) if d.is_dir()])
+def test_shipped_weights_match_their_card(dataset):
+    card = read_card(SHIPPED_DIR / dataset)
+    weights = SHIPPED_DIR / dataset / WEIGHTS
+    assert sha256_of(weights) == card["sha256"]
+    assert weights.stat().st_size < 2_000_000
+    assert card["dataset"] == dataset and card["command"].startswith("ganzoo evaluator train")
+    assert card["test_accuracy"] >= 0.9
+
+
+def test_shipped_evaluator_accuracy_on_the_test_split(evaluator, fashion_test):
+    subset = fashion_test.subset(2000)
+    assert accuracy(evaluator.net, subset) >= 0.9
+
+
+def test_tampered_weights_are_refused_with_one_clear_line(tmp_path):
+    if not (SHIPPED / CARD).is_file():
+        pytest.skip("no shipped fashion-mnist evaluator")
+    copy = tmp_path / "fashion-mnist"
+    shutil.copytree(SHIPPED, copy)
+    data = bytearray((copy / WEIGHTS).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(GanzooError, match="failed its sha256 check") as info:
+        load_evaluator(copy)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_evaluator_is_one_clear_error():
+    with pytest.raises(GanzooError, match="no evaluator for 'no-such-data'.*ganzoo evaluator train"):
+        load_evaluator("no-such-data")
+
+
+# -- training ----------------------------------------------------------------------------------------
+def bars(n=640, seed=0):
+    """Synthetic labelled images: class c is a bright bar at rows 2c..2c+3, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    x = torch.rand(n, 1, 28, 28, generator=g) * 80
+    for c in range(10):
+        x[labels == c, :, 2 * c + 2:2 * c + 6, 4:24] += 160
+    return InMemoryDataset(x.clamp(0, 255).to(torch.uint8), labels, 10, "bars")
+
+
+def test_training_reduces_the_loss_and_is_reproducible():
+    data = bars()
+    a = train_evaluator(data, data, batch_size=64, max_steps=30, seed=3)
+    b = train_evaluator(data, data, batch_size=64, max_steps=30, seed=3)
+    first, last = sum(a.losses[:5]) / 5, sum(a.losses[-5:]) / 5
+    assert last < 0.5 * first
+    assert a.losses == b.losses
+    for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert a.test_accuracy > 0.5
+
+
+def test_saved_evaluator_loads_back_and_embeds(tmp_path):
+    data = bars(128)
+    result = train_evaluator(data, batch_size=64, max_steps=2)
+    card = save_evaluator(result.net, {"dataset": "bars", "test_accuracy": 0.0, "command": "test"}, tmp_path)
+    assert card["sha256"] == sha256_of(tmp_path / WEIGHTS)
+    loaded = load_evaluator(tmp_path)
+    features, logits = loaded.embed(data.data[:10])
+    assert features.shape == (10, 128) and logits.shape == (10, 10)
+    with torch.no_grad():
+        expected = result.net.eval()(result.net.preprocess(data.data[:10]))
+    assert torch.allclose(logits, expected, atol=1e-4)  # the float16 rounding happened before
+    resized, _ = loaded.embed(F.interpolate(data.data[:10].float(), size=32).to(torch.uint8))
+    assert resized.shape == (10, 128)
+    with pytest.raises(GanzooError, match="takes 1-channel images"):
+        loaded.embed(data.data[:10].expand(-1, 3, -1, -1))
+
+
+def test_split_specs():
+    assert split_spec("test[:8000]") == ("test", None, 8000)
+    assert split_spec("test[8000:]") == ("test", 8000, None)
+    assert split_spec("train") == ("train", None, None)
+    with pytest.raises(GanzooError, match="NAME\\[START:STOP\\]"):
+        split_spec("test[a:b]")
+
+
+# -- metrics in the evaluator's feature space ----------------------------------------------------------
+def blur(x, sigma):
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum())
+    y = F.conv2d(F.pad(x.float(), (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def noise(x, sigma, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (x.float() + sigma * torch.randn(x.shape, generator=g)).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_fid_and_kid_of_real_images_grow_with_noise_and_blur(evaluator, fashion_test):
+    a, b = fashion_test.data[:1000], fashion_test.data[1000:2000]
+    ref = evaluator.embed(a)[0]
+    self_fid = FID().compute(ref, ref)["fid"]
+    assert self_fid == pytest.approx(0.0, abs=1e-6)
+    for corrupt, levels in ((noise, (0, 15, 40, 100)), (blur, (0.5, 1.0, 2.0))):
+        fids, kids = [], []
+        for level in levels:
+            feats = evaluator.embed(corrupt(b, level) if level else b)[0]
+            fids.append(FID().compute(ref, feats)["fid"])
+            kids.append(KID().compute(ref, feats)["kid"])
+        assert all(x < y for x, y in zip(fids, fids[1:])), (corrupt.__name__, fids)
+        assert all(x < y for x, y in zip(kids, kids[1:])), (corrupt.__name__, kids)
+    disjoint = FID().compute(ref, evaluator.embed(b)[0])["fid"]
+    assert disjoint < 0.1 * FID().compute(ref, evaluator.embed(noise(b, 100))[0])["fid"]
+
+
+# -- evaluate() ------------------------------------------------------------------------------------------
+class ReplayGenerator(Generator):
+    """A 'generator' that returns real images (for the requested labels when conditional)."""
+
+    def __init__(self, data: InMemoryDataset, conditional: bool = False):
+        super().__init__(ArchOptions(latent_dim=4, data_shape=data.shape,
+                                     num_classes=data.num_classes if conditional else 0))
+        self.data = data
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.by_class = [torch.nonzero(data.labels == c).flatten() for c in range(data.num_classes)]
+
+    def forward(self, z, labels=None):
+        pick = (z[:, 0].abs() * 1e6).long()
+        if labels is None:
+            idx = pick % len(self.data)
+        else:
+            idx = torch.stack([self.by_class[c][p % len(self.by_class[c])] for c, p in zip(labels.tolist(), pick)])
+        return to_model_range(self.data.data[idx], self.output_range)
+
+
+def test_evaluate_a_perfect_conditional_model(fashion_test):
+    if not (SHIPPED / CARD).is_file():
+        pytest.skip("no shipped fashion-mnist evaluator")
+    G = ReplayGenerator(fashion_test.subset(5000), conditional=True)
+    scores = evaluate(G, dataset="fashion-mnist", n=500)
+    assert set(scores) == {"fid", "kid", "kid_se", "precision", "recall", "density", "coverage",
+                           "class_kl", "classes_covered", "label_accuracy"}
+    assert scores["label_accuracy"] >= 0.9
+    assert scores["classes_covered"] == 10 and scores["class_kl"] < 0.05
+    assert scores["precision"] > 0.6 and scores["recall"] > 0.6
+    assert list(cache_dir().glob("fashion-mnist-test-*.safetensors"))  # reference features were cached
+    floor = evaluate_real("fashion-mnist", n=500, metrics="fid,label-accuracy", split="test")
+    assert floor["label_accuracy"] >= 0.9
+
+
+def test_evaluate_rejects_a_model_of_the_wrong_shape(fashion_test):
+    G = ReplayGenerator(fashion_test.subset(10))
+    with pytest.raises(GanzooError, match="shape \\(1, 28, 28\\) but ring8 holds points"):
+        evaluate(G, dataset="ring8", n=100)
+
+
+class RingGenerator(Generator):
+    """Samples from the first ``modes`` modes of ring8 (σ = 0.01)."""
+
+    output_range = None
+
+    def __init__(self, modes: int = 8):
+        super().__init__(ArchOptions(latent_dim=3, data_shape=(2,)))
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.centers = ring8().centers[:modes]
+
+    def forward(self, z, labels=None):
+        idx = (z[:, 2].abs() * 1e6).long() % len(self.centers)
+        return self.centers[idx] + 0.01 * z[:, :2]
+
+
+def test_evaluate_counts_modes_of_a_points_model(tmp_path):
+    scores = evaluate(RingGenerator(3), dataset="ring8", n=2500, plot=tmp_path / "ring.png")
+    assert scores["modes"] == 3
+    assert scores["hq_fraction"] > 0.97
+    assert scores["kl"] == pytest.approx(math.log(8 / 3), abs=0.02)
+    assert (tmp_path / "ring.png").stat().st_size > 0
+    assert evaluate_real("ring8", n=2500)["modes"] == 8
+
+
+def test_evaluate_with_too_few_samples_is_one_clear_error():
+    with pytest.raises(GanzooError, match="kid needs at least 20 samples, got -n 10"):
+        evaluate(RingGenerator(), dataset="ring8", n=10, metrics="modes,kid")
+
+
+# -- the command line --------------------------------------------------------------------------------------
+def test_eval_command_on_an_export(tmp_path, run_cli_many):
+    run, export = tmp_path / "run", tmp_path / "export"
+    env = {"GANZOO_CACHE": str(tmp_path / "cache")}
+    results = run_cli_many([
+        ["train", "mlp", "--dataset", "ring8", "--steps", "20", "--out", str(run), "--no-progress"],
+        ["export", str(run), "--out", str(export)],
+        ["eval", str(export), "-n", "500", "--json"],
+        ["eval", str(export), "-n", "500"],
+        ["eval", str(export), "--metrics", "mdoes"],
+        ["eval", str(export), "--dataset", "fashion-mnist", "-n", "100"],
+        ["eval", str(export), "-n", "10", "--metrics", "kid"],
+        ["eval", "--real", "--dataset", "ring8", "-n", "2500", "--json"],
+    ], env=env)
+    (rc_train, _, err_train), (rc_export, _, err_export) = results[:2]
+    assert rc_train == 0, err_train
+    assert rc_export == 0, err_export
+    rc, out, err = results[2]
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl"}
+    rc, out, err = results[3]
+    assert rc == 0 and "hq_fraction" in out
+    for (rc, out, err), expected in zip(results[4:7], ("did you mean 'modes'", "fashion-mnist holds",
+                                                       "needs at least 20 samples")):
+        assert rc != 0
+        assert expected in err and len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err
+    rc, out, err = results[7]
+    assert rc == 0, err
+    assert json.loads(out)["scores"]["modes"] == 8
+
+
+def test_evaluator_train_command_writes_a_loadable_evaluator(tmp_path, run_cli_many, fashion_test):
+    out = tmp_path / "ev"
+    (rc, stdout, err), = run_cli_many([["evaluator", "train", "fashion-mnist", "--limit", "512",
+                                        "--max-steps", "8", "--out", str(out)]])
+    assert rc == 0, err
+    card = json.loads((out / CARD).read_text())
+    assert card["train_samples"] == 512 and card["training"]["steps"] == 8
+    assert load_evaluator(out).sha256 == card["sha256"]
