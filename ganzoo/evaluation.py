@@ -57,6 +57,16 @@ def _needs(metrics) -> set[str]:
     return {need for m in metrics for need in m.needs}
 
 
+def _check_data_kind(metrics, dataset, name: str) -> None:
+    """Image metrics on points (or the reverse) fail here, before any sampling."""
+    for m in metrics:
+        wants_images = bool(set(m.needs) & {"features", "logits", "images"})
+        if dataset.is_image and "points" in m.needs or not dataset.is_image and wants_images:
+            kind = "images" if dataset.is_image else "2-D points"
+            fits = ", ".join(default_metrics(dataset))
+            raise GanzooError(f"{m.name} does not apply to {name}, which holds {kind} (try: {fits})")
+
+
 def _check_sample_count(metrics, n: int) -> None:
     for m in metrics:
         if n < m.min_samples:
@@ -205,6 +215,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
         raise GanzooError(f"-n must be >= 1, got {n}")
     data = _load_dataset(name, REFERENCE_SPLIT)
     chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes)))
+    _check_data_kind(chosen, data, name)
     _check_shapes(G, data, name)
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
@@ -236,7 +247,10 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
     if n < 1:
         raise GanzooError(f"-n must be >= 1, got {n}")
     data = _load_dataset(dataset, REFERENCE_SPLIT)
-    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(data.num_classes)))
+    # label-accuracy is left out by default: on real images it is the evaluator's own
+    # accuracy (its training accuracy on the train split); its card has the test accuracy.
+    chosen = create_metrics(metrics or default_metrics(data, conditional=False))
+    _check_data_kind(chosen, data, dataset)
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
     scorer = _evaluator_for(evaluator, dataset, chosen, device)

@@ -232,25 +232,34 @@ def test_evaluate_counts_modes_of_a_points_model(tmp_path):
     assert evaluate_real("ring8", n=2500)["modes"] == 8
 
 
-def test_evaluate_with_too_few_samples_is_one_clear_error():
+def test_image_metrics_on_points_are_one_clear_error():
+    with pytest.raises(GanzooError, match="fid does not apply to ring8, which holds 2-D points \\(try: modes\\)"):
+        evaluate(RingGenerator(), dataset="ring8", n=500, metrics="fid")
+
+
+def test_evaluate_with_too_few_samples_is_one_clear_error(fashion_test):
     with pytest.raises(GanzooError, match="kid needs at least 20 samples, got -n 10"):
-        evaluate(RingGenerator(), dataset="ring8", n=10, metrics="modes,kid")
+        evaluate_real("fashion-mnist", n=10, metrics="kid")
 
 
 # -- the command line --------------------------------------------------------------------------------------
 def test_eval_command_on_an_export(tmp_path, run_cli_many):
     run, export = tmp_path / "run", tmp_path / "export"
     env = {"GANZOO_CACHE": str(tmp_path / "cache")}
+    # without the Fashion-MNIST files the loader would try to download them: no network in tests
+    have_fashion = _fashion_test() is not None
+    other = "fashion-mnist" if have_fashion else "ring8"
     results = run_cli_many([
         ["train", "mlp", "--dataset", "ring8", "--steps", "20", "--out", str(run), "--no-progress"],
         ["export", str(run), "--out", str(export)],
         ["eval", str(export), "-n", "500", "--json"],
         ["eval", str(export), "-n", "500"],
         ["eval", str(export), "--metrics", "mdoes"],
-        ["eval", str(export), "--dataset", "fashion-mnist", "-n", "100"],
-        ["eval", str(export), "-n", "10", "--metrics", "kid"],
+        ["eval", str(export), "--dataset", other, "--metrics", "fid"],
+        ["eval", str(export), "-n", "0"],
         ["eval", "--real", "--dataset", "ring8", "-n", "2500", "--json"],
-    ], env=env)
+    ] + ([["eval", "--real", "--dataset", "fashion-mnist", "-n", "10", "--metrics", "kid"]]
+         if have_fashion else []), env=env)
     (rc_train, _, err_train), (rc_export, _, err_export) = results[:2]
     assert rc_train == 0, err_train
     assert rc_export == 0, err_export
@@ -260,8 +269,10 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl"}
     rc, out, err = results[3]
     assert rc == 0 and "hq_fraction" in out
-    for (rc, out, err), expected in zip(results[4:7], ("did you mean 'modes'", "fashion-mnist holds",
-                                                       "needs at least 20 samples")):
+    errors = zip(results[4:7] + results[8:], ("did you mean 'modes'",
+                                              "but fashion-mnist holds" if have_fashion else "ring8, which holds",
+                                              "-n must be >= 1", "kid needs at least 20 samples"))
+    for (rc, out, err), expected in errors:
         assert rc != 0
         assert expected in err and len(err.strip().splitlines()) == 1, err
         assert "Traceback" not in err
@@ -272,9 +283,10 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
 
 def test_evaluator_train_command_writes_a_loadable_evaluator(tmp_path, run_cli_many, fashion_test):
     out = tmp_path / "ev"
-    (rc, stdout, err), = run_cli_many([["evaluator", "train", "fashion-mnist", "--limit", "512",
-                                        "--max-steps", "8", "--out", str(out)]])
+    (rc, stdout, err), = run_cli_many([["evaluator", "train", "fashion-mnist", "--train-split", "test[:1000]",
+                                        "--test-split", "test[9000:]", "--limit", "512", "--max-steps", "8",
+                                        "--out", str(out)]])
     assert rc == 0, err
     card = json.loads((out / CARD).read_text())
-    assert card["train_samples"] == 512 and card["training"]["steps"] == 8
+    assert card["train_samples"] == 512 and card["training"]["steps"] == 8 and card["test_samples"] == 1000
     assert load_evaluator(out).sha256 == card["sha256"]

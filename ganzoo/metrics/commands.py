@@ -10,8 +10,11 @@ import click
 from ..errors import GanzooError
 
 
-def _format(value: float) -> str:
-    if float(value).is_integer() and abs(value) < 1e9:
+COUNT_KEYS = ("modes", "classes_covered")
+
+
+def _format(key: str, value: float) -> str:
+    if key in COUNT_KEYS and float(value).is_integer():
         return str(int(value))
     return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
 
@@ -56,7 +59,7 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
     click.echo(f"{what}: {n} samples, seed {seed}")
     width = max(len(k) for k in scores)
     for key, value in scores.items():
-        click.echo(f"  {key.ljust(width)}  {_format(value)}")
+        click.echo(f"  {key.ljust(width)}  {_format(key, value)}")
 
 
 @click.group("evaluator")
@@ -83,9 +86,10 @@ def evaluator_train_command(dataset, epochs, batch_size, lr, seed, train_split, 
     import torch
 
     from .evaluator import save_evaluator
-    from .training import DEFAULT_SPLITS, load_split, train_evaluator
+    from .training import DEFAULT_SPLITS, SPLIT_NOTES, load_split, train_evaluator
 
     default_train, default_test = DEFAULT_SPLITS.get(dataset, ("train", "test"))
+    note = SPLIT_NOTES.get(dataset) if (train_split, test_split) == (None, None) else None
     train_split, test_split = train_split or default_train, test_split or default_test
     train = load_split(dataset, train_split, data_root)
     if limit:
@@ -107,6 +111,7 @@ def evaluator_train_command(dataset, epochs, batch_size, lr, seed, train_split, 
                      "seconds": round(result.seconds, 1), "torch": torch.__version__,
                      "threads": torch.get_num_threads()},
         "command": command,
+        **({"note": note} if note else {}),
     }, out)
     click.echo(f"wrote {out}: test accuracy {card['test_accuracy']:.4f} on {test_split} "
                f"({len(test)} images), sha256 {card['sha256'][:16]}…")

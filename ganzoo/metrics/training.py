@@ -23,6 +23,8 @@ from .classifier import EvaluatorNet, EvaluatorOptions
 # Only MNIST's 10k test split is on the build machine: train on its first 8000
 # images and measure accuracy on the last 2000.
 DEFAULT_SPLITS = {"mnist": ("test[:8000]", "test[8000:]")}
+SPLIT_NOTES = {"mnist": "Only MNIST's 10k test split is on the build machine: trained on its first "
+                        "8000 images, accuracy measured on the last 2000."}
 SPLIT_SPEC = re.compile(r"^(\w+)(?:\[(\d*):(\d*)\])?$")
 
 
