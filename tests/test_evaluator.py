@@ -281,12 +281,13 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert json.loads(out)["scores"]["modes"] == 8
 
 
-def test_evaluator_train_command_writes_a_loadable_evaluator(tmp_path, run_cli_many, fashion_test):
-    out = tmp_path / "ev"
-    (rc, stdout, err), = run_cli_many([["evaluator", "train", "fashion-mnist", "--train-split", "test[:1000]",
-                                        "--test-split", "test[9000:]", "--limit", "512", "--max-steps", "8",
-                                        "--out", str(out)]])
-    assert rc == 0, err
-    card = json.loads((out / CARD).read_text())
+def test_evaluator_train_command_is_reproducible_and_loadable(tmp_path, run_cli_many, fashion_test):
+    argv = ["evaluator", "train", "fashion-mnist", "--train-split", "test[:1000]", "--test-split",
+            "test[9000:]", "--limit", "512", "--max-steps", "8", "--out"]
+    results = run_cli_many([argv + [str(tmp_path / "a")], argv + [str(tmp_path / "b")]])
+    for rc, _, err in results:
+        assert rc == 0, err
+    card = json.loads((tmp_path / "a" / CARD).read_text())
     assert card["train_samples"] == 512 and card["training"]["steps"] == 8 and card["test_samples"] == 1000
-    assert load_evaluator(out).sha256 == card["sha256"]
+    assert card["sha256"] == json.loads((tmp_path / "b" / CARD).read_text())["sha256"]  # bit for bit
+    assert load_evaluator(tmp_path / "a").sha256 == card["sha256"]

@@ -243,3 +243,14 @@ def test_every_metric_is_registered_through_the_hook():
 def test_unknown_metric_suggests_a_close_match():
     with pytest.raises(ganzoo.UnknownNameError, match="did you mean 'fid'"):
         ganzoo.create_metric("fdi")
+
+
+def test_inception_fid_without_package_or_cached_weights_is_one_clear_error():
+    from ganzoo.metrics.inception import InceptionFID, inception_backend
+
+    if inception_backend() is not None:
+        pytest.skip("an Inception backend with cached weights is available here")
+    images = torch.zeros(2049, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(GanzooError, match="nothing is downloaded") as info:
+        InceptionFID().compute(images, images)
+    assert "\n" not in str(info.value)
