@@ -167,6 +167,8 @@ def _floats(text):
 @click.option("--betas-g", help="e.g. 0.5,0.999")
 @click.option("--betas-d", help="e.g. 0.5,0.999")
 @click.option("--d-steps", type=int, help="Discriminator steps per generator step.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]),
+              help="Learning-rate schedule over the run (linear/cosine decay to 0).")
 @click.option("--ema/--no-ema", default=None, help="Keep an EMA of generator weights (timm ModelEmaV3).")
 @click.option("--ema-decay", type=float)
 @click.option("--seed", type=int)

@@ -13,6 +13,7 @@ from .options import build_options
 # The DCGAN paper's settings: the defaults when a loss recommends nothing else.
 DEFAULT_LR = 2e-4
 DEFAULT_BETAS = (0.5, 0.999)
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainConfig:
     betas_g: Optional[tuple[float, ...]] = None  # None = the loss's recommendation, else (0.5, 0.999)
     betas_d: Optional[tuple[float, ...]] = None
     d_steps: Optional[int] = None  # discriminator steps per generator step; None = loss's or 1
+    lr_schedule: str = "constant"  # constant | linear (to 0 at the last step) | cosine
     ema: bool = True
     ema_decay: float = 0.999
     seed: int = 0
@@ -104,6 +106,8 @@ class TrainConfig:
                 raise GanzooError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.d_steps is not None and self.d_steps < 1:
             raise GanzooError(f"d-steps must be >= 1, got {self.d_steps}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise GanzooError(f"lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):

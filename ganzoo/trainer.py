@@ -228,11 +228,26 @@ def _cores() -> int:
 
 
 # -- the loop ---------------------------------------------------------------------------
-def train_step(run: Run, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Learning-rate multiplier at ``step`` of ``total``: a pure function, so resume needs no state."""
+    if schedule == "constant" or total <= 0:
+        return 1.0
+    progress = min(step / total, 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
+
+
+def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One generator update preceded by ``d_steps`` discriminator updates."""
     cfg, G, D = run.cfg, run.G, run.D_raw
     conditional = run.arch.conditional
     torch.manual_seed(step_seed(cfg.seed, step, run.dist.rank))
+    if cfg.lr_schedule != "constant":
+        factor = lr_factor(cfg.lr_schedule, step, total or cfg.steps)
+        for opt, base in ((run.opt_g, cfg.lr_g), (run.opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
 
     # 1. Discriminator: real batch vs detached fakes (the last fake keeps its graph for step 2).
     for k in range(cfg.d_steps):
@@ -294,7 +309,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     try:
         with stopper:
             while step < total:
-                d_loss, g_loss = train_step(run, step)
+                d_loss, g_loss = train_step(run, step, total)
                 sums += torch.stack((d_loss, g_loss))
                 step += 1
                 bar.update(1)

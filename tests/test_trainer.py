@@ -130,8 +130,8 @@ def test_corrupted_checkpoint_is_one_clear_error(tmp_path):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     real_step = trainer_mod.train_step
 
-    def poisoned(run, step):
-        d, g = real_step(run, step)
+    def poisoned(run, step, total=None):
+        d, g = real_step(run, step, total)
         return (d * float("nan"), g) if step >= 7 else (d, g)
 
     monkeypatch.setattr(trainer_mod, "train_step", poisoned)
@@ -146,10 +146,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 def test_ctrl_c_saves_a_checkpoint_then_exits(tmp_path, monkeypatch):
     real_step = trainer_mod.train_step
 
-    def interrupted(run, step):
+    def interrupted(run, step, total=None):
         if step == 4:
             os.kill(os.getpid(), signal.SIGINT)
-        return real_step(run, step)
+        return real_step(run, step, total)
 
     monkeypatch.setattr(trainer_mod, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -167,6 +167,35 @@ def test_loss_recommendations_fill_unset_hyperparameters(tmp_path):
     saved = json.loads((explicit / "config.json").read_text())
     assert saved["d_steps"] == 2 and saved["regularizers"] == [] and saved["lr_g"] == 3e-4
     assert saved["lr_d"] == 1e-4
+
+
+def test_lr_schedules():
+    from ganzoo.trainer import lr_factor
+
+    assert [lr_factor("linear", s, 4) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
+    assert lr_factor("constant", 7, 10) == 1.0
+
+
+def test_interrupted_run_with_lr_schedule_resumes_bit_exact(tmp_path, monkeypatch):
+    """The schedule spans the run's total steps, so an interrupted run resumes onto the same curve."""
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=8, lr_schedule="linear"))
+    real_step = trainer_mod.train_step
+
+    def interrupted(run, step, total=None):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(run, step, total)
+
+    monkeypatch.setattr(trainer_mod, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=8, lr_schedule="linear"))
+    monkeypatch.undo()
+    assert generator_state(tmp_path / "b")["step"] == 4
+    resumed = train(TrainConfig(steps=8, progress=False), resume=tmp_path / "b")
+    a, b = generator_state(straight), generator_state(resumed)
+    for k in a["generator"]:
+        assert torch.equal(a["generator"][k], b["generator"][k]), k
 
 
 def test_dcgan_defaults_are_the_paper_settings():
