@@ -49,7 +49,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_every: int = 0
     eval_metrics: tuple[str, ...] = ()
-    eval_samples: int = 2000
+    eval_samples: int = 2500  # PacGAN's protocol uses 2,500 samples
     amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
     channels_last: bool = True  # for conv nets
     compile: bool = False

@@ -176,6 +176,15 @@ def _evaluator_for(evaluator, name: str, metrics, device: str):
     return load_evaluator(evaluator or name, device=device)
 
 
+def check_evaluable(dataset: str, metrics=None, n: int = 10000, conditional: bool = False,
+                    device: str = "cpu") -> None:
+    """Raise the error :func:`evaluate` would raise for these settings, before any training."""
+    data = _load_dataset(dataset, REFERENCE_SPLIT)
+    chosen = create_metrics(metrics or default_metrics(data, conditional=conditional))
+    _check_sample_count(chosen, n)
+    _evaluator_for(None, dataset, chosen, device)
+
+
 def _score(metrics, real, fake, ctx) -> dict[str, float]:
     scores: dict[str, float] = {}
     for metric in metrics:

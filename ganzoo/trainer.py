@@ -297,6 +297,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     if run.start_step >= total:
         raise GanzooError(f"the run is already at step {run.start_step} of {total}; "
                           f"ask for more with --steps")
+    if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
+        from .evaluation import check_evaluable
+
+        check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
+                        run.arch.conditional, str(run.device))
     logger = _Logger(run) if info.is_main else None
     if logger:
         logger.write_config()

@@ -284,3 +284,17 @@ def test_config_file_with_cli_overrides(tmp_path):
     toml.write_text('steps = "many"\n')
     with pytest.raises(GanzooError, match="not a valid int"):
         TrainConfig.from_file(toml)
+
+
+def test_eval_every_logs_metrics(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=4, eval_every=2, eval_samples=500))
+    evals = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if "eval/modes" in x]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(0 <= r["eval/modes"] <= 8 and 0 <= r["eval/hq_fraction"] <= 1 for r in evals)
+
+
+def test_bad_eval_settings_fail_before_training(tmp_path):
+    with pytest.raises(GanzooError, match="unknown metric 'fdi'"):
+        train(ring_cfg(tmp_path, eval_every=2, eval_metrics=("fdi",)))
+    assert not (tmp_path / "run" / "checkpoints").exists()
