@@ -160,6 +160,7 @@ def _floats(text):
 @click.option("--no-reg", is_flag=True, help="No regulariser, even if the loss recommends one.")
 @click.option("--steps", type=int, help="Generator steps.")
 @click.option("--epochs", type=float, help="Train for this many epochs instead of --steps.")
+@click.option("--max-seconds", type=float, help="Wall-clock budget; stops at the first log step past it.")
 @click.option("--batch-size", type=int)
 @click.option("--optimizer", help="Optimizer name from timm's factory (adam, adamw, ...).")
 @click.option("--lr-g", type=float)

@@ -29,6 +29,7 @@ class TrainConfig:
     regularizers: Optional[tuple[str, ...]] = None
     steps: int = 2000
     epochs: Optional[float] = None  # when set, overrides steps
+    max_seconds: Optional[float] = None  # wall-clock budget: stop (and checkpoint) at the first log step past it
     batch_size: int = 64
     optimizer: str = "adam"
     lr_g: Optional[float] = None  # None = the loss's recommendation, else 2e-4

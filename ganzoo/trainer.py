@@ -333,7 +333,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
                                     img_s=f"{record['img_per_s']:.0f}", refresh=False)
                     if logger:
                         logger.log(record)
-                    if distributed.any_rank(stopper.requested, info):
+                    out_of_time = cfg.max_seconds is not None and now - t0 >= cfg.max_seconds
+                    if not done and distributed.any_rank(stopper.requested or out_of_time, info):
                         break
                 elif not info.distributed and stopper.requested:
                     break
@@ -344,6 +345,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
                 if step % cfg.checkpoint_every == 0 or done:
                     _check_finite(sums, step, run, last_saved)
                     last_saved = _save(run, step) if info.is_main else last_saved
+        if step < total and not stopper.requested:  # the time budget ran out: finish normally
+            total = step
+            if info.is_main:
+                _save(run, step)
+                logger.sample_grid(step)
+                bar.write(f"time budget of {cfg.max_seconds:g} s reached at step {step}")
         if step < total:  # interrupted: keep what was done
             _check_finite(sums, step, run, last_saved)
             if info.is_main:

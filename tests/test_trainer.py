@@ -298,3 +298,10 @@ def test_bad_eval_settings_fail_before_training(tmp_path):
     with pytest.raises(GanzooError, match="unknown metric 'fdi'"):
         train(ring_cfg(tmp_path, eval_every=2, eval_metrics=("fdi",)))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_time_budget_stops_cleanly_with_checkpoint_and_export(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=100000, max_seconds=0.0, log_every=5))
+    state = generator_state(run_dir)
+    assert state["step"] == 5  # the first log step past the (empty) budget
+    assert (run_dir / "export" / "generator.safetensors").exists()
