@@ -182,3 +182,34 @@ def test_shipped_card_verifies_and_samples(model_id, tmp_path):
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 100
     assert G.data_shape == tuple(json.loads((card.directory / "config.json").read_text())["data_shape"])
+
+
+# Stated tolerance for re-measuring a card with half the samples (5,000 instead of
+# 10,000, same seed): precision/recall/label accuracy/class KL within 0.05; density and
+# coverage within 0.08 (their k-NN radii grow as n shrinks, so they drift up by ~0.05);
+# FID within 15% (its small-n bias is upward); KID within 5 (its standard error at
+# n = 5,000 is 1-3). 2-D models are re-measured at the card's n = 2,500.
+RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.08, 0.15, 5.0
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no model shipped in registry/models yet")
+@pytest.mark.parametrize("model_id", SHIPPED)
+def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
+    from ganzoo.evaluation import evaluate
+
+    registry.reset_registry()
+    card = registry.get_model_card(model_id)
+    is_image = len(card.raw["data_shape"]) == 3
+    scores = evaluate(model_id, n=5000 if is_image else 2500, seed=0)
+    for key, want in card.metrics.items():
+        got = scores[key]
+        if key == "fid":
+            assert got == pytest.approx(want, rel=FID_REL_TOL), key
+        elif key in ("kid", "kid_se"):
+            assert abs(got - want) < KID_ABS_TOL, key
+        elif key in ("modes", "classes_covered"):
+            assert got == want, key
+        elif key in ("density", "coverage"):
+            assert abs(got - want) < KNN_TOL, f"{key}: card {want}, measured {got}"
+        else:
+            assert abs(got - want) < RATE_TOL, f"{key}: card {want}, measured {got}"

@@ -1,0 +1,110 @@
+"""Turn a finished run into a zoo entry: registry/models/<ID>/{generator.safetensors, config.json, card.toml}
+plus a gallery image docs/zoo/<ID>.png.
+
+    python scripts/publish_model.py RUN_DIR ID --command "ganzoo train ..." [--n 10000] [--half]
+
+The card's metrics come from ``ganzoo.evaluation.evaluate`` (the same code as
+``ganzoo eval ID``) with the dataset's shipped evaluator.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from ganzoo import __version__
+from ganzoo.checkpoint import latest_checkpoint, load_checkpoint
+from ganzoo.evaluation import evaluate
+from ganzoo.export import export_run, sha256_of
+from ganzoo.registry import get_registry
+
+REPO = Path(__file__).resolve().parent.parent
+LICENCES = {
+    "fashion-mnist": "Fashion-MNIST (Zalando Research), MIT licence; https://github.com/zalandoresearch/fashion-mnist",
+    "mnist": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0",
+    "ring8": "synthetic (PacGAN ring of 8 Gaussians)",
+    "grid25": "synthetic (PacGAN grid of 25 Gaussians)",
+}
+HEADLINE = {"image": "fid", "points": "modes"}
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if v is None:
+        return '""'
+    return json.dumps(str(v))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("id")
+    ap.add_argument("--command", required=True, help="the exact command that trained the run")
+    ap.add_argument("-n", type=int, default=10000)
+    ap.add_argument("--half", action="store_true")
+    ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, "
+                                          f"{torch.get_num_threads()} CPU threads, no GPU")
+    args = ap.parse_args()
+
+    run = Path(args.run)
+    state = load_checkpoint(latest_checkpoint(run))
+    cfg = json.loads(state["config"])
+    out = REPO / "registry" / "models" / args.id
+    export_run(run, out, dtype=torch.float16 if args.half else None)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    elapsed = max((r.get("elapsed_s", 0) for r in records), default=0)
+    gallery = REPO / "docs" / "zoo" / f"{args.id}.png"
+    gallery.parent.mkdir(parents=True, exist_ok=True)
+    scores = evaluate(str(out), n=args.n, seed=0, plot=None)
+    from ganzoo.sampling import write_samples
+
+    G = __import__("ganzoo").load_generator(str(out))
+    kind = "image" if len(G.data_shape) == 3 else "points"
+    write_samples(G, n=80 if G.num_classes else (64 if kind == "image" else 2500), out=gallery, seed=0)
+    entry = get_registry().get("architecture", state["arch"])
+    major, minor = (entry.plugin_version.split(".") + ["0"])[:2]
+    card = {
+        "id": args.id,
+        "description": f"{state['arch']} trained on {cfg['dataset']} with the {cfg['loss']} loss",
+        "architecture": state["arch"],
+        "plugin": state["plugin"],
+        "plugin_versions": f">={major}.{minor},<{int(major) + 1}",
+        "loss": cfg["loss"],
+        "regularizers": cfg.get("regularizers") or [],
+        "dataset": cfg["dataset"],
+        "data_shape": list(G.data_shape),
+        "steps": state["step"],
+        "batch_size": cfg["batch_size"],
+        "seed": cfg["seed"],
+        "command": args.command,
+        "training_time_s": round(elapsed, 1),
+        "hardware": args.hardware,
+        "ganzoo_version": __version__,
+        "weights": "EMA generator, " + ("float16" if args.half else "float32"),
+        "sha256": sha256_of(out / "generator.safetensors"),
+        "license": LICENCES.get(cfg["dataset"], "see the dataset's licence"),
+        "headline": HEADLINE[kind],
+        "evaluation": f"ganzoo eval {args.id} -n {args.n} --seed 0 (evaluator: registry/evaluators/{cfg['dataset']})"
+                      if kind == "image" else f"ganzoo eval {args.id} -n {args.n} --seed 0",
+    }
+    lines = [f"{k} = {toml_value(v)}" for k, v in card.items()]
+    lines.append("\n[metrics]")
+    lines += [f"{k} = {toml_value(round(v, 5) if isinstance(v, float) else v)}" for k, v in scores.items()]
+    lines.append("\n[config]")
+    lines += [f"{k} = {toml_value(v)}" for k, v in cfg.items() if k not in ("arch_options",) and v is not None]
+    lines.append("\n[config.arch_options]")
+    lines += [f"{k} = {toml_value(v)}" for k, v in (cfg.get("arch_options") or {}).items()]
+    (out / "card.toml").write_text("\n".join(lines) + "\n")
+    print(json.dumps({"id": args.id, **scores}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Write docs/zoo.md from the cards in registry/models (run after scripts/publish_model.py)."""
+from pathlib import Path
+
+from ganzoo.zoo import shipped_cards
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage", "class_kl", "label_accuracy")
+POINT_KEYS = ("modes", "hq_fraction", "kl")
+
+
+def fmt(v):
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def main():
+    cards = shipped_cards()
+    out = ["# Model zoo", "",
+           "Pretrained generators shipped in `registry/models/`, usable offline:", "",
+           "```bash", "ganzoo list models", "ganzoo sample dcgan-fashion-mnist -n 64 --out grid.png",
+           "ganzoo eval dcgan-fashion-mnist -n 10000", "ganzoo train dcgan --init dcgan-fashion-mnist --steps 2000   # fine-tune",
+           "```", "",
+           "`ganzoo.load_generator(\"dcgan-fashion-mnist\")` does the same from Python. Each card records the "
+           "plugin and versions it needs and the sha256 of its weights, checked before anything is loaded. "
+           "Image metrics are in the feature space of the shipped evaluator classifier "
+           "(`registry/evaluators/`, see [evaluation.md](evaluation.md)); they are not comparable with "
+           "Inception-based FIDs. The real-data floor (`ganzoo eval --real --dataset fashion-mnist`): "
+           "FID 0.31, precision 0.887, recall 0.882, coverage 0.968.", ""]
+    images = [c for c in cards if len(c.raw.get("data_shape", [])) == 3]
+    points = [c for c in cards if c not in images]
+    if images:
+        keys = [k for k in IMAGE_KEYS if any(k in c.metrics for c in images)]
+        out += ["## Image models", "", "| id | arch | loss | steps | train time | " + " | ".join(keys) + " |",
+                "|" + "---|" * (5 + len(keys))]
+        for c in images:
+            out.append(f"| {c.id} | {c.architecture} | {c.raw['loss']} | {c.raw['steps']} | "
+                       f"{c.raw['training_time_s'] / 60:.0f} min | " +
+                       " | ".join(fmt(c.metrics.get(k, "")) for k in keys) + " |")
+        out.append("")
+    if points:
+        out += ["## 2-D models", "", "| id | arch | loss | steps | train time | " + " | ".join(POINT_KEYS) + " |",
+                "|" + "---|" * (5 + len(POINT_KEYS))]
+        for c in points:
+            out.append(f"| {c.id} | {c.architecture} | {c.raw['loss']} | {c.raw['steps']} | "
+                       f"{c.raw['training_time_s'] / 60:.0f} min | " +
+                       " | ".join(fmt(c.metrics.get(k, "")) for k in POINT_KEYS) + " |")
+        out.append("")
+    out += ["## Gallery and how each was trained", ""]
+    for c in cards:
+        out += [f"### {c.id}", "", c.description + ".", "",
+                f"![{c.id}](zoo/{c.id}.png)", "",
+                f"Trained with `{c.raw['command']}` — {c.raw['steps']} steps in "
+                f"{c.raw['training_time_s']:.0f} s on {c.raw['hardware']}. Weights: {c.raw['weights']}, "
+                f"sha256 `{c.sha256[:16]}…`. Data: {c.raw['license']}.", ""]
+    (REPO / "docs" / "zoo.md").write_text("\n".join(out))
+    print(f"wrote docs/zoo.md ({len(cards)} models)")
+
+
+if __name__ == "__main__":
+    main()
