@@ -1,0 +1,516 @@
+"""``ganzoo bench``: ganzoo's real training step next to the usual hand-written PyTorch loop.
+
+One process measures, back to back and on the same device and thread count:
+
+1. **ganzoo** — :func:`ganzoo.trainer.build_run` + :func:`ganzoo.trainer.train_step`,
+   exactly what ``ganzoo train`` runs per step (minus logging, samples and checkpoints);
+2. **the reference loop** — the same networks (same architecture options, same
+   initial weights) trained the way the canonical PyTorch DCGAN example does it:
+   a per-item ``Dataset`` of PIL images with torchvision ``ToTensor``/``Normalize``
+   (and ``Resize`` when the images are resized), a ``DataLoader`` with 2 workers,
+   two default (non-fused) ``torch.optim.Adam`` and BCE, D on real and
+   ``fake.detach()``, then G through D with the labels flipped, losses read with
+   ``.item()`` every step as the example prints them;
+3. **a matmul peak** — the best of a few fp32 2048×2048 matmuls (and bf16 on CUDA
+   when autocast is on), so achieved GFLOP/s can be read as a fraction of what
+   this machine can do right now.
+
+The two loops (and the peak) are timed in alternating rounds (``--rounds``,
+default 3) and each reports its best round, so a load spike on a shared
+machine hits both and is filtered out. FLOPs per step are counted by
+:class:`torch.utils.flop_counter.FlopCounterMode` over one real step (forward
+and backward matmuls/convolutions; optimiser and element-wise work are not
+FLOPs to it).
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .errors import GanzooError, UnknownNameError
+
+
+# -- presets --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    arch: str
+    arch_options: dict
+    image_size: int | None
+    dataset: str
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "mlp-reference": Preset(
+        "mlp", {"g_hidden": "128,256,512,1024", "bn_first": "false", "bn_eps": "0.8"}, None,
+        "fashion-mnist",
+        "the widely used MLP GAN script: G 100→128→256→512→1024→784 (BatchNorm1d eps 0.8 after "
+        "all but the first layer), D 784→512→256→1, 28×28"),
+    "dcgan64-reference": Preset(
+        "dcgan", {"ngf": "64", "ndf": "64"}, 64, "fashion-mnist",
+        "the canonical PyTorch DCGAN example at 64×64 (ngf = ndf = 64)"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UnknownNameError("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+@dataclass
+class BenchConfig:
+    """What ``ganzoo bench`` measures; ``None`` fields come from the preset or the defaults."""
+
+    arch: str | None = None
+    arch_options: dict = field(default_factory=dict)
+    preset: str | None = None
+    dataset: str | None = None  # preset's, else fashion-mnist
+    data_root: str | None = None
+    split: str = "train"
+    image_size: int | None = None  # preset's, else native
+    limit_data: int | None = None  # use only the first N samples (quick tests)
+    batch_size: int = 64
+    steps: int = 20  # timed steps per round, of each loop
+    warmup: int = 5
+    rounds: int = 3  # the loops alternate; each reports its best round
+    workers: int = 2  # DataLoader workers of the reference loop
+    device: str = "auto"
+    num_threads: int | None = None  # None = all cores, as the trainer does
+    seed: int = 0
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    ema: bool = True
+    baseline: bool = True
+    peak_repeats: int = 5
+
+    def resolved(self) -> "BenchConfig":
+        """Fill arch/options/dataset/image size from the preset; explicit values win."""
+        values = asdict(self)
+        if self.preset is not None:
+            p = get_preset(self.preset)
+            if self.arch is not None and self.arch != p.arch:
+                raise GanzooError(f"preset {self.preset} benchmarks {p.arch}, not {self.arch} "
+                                  f"(drop ARCH or the preset)")
+            values.update(arch=p.arch, arch_options={**p.arch_options, **self.arch_options},
+                          dataset=self.dataset or p.dataset,
+                          image_size=self.image_size if self.image_size is not None else p.image_size)
+        if values["arch"] is None:
+            raise GanzooError("give an architecture (e.g. `ganzoo bench dcgan`) or --preset "
+                              f"({', '.join(PRESETS)})")
+        values["dataset"] = values["dataset"] or "fashion-mnist"
+        cfg = BenchConfig(**values)
+        for name in ("steps", "batch_size", "peak_repeats", "rounds"):
+            if getattr(cfg, name) < 1:
+                raise GanzooError(f"{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.warmup < 0 or cfg.workers < 0:
+            raise GanzooError("warmup and workers must be >= 0")
+        if cfg.limit_data is not None and cfg.limit_data < cfg.batch_size:
+            raise GanzooError(f"limit-data {cfg.limit_data} is smaller than one batch ({cfg.batch_size})")
+        return cfg
+
+
+# -- measuring helpers ----------------------------------------------------------------------
+def count_flops(fn: Callable, *args, **kwargs) -> tuple[int, Any]:
+    """Run ``fn(*args, **kwargs)`` under ``FlopCounterMode`` → ``(flops, result)``.
+
+    Counts what torch's counter counts: matmuls, convolutions and attention,
+    forward and backward (a Linear layer's forward on an m×k input with n
+    outputs is 2·m·n·k); element-wise ops and optimiser updates count 0.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        result = fn(*args, **kwargs)
+    return int(counter.get_total_flops()), result
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048,
+                repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s of one n×n @ n×n matmul (2·n³ FLOPs) in ``dtype``."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    torch.mm(a, b, out=out)  # warm-up: thread pool, library handles, clocks
+    synchronize(device)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+# -- 1. ganzoo's training step ----------------------------------------------------------------
+def _train_config(cfg: BenchConfig, out: str):
+    from .config import TrainConfig
+
+    return TrainConfig(arch=cfg.arch, arch_options=dict(cfg.arch_options), dataset=cfg.dataset,
+                       data_root=cfg.data_root, split=cfg.split, image_size=cfg.image_size,
+                       batch_size=cfg.batch_size, steps=cfg.warmup + cfg.steps + 1, seed=cfg.seed,
+                       device=cfg.device, out=out, progress=False, ema=cfg.ema, amp=cfg.amp,
+                       channels_last=cfg.channels_last, compile=cfg.compile,
+                       num_threads=cfg.num_threads, loss="non-saturating")
+
+
+class GanzooSide:
+    """ganzoo's run, built once; step 0 is FLOP-counted, then ``warmup`` untimed steps."""
+
+    def __init__(self, cfg: BenchConfig):
+        from .trainer import build_run, train_step
+
+        self._train_step = train_step
+        self.out = tempfile.mkdtemp(prefix="ganzoo-bench-")
+        self.run = build_run(_train_config(cfg, self.out))
+        if cfg.limit_data is not None:
+            self.run.data = self.run.data.subset(cfg.limit_data)
+        self.device = self.run.device
+        self.sums = torch.zeros(2, device=self.device)
+        self.step = 0
+        self.options = self.run.options.to_dict()
+        self.images_per_step = cfg.batch_size * self.run.cfg.d_steps
+        self.memory_format = ("channels_last" if self.run.memory_format == torch.channels_last
+                              else "contiguous")
+        # Step 0 is counted (and is a warm-up step too: allocator, thread pool, cuDNN autotuning).
+        self.flops_per_step, _ = count_flops(self._one)
+        for _ in range(cfg.warmup):
+            self._one()
+        self._finish()
+
+    def _one(self):  # what train() does per step, minus logging, samples and checkpoints
+        d_loss, g_loss = self._train_step(self.run, self.step)
+        self.sums.add_(torch.stack((d_loss, g_loss)))
+        self.step += 1
+
+    def _finish(self):
+        losses = self.sums.tolist()  # waits for every queued kernel (and reads the losses once)
+        synchronize(self.device)
+        if not all(math.isfinite(v) for v in losses):
+            raise GanzooError("ganzoo's losses became non-finite during the benchmark")
+
+    def time(self, steps: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self._one()
+        self._finish()
+        return time.perf_counter() - t0
+
+    def close(self):
+        self.run = None
+        shutil.rmtree(self.out, ignore_errors=True)
+
+
+# -- 2. the reference loop ---------------------------------------------------------------------
+class PerItemDataset(torch.utils.data.Dataset):
+    """The usual per-item dataset: like torchvision's MNIST, each ``__getitem__`` turns one
+    uint8 image into a PIL image and runs the transform on it (points are returned as they are)."""
+
+    def __init__(self, data: torch.Tensor, labels: torch.Tensor | None, transform=None):
+        self.data, self.labels, self.transform = data, labels, transform
+        self.is_image = data.dtype == torch.uint8 and data.dim() == 4
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        x = self.data[i]
+        if self.is_image:
+            from PIL import Image
+
+            arr = x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+            x = Image.fromarray(arr)
+            if self.transform is not None:
+                x = self.transform(x)
+        return x, (int(self.labels[i]) if self.labels is not None else -1)
+
+
+def reference_transform(image_size: int | None, native_hw: tuple[int, int], channels: int,
+                        output_range=(-1.0, 1.0)):
+    """``[Resize(S)] + ToTensor + Normalize`` mapping [0, 1] to the generator's output range
+    (``Normalize((0.5,), (0.5,))`` for tanh), as in the canonical DCGAN example."""
+    from torchvision import transforms
+
+    lo, hi = output_range if output_range is not None else (0.0, 1.0)
+    steps = []
+    if image_size and tuple(native_hw) != (image_size, image_size):
+        steps.append(transforms.Resize(image_size))
+    steps += [transforms.ToTensor(),
+              transforms.Normalize((-lo / (hi - lo),) * channels, (1.0 / (hi - lo),) * channels)]
+    return transforms.Compose(steps)
+
+
+class ReferenceLoop:
+    """The canonical PyTorch DCGAN training loop around ganzoo-built G and D.
+
+    ``nn.BCEWithLogitsLoss`` on D's logits is ``nn.BCELoss`` on ``sigmoid(logits)``
+    (the example's D ends in a sigmoid; ganzoo's D returns logits), fused into one
+    numerically stable op; the objective and the gradients are the same.
+    """
+
+    def __init__(self, arch: str, options: dict, dataset, cfg: BenchConfig, device: torch.device):
+        import ganzoo
+
+        self.device, self.batch_size = device, cfg.batch_size
+        torch.manual_seed(cfg.seed)  # the same initial weights as ganzoo's run
+        self.G = ganzoo.create_generator(arch, **options).to(device)
+        self.D = ganzoo.create_discriminator(arch, **options).to(device)
+        self.conditional = bool(options.get("num_classes"))
+        self.criterion = nn.BCEWithLogitsLoss()
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        data, labels = dataset.data, getattr(dataset, "labels", None)
+        if cfg.limit_data is not None:
+            data = data[:cfg.limit_data]
+            labels = labels[:cfg.limit_data] if labels is not None else None
+        transform = None
+        if data.dtype == torch.uint8 and data.dim() == 4:
+            transform = reference_transform(cfg.image_size, tuple(data.shape[-2:]), data.shape[1],
+                                            self.G.output_range)
+        self.dataset = PerItemDataset(data.cpu(), None if labels is None else labels.cpu(), transform)
+        self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=cfg.batch_size,
+                                                  shuffle=True, num_workers=cfg.workers,
+                                                  drop_last=True)
+        self._it: Iterator | None = None
+        self.history: list[tuple[float, float]] = []
+
+    def next_batch(self):
+        if self._it is None:
+            self._it = iter(self.loader)
+        try:
+            return next(self._it)
+        except StopIteration:  # a new epoch, as the example's `for epoch ...: for data in loader`
+            self._it = iter(self.loader)
+            return next(self._it)
+
+    def close(self):
+        self._it = None  # shuts the worker processes down
+        gc.collect()
+
+    def step(self, data) -> tuple[float, float]:
+        netG, netD, criterion, device = self.G, self.D, self.criterion, self.device
+        # (1) Update D: maximise log(D(x)) + log(1 - D(G(z)))
+        netD.zero_grad()
+        real = data[0].to(device)
+        b = real.size(0)
+        y = data[1].to(device) if self.conditional else None
+        label = torch.full((b,), 1.0, dtype=real.dtype, device=device)
+        output = netD(real, y)
+        errD_real = criterion(output, label)
+        errD_real.backward()
+        D_x = output.mean().item()
+        noise = torch.randn(b, netG.latent_dim, device=device)
+        y_fake = netG.sample_labels(b, device=device)
+        fake = netG(noise, y_fake)
+        label.fill_(0.0)
+        output = netD(fake.detach(), y_fake)
+        errD_fake = criterion(output, label)
+        errD_fake.backward()
+        D_G_z1 = output.mean().item()
+        errD = errD_real + errD_fake
+        self.opt_d.step()
+        # (2) Update G: maximise log(D(G(z)))
+        netG.zero_grad()
+        label.fill_(1.0)  # fake labels are real for the generator cost
+        output = netD(fake, y_fake)
+        errG = criterion(output, label)
+        errG.backward()
+        D_G_z2 = output.mean().item()
+        self.opt_g.step()
+        losses = (errD.item(), errG.item())  # the example prints these every step
+        del D_x, D_G_z1, D_G_z2
+        self.history.append(losses)
+        return losses
+
+
+class ReferenceSide:
+    """The reference loop, built once; ``max(1, warmup)`` untimed steps (they start the
+    DataLoader workers), then one FLOP-counted step."""
+
+    def __init__(self, cfg: BenchConfig, options: dict, device: torch.device):
+        from .registry import create_dataset
+
+        data = create_dataset(cfg.dataset, split=cfg.split, root=cfg.data_root)  # native size
+        if not hasattr(data, "data"):
+            raise GanzooError(f"the reference loop needs an in-memory dataset; {cfg.dataset} is not one")
+        self.device = device
+        self.loop = ReferenceLoop(cfg.arch, options, data, cfg, device)
+        self.images_per_step = cfg.batch_size
+        for _ in range(max(1, cfg.warmup)):
+            self.loop.step(self.loop.next_batch())
+        self.flops_per_step, _ = count_flops(self.loop.step, self.loop.next_batch())
+        synchronize(device)
+
+    def time(self, steps: int) -> float:
+        loop = self.loop
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loop.step(loop.next_batch())  # the data loading is part of the loop
+        synchronize(self.device)
+        return time.perf_counter() - t0
+
+    def close(self):
+        self.loop.close()
+
+
+# -- all of it ----------------------------------------------------------------------------------
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Measure and return the figures ``ganzoo bench --json`` prints."""
+    from .distributed import pick_device
+    from .trainer import _cores
+
+    cfg = cfg.resolved()
+    device = pick_device(cfg.device)
+    threads = cfg.num_threads or _cores()
+    cfg.num_threads = threads  # the trainer, the reference loop and the peak all use these
+    torch.set_num_threads(threads)
+    load_before = _loadavg()
+
+    amp = bool(cfg.amp and device.type == "cuda")
+    log(f"building ganzoo's run (1 FLOP-counted + {cfg.warmup} warm-up steps)...")
+    g = GanzooSide(cfg)
+    b = None
+    try:
+        if cfg.baseline:
+            log(f"building the reference loop ({max(1, cfg.warmup)} warm-up + 1 FLOP-counted steps)...")
+            b = ReferenceSide(cfg, g.options, device)
+        # Rounds alternate the two loops (and the peak), so a load spike on a shared machine
+        # hits both; each side reports its best round.
+        peaks_fp32, peaks_bf16, g_times, b_times = [], [], [], []
+        for r in range(cfg.rounds):
+            log(f"round {r + 1}/{cfg.rounds}: matmul peak, {cfg.steps} ganzoo steps"
+                + (f", {cfg.steps} reference steps" if b else "") + "...")
+            peaks_fp32.append(matmul_peak(device, torch.float32, repeats=cfg.peak_repeats))
+            if amp:
+                peaks_bf16.append(matmul_peak(device, torch.bfloat16, repeats=cfg.peak_repeats))
+            g_times.append(g.time(cfg.steps))
+            if b is not None:
+                b_times.append(b.time(cfg.steps))
+    finally:
+        g.close()
+        if b is not None:
+            b.close()
+    peak_fp32 = max(peaks_fp32)
+    peak_bf16 = max(peaks_bf16) if amp else None
+    peak, peak_dtype = (peak_bf16, "bf16") if amp else (peak_fp32, "fp32")
+
+    sps = cfg.steps / min(g_times)
+    gflop = g.flops_per_step / 1e9
+    result = {
+        "arch": cfg.arch, "preset": cfg.preset, "options": g.options,
+        "dataset": cfg.dataset, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
+        "steps": cfg.steps, "warmup": cfg.warmup, "rounds": cfg.rounds,
+        "peak_repeats": cfg.peak_repeats,
+        "device": str(device), "device_name": _device_name(device),
+        "torch": torch.__version__, "threads": threads, "amp": amp,
+        "memory_format": g.memory_format, "compile": cfg.compile, "ema": cfg.ema,
+        "steps_per_s": sps, "s_per_step": 1 / sps, "images_per_s": sps * g.images_per_step,
+        "gflop_per_step": gflop, "gflop_per_s": gflop * sps,
+        "peak_gflop_per_s": peak, "peak_dtype": peak_dtype, "peak_fp32_gflop_per_s": peak_fp32,
+        "peak_bf16_gflop_per_s": peak_bf16, "fraction_of_peak": gflop * sps / peak,
+        "baseline_steps_per_s": None, "baseline_s_per_step": None, "baseline_images_per_s": None,
+        "baseline_gflop_per_step": None, "baseline_gflop_per_s": None,
+        "baseline_fraction_of_peak": None, "baseline_workers": cfg.workers if b else None,
+        "speedup": None,
+        "round_s_per_step": [t / cfg.steps for t in g_times],
+        "baseline_round_s_per_step": [t / cfg.steps for t in b_times] if b else None,
+        "load_average": [load_before, _loadavg()],
+    }
+    if b is not None:
+        bsps = cfg.steps / min(b_times)
+        bgflop = b.flops_per_step / 1e9
+        result.update(baseline_steps_per_s=bsps, baseline_s_per_step=1 / bsps,
+                      baseline_images_per_s=bsps * b.images_per_step,
+                      baseline_gflop_per_step=bgflop, baseline_gflop_per_s=bgflop * bsps,
+                      baseline_fraction_of_peak=bgflop * bsps / peak, speedup=_ratio(sps, bsps))
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return name
+
+
+def format_report(r: dict) -> str:
+    """The human-readable table ``ganzoo bench`` prints."""
+    opts = {k: v for k, v in r["options"].items() if k not in ("data_shape", "num_classes")}
+    shape = "×".join(str(v) for v in r["options"].get("data_shape", ()))
+    head = (f"ganzoo bench: {r['arch']}" + (f" (preset {r['preset']})" if r["preset"] else "")
+            + f" on {r['dataset']} {shape}, batch {r['batch_size']}, best of {r['rounds']} rounds of "
+            f"{r['steps']} timed steps after {r['warmup']} warm-up")
+    lines = [head,
+             f"  options: " + " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                                       for k, v in opts.items()),
+             f"  device: {r['device']} ({r['device_name']}), {r['threads']} threads, torch {r['torch']}, "
+             f"{r['memory_format']}, amp {'bf16' if r['amp'] else 'off'}"
+             + (", compiled" if r["compile"] else ""),
+             ""]
+    rows = [("", "steps/s", "images/s", "s/step", "GFLOP/step", "GFLOP/s", "of peak"),
+            ("ganzoo train_step", f"{r['steps_per_s']:.2f}", f"{r['images_per_s']:.0f}",
+             f"{r['s_per_step']:.4f}", f"{r['gflop_per_step']:.2f}", f"{r['gflop_per_s']:.1f}",
+             f"{100 * r['fraction_of_peak']:.0f}%")]
+    if r["baseline_steps_per_s"] is not None:
+        rows.append(("reference loop", f"{r['baseline_steps_per_s']:.2f}",
+                     f"{r['baseline_images_per_s']:.0f}", f"{r['baseline_s_per_step']:.4f}",
+                     f"{r['baseline_gflop_per_step']:.2f}", f"{r['baseline_gflop_per_s']:.1f}",
+                     f"{100 * r['baseline_fraction_of_peak']:.0f}%"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        lines.append("  " + row[0].ljust(widths[0]) + "".join(
+            "  " + c.rjust(w) for c, w in zip(row[1:], widths[1:])))
+    lines.append("")
+    spread = lambda v: ", ".join(f"{x:.4f}" for x in v)  # noqa: E731
+    lines.append(f"  s/step of each round: ganzoo {spread(r['round_s_per_step'])}"
+                 + (f"; reference {spread(r['baseline_round_s_per_step'])}"
+                    if r["baseline_round_s_per_step"] else ""))
+    if r["speedup"] is not None:
+        lines.append(f"  speedup: {r['speedup']:.2f}× the reference loop's steps/s")
+    peak = (f"  matmul peak ({r['peak_dtype']} 2048×2048, best of {r['rounds']}×{r['peak_repeats']}): "
+            f"{r['peak_gflop_per_s']:.1f} GFLOP/s")
+    if r["peak_bf16_gflop_per_s"] is not None:
+        peak += f" (fp32: {r['peak_fp32_gflop_per_s']:.1f})"
+    lines.append(peak)
+    la = r["load_average"]
+    if la[0] is not None:
+        noisy = " (> 1: a busy machine, figures are noisy)" if max(la) > 1 else ""
+        lines.append(f"  load average (1 min): {la[0]:.2f} before, {la[1]:.2f} after{noisy}")
+    return "\n".join(lines)

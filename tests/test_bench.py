@@ -1,0 +1,250 @@
+"""`ganzoo bench`: behaviour only. Speed is never asserted here (the machine is shared)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import ganzoo
+from ganzoo import GanzooError, UnknownNameError
+from ganzoo.bench import (PRESETS, BenchConfig, ReferenceLoop, count_flops, get_preset,
+                          matmul_peak, reference_transform)
+from ganzoo.data.base import InMemoryDataset
+
+pytest.importorskip("ganzoo_mlp", reason="pip install -e plugins/ganzoo-mlp")
+pytest.importorskip("ganzoo_dcgan", reason="pip install -e plugins/ganzoo-dcgan")
+
+# Runs several `ganzoo bench` command lines in ONE fresh process, whether or not the default
+# plugin list names the bench plugin yet (adding the same command twice is harmless).
+_DRIVER = r"""
+import contextlib, io, json, sys, traceback
+from ganzoo.cli import cli, main
+from ganzoo.default_plugins.bench import bench_command
+cli.add_command(bench_command)
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(["bench", *argv])
+            rc = 0
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            rc = 1
+    results.append([rc, out.getvalue(), err.getvalue()])
+sys.__stdout__.write(json.dumps(results))
+"""
+
+TINY = ["mlp", "--arch-opt", "g_hidden=16,32", "--arch-opt", "d_hidden=32", "--batch-size", "16",
+        "--steps", "2", "--warmup", "1", "--rounds", "2", "--limit-data", "256", "--num-threads", "1"]
+
+JSON_NUMBERS = ["steps_per_s", "baseline_steps_per_s", "speedup", "gflop_per_step", "gflop_per_s",
+                "peak_gflop_per_s", "images_per_s", "baseline_images_per_s", "threads", "batch_size",
+                "fraction_of_peak", "baseline_gflop_per_step", "baseline_gflop_per_s"]
+
+
+COMMANDS = {
+    "json": [*TINY, "--json"],
+    "table": [*TINY, "--no-baseline"],
+    "json_no_baseline": [*TINY, "--no-baseline", "--json"],
+    "bad_preset": ["--preset", "mlp-refrence"],
+    "preset_and_other_arch": ["--preset", "mlp-reference", "dcgan"],
+    "no_arch": [],
+    "zero_steps": ["mlp", "--steps", "0"],
+    "zero_rounds": ["mlp", "--rounds", "0"],
+}
+
+
+@pytest.fixture(scope="module")
+def ran():
+    """Every command line above, run in one fresh process: name → (rc, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(list(COMMANDS.values()))],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return dict(zip(COMMANDS, (tuple(r) for r in json.loads(proc.stdout))))
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- the command ------------------------------------------------------------------------------
+def test_json_has_every_figure_as_a_positive_finite_number(ran):
+    rc, out, err = ran["json"]
+    assert rc == 0, err
+    result = json.loads(out)  # exactly one JSON object on stdout; progress goes to stderr
+    for key in JSON_NUMBERS:
+        value = result[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+    assert result["arch"] == "mlp" and result["batch_size"] == 16 and result["threads"] == 1
+    assert result["options"]["g_hidden"] == [16, 32] and result["options"]["d_hidden"] == [32]
+    assert result["device"] == "cpu" or result["device"].startswith(("cuda", "mps"))
+    assert result["torch"] == torch.__version__
+    assert result["speedup"] == pytest.approx(result["steps_per_s"] / result["baseline_steps_per_s"])
+    assert result["gflop_per_s"] == pytest.approx(result["gflop_per_step"] * result["steps_per_s"])
+    assert result["images_per_s"] == pytest.approx(16 * result["steps_per_s"])
+    assert len(result["round_s_per_step"]) == len(result["baseline_round_s_per_step"]) == 2
+    assert result["s_per_step"] == pytest.approx(min(result["round_s_per_step"]))  # the best round
+    # The reference loop computes D's weight gradients in the G step too: never fewer FLOPs.
+    assert result["baseline_gflop_per_step"] >= result["gflop_per_step"]
+
+
+def test_table_and_no_baseline(ran):
+    rc, out, err = ran["table"]
+    assert rc == 0, err
+    assert "ganzoo train_step" in out and "reference loop" not in out and "matmul peak" in out
+    rc, out, err = ran["json_no_baseline"]
+    result = json.loads(out)
+    assert result["baseline_steps_per_s"] is None and result["speedup"] is None
+    assert result["steps_per_s"] > 0
+
+
+def test_bad_preset_is_one_line_with_a_suggestion(ran):
+    rc, out, err = ran["bad_preset"]
+    assert rc != 0 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: unknown preset 'mlp-refrence'")
+    assert "did you mean 'mlp-reference'" in lines[0]
+
+
+@pytest.mark.parametrize("name, words", [("preset_and_other_arch", "benchmarks mlp"),
+                                         ("no_arch", "give an architecture"),
+                                         ("zero_steps", "steps must be >= 1"),
+                                         ("zero_rounds", "rounds must be >= 1")])
+def test_bad_inputs_are_one_line_errors(ran, name, words):
+    rc, out, err = ran[name]
+    assert rc != 0 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_presets_resolve_with_explicit_values_winning():
+    cfg = BenchConfig(preset="dcgan64-reference").resolved()
+    assert (cfg.arch, cfg.image_size, cfg.dataset) == ("dcgan", 64, "fashion-mnist")
+    assert cfg.arch_options == {"ngf": "64", "ndf": "64"}
+    cfg = BenchConfig(preset="dcgan64-reference", image_size=32, arch_options={"ngf": "8"}).resolved()
+    assert cfg.image_size == 32 and cfg.arch_options == {"ngf": "8", "ndf": "64"}
+    with pytest.raises(UnknownNameError, match="did you mean 'dcgan64-reference'"):
+        get_preset("dcgan-reference")
+    with pytest.raises(GanzooError, match="limit-data"):
+        BenchConfig(arch="mlp", limit_data=10).resolved()
+
+
+def test_presets_are_the_reference_architectures():
+    mlp = get_preset("mlp-reference")
+    G = ganzoo.create_generator("mlp", **mlp.arch_options)
+    D = ganzoo.create_discriminator("mlp", **mlp.arch_options)
+    lin = lambda m: [(l.in_features, l.out_features) for l in m.modules() if isinstance(l, nn.Linear)]  # noqa: E731
+    assert lin(G) == [(100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
+    assert lin(D) == [(784, 512), (512, 256), (256, 1)]
+    bns = [m for m in G.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [b.num_features for b in bns] == [256, 512, 1024] and all(b.eps == 0.8 for b in bns)
+
+    dc = get_preset("dcgan64-reference")
+    opts = dict(dc.arch_options, data_shape=(1, dc.image_size, dc.image_size))
+    G = ganzoo.create_generator("dcgan", **opts)
+    D = ganzoo.create_discriminator("dcgan", **opts)
+    convt = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0])
+             for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert convt == [(100, 512, 4, 1), (512, 256, 4, 2), (256, 128, 4, 2), (128, 64, 4, 2), (64, 1, 4, 2)]
+    conv = [(m.in_channels, m.out_channels) for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert conv == [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
+    with torch.no_grad():
+        assert G.eval()(torch.randn(2, 100)).shape == (2, 1, 64, 64)
+
+
+# -- FLOP counting and the peak -----------------------------------------------------------------
+def test_flops_of_a_linear_layer(restore_threads):
+    m, k, n = 8, 32, 16
+    layer = nn.Linear(k, n)
+    x = torch.randn(m, k)
+    flops, y = count_flops(layer, x)
+    assert flops == 2 * m * n * k and y.shape == (m, n)  # the bias add is not a FLOP to the counter
+
+    x.requires_grad_(True)
+    flops, _ = count_flops(lambda: layer(x).sum().backward())
+    assert flops == 3 * 2 * m * n * k  # forward, grad of input, grad of weight
+
+
+def test_flops_of_a_conv_layer(restore_threads):
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    flops, _ = count_flops(conv, torch.randn(2, 3, 10, 10))
+    assert flops == 2 * (2 * 10 * 10) * 8 * (3 * 3 * 3)  # 2 · outputs · C_out · (C_in · kh · kw)
+
+
+def test_matmul_peak_is_positive(restore_threads):
+    peak = matmul_peak(torch.device("cpu"), n=128, repeats=2)
+    assert math.isfinite(peak) and peak > 0
+
+
+# -- the reference loop -------------------------------------------------------------------------
+def _toy_images(n=64, hw=28, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return InMemoryDataset(torch.randint(0, 256, (n, 1, hw, hw), dtype=torch.uint8, generator=g),
+                           torch.randint(0, 10, (n,), generator=g), 10, "toy")
+
+
+def test_reference_transform_matches_the_example():
+    from PIL import Image
+
+    img = torch.randint(0, 256, (28, 28), dtype=torch.uint8)
+    t = reference_transform(None, (28, 28), 1)
+    x = t(Image.fromarray(img.numpy()))
+    assert x.shape == (1, 28, 28)
+    torch.testing.assert_close(x[0], img.float() / 127.5 - 1)  # ToTensor + Normalize((0.5,), (0.5,))
+    x64 = reference_transform(64, (28, 28), 1)(Image.fromarray(img.numpy()))
+    assert x64.shape == (1, 64, 64) and -1 <= float(x64.min()) and float(x64.max()) <= 1
+
+
+def test_reference_loop_really_trains(restore_threads):
+    cfg = BenchConfig(arch="mlp", arch_options={"g_hidden": "16,32", "d_hidden": "32"},
+                      batch_size=16, workers=0).resolved()
+    options = ganzoo.get_architecture("mlp").make_options(**cfg.arch_options).to_dict()
+    loop = ReferenceLoop("mlp", options, _toy_images(), cfg, torch.device("cpu"))
+    before_g = [p.detach().clone() for p in loop.G.parameters()]
+    before_d = [p.detach().clone() for p in loop.D.parameters()]
+    batch = loop.next_batch()
+    assert batch[0].shape == (16, 1, 28, 28) and batch[0].min() >= -1 and batch[0].max() <= 1
+    losses = [loop.step(batch)] + [loop.step(loop.next_batch()) for _ in range(5)]  # crosses an epoch
+    loop.close()
+    assert all(math.isfinite(v) for pair in losses for v in pair)
+    assert len({pair for pair in losses}) > 1  # the losses move
+    assert all(not torch.equal(a, b) for a, b in zip(before_g, loop.G.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before_d, loop.D.parameters()))
+
+
+def test_reference_loop_starts_from_ganzoos_weights(restore_threads):
+    """Same options and seed as the trainer's build_run → the same initial networks."""
+    cfg = BenchConfig(arch="mlp", arch_options={"g_hidden": "16"}, workers=0).resolved()
+    options = ganzoo.get_architecture("mlp").make_options(**cfg.arch_options).to_dict()
+    loop = ReferenceLoop("mlp", options, _toy_images(), cfg, torch.device("cpu"))
+    torch.manual_seed(cfg.seed)
+    G = ganzoo.create_generator("mlp", **options)
+    for a, b in zip(G.parameters(), loop.G.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_presets_listed_by_the_command_match_the_module():
+    from ganzoo.default_plugins.bench import PRESET_NAMES
+
+    assert tuple(PRESETS) == PRESET_NAMES
+
+
+def test_the_command_is_a_default_plugin_once_registered():
+    from ganzoo.plugins import DEFAULT_PLUGINS
+
+    if "ganzoo.default_plugins.bench" not in DEFAULT_PLUGINS:
+        pytest.skip("ganzoo.default_plugins.bench is not in DEFAULT_PLUGINS yet")
+    proc = subprocess.run([sys.executable, "-m", "ganzoo", "bench", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "--preset" in proc.stdout
