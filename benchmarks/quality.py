@@ -19,9 +19,7 @@ import math
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-import torch
 
 import ganzoo
 from ganzoo.config import TrainConfig

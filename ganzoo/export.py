@@ -8,7 +8,6 @@ directory or the training code.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,28 +17,11 @@ import torch
 
 from . import __version__
 from .errors import GanzooError, UnknownNameError
+from .fileio import atomic_write, read_json_document, sha256_of  # noqa: F401 (sha256_of re-exported)
 
 FORMAT = "ganzoo-export/1"
 WEIGHTS = "generator.safetensors"
 CONFIG = "config.json"
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def export_generator(generator: torch.nn.Module, out_dir: str | Path, info: dict[str, Any],
@@ -75,10 +57,10 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, info: dict
         "weights": info.get("weights", "ema"),
         "dtype": str(dtype or "float32").replace("torch.", ""),
     }
-    _atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p),
+    atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p),
                                                      metadata={"ganzoo": json.dumps(config)}))
     config["sha256"] = sha256_of(out / WEIGHTS)
-    _atomic_write(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     return out
 
 
@@ -109,22 +91,12 @@ def _build(arch_name: str, options: dict, plugin: str | None, version: str | Non
     except UnknownNameError:
         raise GanzooError(f"{where}: architecture {arch_name!r} comes from plugin "
                           f"{plugin or '?'} {version or ''}".rstrip() +
-                          f", which is not installed or failed to load (see `ganzoo plugins`)") from None
+                          ", which is not installed or failed to load (see `ganzoo plugins`)") from None
     return arch.create_generator(**options)
 
 
 def read_export_config(path: str | Path) -> dict:
-    path = Path(path)
-    cfg_path = path / CONFIG
-    try:
-        config = json.loads(cfg_path.read_text())
-    except FileNotFoundError:
-        raise GanzooError(f"{str(path)!r} has no {CONFIG}: not a ganzoo export") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GanzooError(f"{str(cfg_path)!r} is corrupted ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise GanzooError(f"{str(cfg_path)!r} is not a ganzoo export config ({FORMAT})")
-    return config
+    return read_json_document(Path(path) / CONFIG, FORMAT, "a ganzoo export")
 
 
 def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | None = None):

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from ganzoo.checkpoint import latest_checkpoint, load_checkpoint

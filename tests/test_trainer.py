@@ -89,8 +89,9 @@ def test_checkpoint_write_failure_keeps_previous_checkpoint(tmp_path, monkeypatc
     good = latest_checkpoint(run_dir)
     before = good.read_bytes()
 
-    def broken_save(obj, fh, *a, **k):
-        fh.write(b"partial garbage")
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial garbage")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -185,11 +185,11 @@ def test_shipped_card_verifies_and_samples(model_id, tmp_path):
 
 
 # Stated tolerance for re-measuring a card with half the samples (5,000 instead of
-# 10,000, same seed): precision/recall/label accuracy/class KL within 0.05; density and
-# coverage within 0.08 (their k-NN radii grow as n shrinks, so they drift up by ~0.05);
-# FID within 15% (its small-n bias is upward); KID within 5 (its standard error at
-# n = 5,000 is 1-3). 2-D models are re-measured at the card's n = 2,500.
-RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.08, 0.15, 5.0
+# 10,000, same seed): label accuracy and class KL within 0.05; the k-NN metrics
+# (precision, recall, density, coverage) within 0.1, since their radii grow as n shrinks
+# (measured drift up to 0.07); FID within 15% (its small-n bias is upward); KID within 5
+# (its standard error at n = 5,000 is 1-3). 2-D models are re-measured at the card's n.
+RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.10, 0.15, 5.0
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no model shipped in registry/models yet")
@@ -209,7 +209,7 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
             assert abs(got - want) < KID_ABS_TOL, key
         elif key in ("modes", "classes_covered"):
             assert got == want, key
-        elif key in ("density", "coverage"):
+        elif key in ("precision", "recall", "density", "coverage"):
             assert abs(got - want) < KNN_TOL, f"{key}: card {want}, measured {got}"
         else:
             assert abs(got - want) < RATE_TOL, f"{key}: card {want}, measured {got}"

@@ -11,14 +11,13 @@ repository; ``ganzoo evaluator train`` writes new ones anywhere.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import GanzooError
-from ..export import sha256_of
+from ..fileio import atomic_write, read_json_document, sha256_of
 from .classifier import EvaluatorNet, EvaluatorOptions
 
 FORMAT = "ganzoo-evaluator/1"
@@ -34,17 +33,6 @@ def shipped_evaluators() -> list[str]:
     return sorted(d.name for d in SHIPPED_DIR.iterdir() if (d / CARD).is_file())
 
 
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # shipped files: readable by everyone
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_evaluator(net: EvaluatorNet, card: dict, out_dir: str | Path) -> dict:
     """Write the weights (float tensors as float16) and the card with their sha256; returns the card."""
     from safetensors.torch import save_file
@@ -53,25 +41,16 @@ def save_evaluator(net: EvaluatorNet, card: dict, out_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
                for k, v in net.state_dict().items()}
-    _write_atomically(out / WEIGHTS, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     card = {"format": FORMAT, **card, "architecture": net.architecture, "options": net.options.to_dict(),
             "weights": WEIGHTS, "dtype": "float16", "size_bytes": (out / WEIGHTS).stat().st_size,
             "sha256": sha256_of(out / WEIGHTS)}
-    _write_atomically(out / CARD, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    atomic_write(out / CARD, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
     return card
 
 
 def read_card(directory: str | Path) -> dict:
-    path = Path(directory) / CARD
-    try:
-        card = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GanzooError(f"{str(directory)!r} has no {CARD}: not an evaluator directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GanzooError(f"{str(path)!r} is corrupted ({exc})") from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise GanzooError(f"{str(path)!r} is not an evaluator card ({FORMAT})")
-    return card
+    return read_json_document(Path(directory) / CARD, FORMAT, "an evaluator directory")
 
 
 class Evaluator:
