@@ -511,6 +511,7 @@ def format_report(r: dict) -> str:
     lines.append(peak)
     la = r["load_average"]
     if la[0] is not None:
-        noisy = " (> 1: a busy machine, figures are noisy)" if max(la) > 1 else ""
-        lines.append(f"  load average (1 min): {la[0]:.2f} before, {la[1]:.2f} after{noisy}")
+        noisy = "; > 1 before: a busy machine, figures are noisy" if la[0] > 1 else ""
+        lines.append(f"  load average (1 min): {la[0]:.2f} before, {la[1]:.2f} after "
+                     f"(after includes this run's own threads){noisy}")
     return "\n".join(lines)
