@@ -86,7 +86,15 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Base class of discriminators: ``forward(x, labels=None)`` → logits of shape ``(N,)``."""
+    """Base class of discriminators: ``forward(x, labels=None)`` → logits of shape ``(N,)``.
+
+    ``per_sample``: True when each logit depends on its own sample alone, so the trainer may
+    score a real and a fake batch in one forward. ``None`` (the default) lets the trainer
+    decide: per-sample unless the network holds batch norm. Set it to False for layers that
+    mix samples (minibatch discrimination, minibatch stddev).
+    """
+
+    per_sample: bool | None = None
 
     def __init__(self, options: ArchOptions):
         super().__init__()

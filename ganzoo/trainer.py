@@ -36,23 +36,43 @@ class NonFiniteLoss(GanzooError):
 class DiscriminatorPair(nn.Module):
     """Scores a real and a fake batch in one ``forward``.
 
-    Why: DistributedDataParallel expects one forward per backward; the two
-    batches go through D separately so batch norm sees each on its own, as in
-    the reference DCGAN loop.
+    Why: DistributedDataParallel expects one forward per backward. A discriminator whose
+    logits are per-sample scores both batches in one call (one larger matmul per layer and
+    no second set of weight gradients to add up: 7% of the MLP reference step); one with
+    batch norm sees each batch on its own, as in the reference DCGAN loop.
     """
 
     def __init__(self, discriminator: nn.Module):
         super().__init__()
         self.discriminator = discriminator
+        self.joint = getattr(discriminator, "per_sample", None)
+        if self.joint is None:
+            self.joint = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for m in discriminator.modules())
 
     def forward(self, real, fake, labels):
-        return self.discriminator(real, labels), self.discriminator(fake, labels)
+        if not self.joint:
+            return self.discriminator(real, labels), self.discriminator(fake, labels)
+        both = None if labels is None else torch.cat((labels, labels))
+        logits = self.discriminator(torch.cat((real, fake)), both)
+        return logits[:len(real)], logits[len(real):]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     """Every random draw of a step (noise, dropout, penalties) follows from (seed, step, rank),
     so resuming needs no RNG state and is bit-exact."""
     return (seed * 1_000_003 + step) * 4099 + rank
+
+
+def seed_generators(seed: int, device: torch.device) -> None:
+    """What ``torch.manual_seed`` does for the CPU and ``device``'s generator, without probing
+    every other backend: that probing costs ~0.4 ms, a tenth of a small model's step."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)  # this device's generator only
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
 
 
 def has_conv(module: nn.Module) -> bool:
@@ -242,7 +262,7 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
     """One generator update preceded by ``d_steps`` discriminator updates."""
     cfg, G, D = run.cfg, run.G, run.D_raw
     conditional = run.arch.conditional
-    torch.manual_seed(step_seed(cfg.seed, step, run.dist.rank))
+    seed_generators(step_seed(cfg.seed, step, run.dist.rank), run.device)
     if cfg.lr_schedule != "constant":
         factor = lr_factor(cfg.lr_schedule, step, total or cfg.steps)
         for opt, base in ((run.opt_g, cfg.lr_g), (run.opt_d, cfg.lr_d)):

@@ -306,3 +306,33 @@ def test_time_budget_stops_cleanly_with_checkpoint_and_export(tmp_path):
     state = generator_state(run_dir)
     assert state["step"] == 5  # the first log step past the (empty) budget
     assert (run_dir / "export" / "generator.safetensors").exists()
+
+
+def test_discriminator_pair_scores_both_batches_like_two_calls():
+    """Per-sample discriminators share one forward; batch-norm ones see each batch alone."""
+    from ganzoo.trainer import DiscriminatorPair
+
+    torch.manual_seed(0)
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    mlp = ganzoo.create_discriminator("mlp", data_shape=(2,), d_hidden="16,16")
+    pair = DiscriminatorPair(mlp)
+    assert pair.joint
+    r, f = pair(real, fake, None)
+    torch.testing.assert_close(r, mlp(real, None))
+    torch.testing.assert_close(f, mlp(fake, None))
+
+    bn = ganzoo.create_discriminator("dcgan", data_shape=(1, 28, 28)).train()
+    pair = DiscriminatorPair(bn)
+    assert not pair.joint  # a joint forward would mix the batches' statistics
+    x, y = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28) + 3
+    r, f = pair(x, y, None)
+    torch.testing.assert_close(r, bn(x, None))
+    torch.testing.assert_close(f, bn(y, None))
+
+    class MinibatchStd(torch.nn.Module):  # a declared cross-sample layer is honoured
+        per_sample = False
+
+        def forward(self, x, labels=None):
+            return (x - x.mean(0)).sum(1)
+
+    assert not DiscriminatorPair(MinibatchStd()).joint
