@@ -27,18 +27,27 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _cuda_for_rank(local_rank: int) -> torch.device:
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise GanzooError(f"local rank {local_rank} has no GPU: this node has {count} CUDA device(s); "
+                          f"start at most {count} process(es) per node (--nproc_per_node) "
+                          f"or train on CPU with --device cpu")
+    return torch.device("cuda", local_rank)
+
+
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` → CUDA, then MPS, then CPU; explicit names are checked, not silently replaced."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
+            return _cuda_for_rank(local_rank)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise GanzooError("device 'cuda' was asked for but CUDA is not available (try --device auto)")
-        return torch.device(name) if ":" in name else torch.device("cuda", local_rank)
+        return torch.device(name) if ":" in name else _cuda_for_rank(local_rank)
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise GanzooError("device 'mps' was asked for but MPS is not available (try --device auto)")
     return torch.device(name)

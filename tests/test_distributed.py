@@ -30,7 +30,7 @@ def test_two_ranks_keep_identical_parameters_on_disjoint_data(tmp_path):
 def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
     run = tmp_path / "run"
     common = ["-m", "ganzoo", "train", "mlp", "--dataset", "ring8", "--batch-size", "32",
-              "--out", str(run), "--no-progress", "--log-every", "2", "--checkpoint-every", "2",
+              "--out", str(run), "--device", "cpu", "--no-progress", "--log-every", "2", "--checkpoint-every", "2",
               "--arch-opt", "g_hidden=32,32", "--arch-opt", "d_hidden=32,32"]
     r = torchrun(2, *common, "--steps", "4", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -45,3 +45,16 @@ def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ganzoo", "resume", str(run), "--steps", "8"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and "written by 2 process(es)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_more_ranks_than_gpus_is_one_clear_line(monkeypatch):
+    from ganzoo import distributed
+    from ganzoo.errors import GanzooError
+    import pytest
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.pick_device("auto", 0) == torch.device("cuda", 0)
+    for name in ("auto", "cuda"):
+        with pytest.raises(GanzooError, match=r"local rank 1 .* 1 CUDA device.*--device cpu"):
+            distributed.pick_device(name, 1)
