@@ -50,6 +50,7 @@ CONFORMANCE = [
     ("cgan", dict(data_shape=(1, 28, 28), num_classes=10, **SMALL)),
     ("cgan", dict(data_shape=(3, 32, 32), num_classes=5, **SMALL)),
     ("cgan", dict(data_shape=(1, 32, 32), num_classes=3, spectral_norm=False, **SMALL)),
+    ("cgan", dict(data_shape=(1, 28, 28), num_classes=4, label_input=True, **SMALL)),
     ("cgan", dict(data_shape=(1, 64, 64), num_classes=1, **SMALL)),
 ]
 

@@ -1,7 +1,10 @@
 """ganzoo-cgan: a class-conditional GAN on a DCGAN backbone, for 28, 32 or 64 pixel images.
 
 Generator: DCGAN transposed convolutions whose BatchNorms are conditional: the
-gain and bias of each channel are looked up per class (de Vries et al. 2017).
+gain and bias of each channel are looked up per class (de Vries et al. 2017);
+``label_input`` (off by default) also feeds a learned class embedding next to
+z: label accuracy rises much sooner (0.26 -> 0.79 after 1500 steps) but on
+Fashion-MNIST the samples of each class collapsed (recall 0.00 at 5000 steps).
 Discriminator: strided convs + LeakyReLU(0.2), global sum pooling to ``h``, and
 a projection head (Miyato & Koyama 2018): ``logit = ψ(h) + <embed(y), h>``.
 With ``spectral_norm`` (the default) every D layer is spectrally normalised
@@ -27,6 +30,7 @@ class CGANOptions(ArchOptions):
     ngf: int = 64  # generator width: channels of its last hidden layer
     ndf: int = 64  # discriminator width: channels of its first layer
     spectral_norm: bool = True  # spectral norm on every D layer (instead of BatchNorm)
+    label_input: bool = False  # G also sees a learned class embedding next to z at its input
 
     def __post_init__(self):
         self.data_shape = tuple(self.data_shape)
@@ -76,18 +80,24 @@ class CGANGenerator(Generator):
     def __init__(self, options: CGANOptions):
         super().__init__(options)
         start, ch = options.widths(options.ngf)
+        extra = options.latent_dim if options.label_input else 0
+        self.label_embed = nn.Embedding(options.num_classes, extra) if extra else None
         self.convs = nn.ModuleList(
-            [nn.ConvTranspose2d(options.latent_dim, ch[0], start, 1, 0, bias=False)]
+            [nn.ConvTranspose2d(options.latent_dim + extra, ch[0], start, 1, 0, bias=False)]
             + [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(ch, ch[1:])])
         self.norms = nn.ModuleList(ConditionalBatchNorm2d(c, options.num_classes) for c in ch)
         self.out = nn.ConvTranspose2d(ch[-1], options.data_shape[0], 4, 2, 1)
         self.apply(_init)
         for norm in self.norms:
             norm.reset_parameters()
+        if self.label_embed is not None:  # on the scale of z, not DCGAN's 0.02
+            nn.init.normal_(self.label_embed.weight)
 
     def forward(self, z, labels=None):
         if labels is None:
             raise ValueError("the cgan generator needs class labels")
+        if self.label_embed is not None:  # the class shapes the first feature map, not only its gains
+            z = torch.cat((z, self.label_embed(labels)), dim=1)
         h = z[:, :, None, None]
         for conv, norm in zip(self.convs, self.norms):
             h = F.relu(norm(conv(h), labels))
