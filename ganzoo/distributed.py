@@ -59,6 +59,9 @@ def setup(device_name: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if world > 1 and local_world > 1 and device_name in ("auto", "cuda") \
+            and torch.cuda.is_available():
+        _cuda_for_rank(local_world - 1)  # every rank stops, not only the ones without a GPU
     device = pick_device(device_name, local_rank)
     if world > 1 and not dist.is_initialized():
         if device.type == "mps":

@@ -28,6 +28,7 @@ single checks reseed it.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -327,8 +328,33 @@ def check_sampling(arch, options: ArchOptions, device="cpu") -> None:
                 "in eval mode a sample depends on the rest of its batch (batch statistics used in eval?)")
 
 
+def check_joint_scoring(arch, options: ArchOptions, device="cpu") -> None:
+    """When the trainer would score real and fake batches in one discriminator forward
+    (no batch norm and ``per_sample`` not False), each logit must depend on its own sample
+    only: ``D(cat(a, b))[:n] == D(a)``. Checked in eval mode (no dropout, no spectral-norm
+    power iteration) and in train mode for a discriminator without dropout."""
+    from .trainer import DiscriminatorPair
+
+    g, d = build(arch, options, device)
+    if not DiscriminatorPair(d).joint:
+        return
+    a, b = fake_data(g, 4, seed=1, device=device), fake_data(g, 4, seed=2, device=device)
+    y = inputs(g, 4, device=device)[1]
+    both = None if y is None else torch.cat((y, y))
+    modes = [False] + ([] if any(isinstance(m, torch.nn.modules.dropout._DropoutNd)
+                                 for m in d.modules()) else [True])
+    with torch.no_grad():
+        for mode in modes:
+            d1, d2 = copy.deepcopy(d).train(mode), copy.deepcopy(d).train(mode)
+            _expect(torch.allclose(d1(torch.cat((a, b)), both)[:4], d2(a, y), atol=1e-5, rtol=1e-4),
+                    f"in {'train' if mode else 'eval'} mode a discriminator logit depends on the rest "
+                    f"of its batch; set `per_sample = False` on the discriminator class so the "
+                    f"trainer scores real and fake batches in separate forwards")
+
+
 CHECKS = (check_construction, check_shapes, check_output_range, check_labels, check_gradients,
-          check_dtype, check_state_dict_roundtrip, check_determinism, check_sampling)
+          check_dtype, check_state_dict_roundtrip, check_determinism, check_sampling,
+          check_joint_scoring)
 
 
 def check_architecture(name_or_arch, device="cpu", **options) -> ArchOptions:

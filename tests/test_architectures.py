@@ -258,7 +258,14 @@ class IgnoresLabels(ganzoo_mlp.MLPGenerator):
     pass
 
 
+class MixesBatch(ganzoo_mlp.MLPDiscriminator):
+    def forward(self, x, labels=None):
+        h = x.flatten(1)
+        return self.net(h - h.mean(0)).squeeze(1)  # centred on its batch, yet claims per-sample
+
+
 BROKEN = [
+    ("mixes-batch", dict(discriminator=MixesBatch), "check_joint_scoring: in eval mode a discriminator"),
     ("shape", dict(discriminator=WideLogits), "check_shapes: discriminator output shape (2, 1)"),
     ("unused", dict(generator=UnusedParameter), "check_gradients: generator parameter 'extra.weight'"),
     ("range", dict(generator=UnboundedOutput), "check_output_range"),
@@ -298,3 +305,12 @@ def test_tutorial_plugin_passes_the_kit(monkeypatch):
     check_architecture(arch, data_shape=(3, 32, 32), width=8, act="relu")
     with pytest.raises(GanzooError, match="divide by 4"):
         arch.make_options(data_shape=(1, 30, 30))
+
+
+def test_batch_mixing_discriminator_that_says_so_passes_the_kit():
+    class Declared(MixesBatch):
+        per_sample = False
+
+    arch = Architecture("declared", generator=ganzoo_mlp.MLPGenerator, discriminator=Declared,
+                        options=ganzoo_mlp.MLPOptions, conditional=False)
+    check_architecture(arch, data_shape=(1, 8, 8), g_hidden=(16,), d_hidden=(16,))

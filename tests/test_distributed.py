@@ -58,3 +58,23 @@ def test_more_ranks_than_gpus_is_one_clear_line(monkeypatch):
     for name in ("auto", "cuda"):
         with pytest.raises(GanzooError, match=r"local rank 1 .* 1 CUDA device.*--device cpu"):
             distributed.pick_device(name, 1)
+
+
+def test_every_rank_refuses_before_joining_when_gpus_are_short(monkeypatch):
+    """Rank 0 (which has a GPU) must stop too, not wait in init_process_group for rank 1."""
+    import pytest
+
+    from ganzoo import distributed
+    from ganzoo.errors import GanzooError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    joined = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: joined.append(kw))
+    for k, v in dict(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(GanzooError, match="local rank 1 has no GPU"):
+        distributed.setup("auto")
+    assert joined == []
+    assert distributed.setup("cpu").device == torch.device("cpu")  # gloo on CPU is still fine
+    assert joined == [{"backend": "gloo"}]

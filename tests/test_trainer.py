@@ -329,6 +329,14 @@ def test_discriminator_pair_scores_both_batches_like_two_calls():
     torch.testing.assert_close(r, bn(x, None))
     torch.testing.assert_close(f, bn(y, None))
 
+    cgan = ganzoo.create_discriminator("cgan", data_shape=(1, 28, 28), num_classes=10, ndf=8).eval()
+    pair = DiscriminatorPair(cgan)  # spectral norm, no batch norm: joint, labels repeated
+    assert pair.joint
+    labels = torch.tensor([0, 3, 5, 9])
+    r, f = pair(x, y, labels)
+    torch.testing.assert_close(r, cgan(x, labels))
+    torch.testing.assert_close(f, cgan(y, labels))
+
     class MinibatchStd(torch.nn.Module):  # a declared cross-sample layer is honoured
         per_sample = False
 
