@@ -26,11 +26,13 @@ from ganzoo.config import TrainConfig
 from ganzoo.evaluation import evaluate
 from ganzoo.trainer import train
 
-# One setting for every loss: the classic MLP generator, a 512-wide batch,
-# Adam at 1e-3 decayed linearly to 0 (precision matters at σ = 0.01), EMA.
-MODE_SETTINGS = dict(arch="mlp", batch_size=512, lr_g=1e-3, lr_d=1e-3, lr_schedule="linear",
-                     ema_decay=0.999, progress=False, log_every=500, sample_every=10**9,
-                     checkpoint_every=10**9)
+# One setting for every loss: the classic MLP generator fed 2-D noise as in PacGAN
+# (with 100-D noise the share of high-quality samples after 2000 steps was 65%
+# instead of 80%), a 512-wide batch, Adam at 1e-3 decayed linearly to 0
+# (precision matters at σ = 0.01), EMA.
+MODE_SETTINGS = dict(arch="mlp", arch_options={"latent_dim": 2}, batch_size=512, lr_g=1e-3,
+                     lr_d=1e-3, lr_schedule="linear", ema_decay=0.999, progress=False,
+                     log_every=500, sample_every=10**9, checkpoint_every=10**9)
 PUBLISHED = {  # PacGAN (Lin et al. 2018) Table 1, 10 trials
     ("ring8", "GAN"): (6.3, 98.2, 0.45), ("ring8", "PacGAN best"): (7.9, 95.6, 0.07),
     ("grid25", "GAN"): (17.3, 94.8, 0.70), ("grid25", "PacGAN best"): (24.8, 93.6, 0.04),
@@ -50,15 +52,22 @@ def run_modes(args):
         for dataset in args.datasets.split(","):
             for loss in losses:
                 results = []
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     t0 = time.perf_counter()
                     cfg = TrainConfig(dataset=dataset, loss=loss, seed=seed, steps=args.steps,
-                                      out=f"{tmp}/{dataset}-{loss}-{seed}", **MODE_SETTINGS)
+                                      out=f"{tmp}/{dataset}-{loss}-{seed}",
+                                      num_threads=args.num_threads, **MODE_SETTINGS)
                     run = train(cfg)
                     scores = evaluate(str(run / "export"), n=2500, metrics=["modes"], seed=seed)
                     results.append((scores["modes"], 100 * scores["hq_fraction"], scores["kl"],
                                     time.perf_counter() - t0))
-                row = {"dataset": dataset, "loss": loss, "seeds": args.seeds, "steps": args.steps}
+                    if not args.json:
+                        print(f"  {dataset} {loss} seed {seed}: modes {results[-1][0]:.0f}, "
+                              f"HQ {results[-1][1]:.1f}%, KL {results[-1][2]:.4f}, "
+                              f"{results[-1][3]:.0f} s", flush=True)
+                row = {"dataset": dataset, "loss": loss, "seeds": args.seeds,
+                       "first_seed": args.first_seed, "steps": args.steps,
+                       "runs": [dict(zip(("modes", "hq_percent", "kl", "seconds"), r)) for r in results]}
                 for i, key in enumerate(("modes", "hq_percent", "kl", "seconds")):
                     row[key], row[key + "_se"] = mean_se([r[i] for r in results])
                 rows.append(row)
@@ -101,8 +110,11 @@ def main():
     m.add_argument("--datasets", default="ring8,grid25")
     m.add_argument("--losses", default="all")
     m.add_argument("--seeds", type=int, default=5)
-    m.add_argument("--steps", type=int, default=3000)
+    m.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1 "
+                   "(to split one table across processes)")
+    m.add_argument("--steps", type=int, default=6000)
     m.add_argument("--json", action="store_true")
+    m.add_argument("--num-threads", type=int, default=None, help="CPU threads per run (default: all cores)")
     i = sub.add_parser("images")
     i.add_argument("--seconds", type=float, default=300)
     i.add_argument("--archs", default="dcgan,cgan")
