@@ -73,6 +73,14 @@ def setup(device_name: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, local_world, device)
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group). Ranks that leave together also
+    tear gloo down together: one rank destroying its group while another is still in
+    flight aborted the process now and then ("terminate called without an active exception")."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

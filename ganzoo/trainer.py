@@ -384,6 +384,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
             from .export import export_run
 
             export_run(run.run_dir, run.run_dir / "export")
+        distributed.barrier()  # success only: a failed rank must not leave the others waiting
     finally:
         bar.close()
         if logger:

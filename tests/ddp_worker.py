@@ -17,4 +17,5 @@ params = {f"G.{k}": v for k, v in run.G_raw.named_parameters()}
 params.update({f"D.{k}": v for k, v in run.D_raw.named_parameters()})
 torch.save({"params": {k: v.detach().clone() for k, v in params.items()}, "first_batch": batches[0]},
            f"{out}/rank{run.dist.rank}.pt")
+distributed.barrier()
 distributed.cleanup()
