@@ -59,12 +59,12 @@ def run_modes(args):
                                       num_threads=args.num_threads, **MODE_SETTINGS)
                     run = train(cfg)
                     scores = evaluate(str(run / "export"), n=2500, metrics=["modes"], seed=seed)
-                    results.append((scores["modes"], 100 * scores["hq_fraction"], scores["kl"],
-                                    time.perf_counter() - t0))
+                    modes, hq, kl, secs = (scores["modes"], 100 * scores["hq_fraction"], scores["kl"],
+                                           time.perf_counter() - t0)
+                    results.append((modes, hq, kl, secs))
                     if not args.json:
-                        print(f"  {dataset} {loss} seed {seed}: modes {results[-1][0]:.0f}, "
-                              f"HQ {results[-1][1]:.1f}%, KL {results[-1][2]:.4f}, "
-                              f"{results[-1][3]:.0f} s", flush=True)
+                        print(f"  {dataset} {loss} seed {seed}: modes {modes:.0f}, HQ {hq:.1f}%, "
+                              f"KL {kl:.4f}, {secs:.0f} s", flush=True)
                 row = {"dataset": dataset, "loss": loss, "seeds": args.seeds,
                        "first_seed": args.first_seed, "steps": args.steps,
                        "runs": [dict(zip(("modes", "hq_percent", "kl", "seconds"), r)) for r in results]}

@@ -8,8 +8,8 @@ from ganzoo.config import TrainConfig
 from ganzoo.trainer import build_run, train_step
 
 out, steps = sys.argv[1], int(sys.argv[2])
-run = build_run(TrainConfig(arch="mlp", dataset="ring8", batch_size=32, out=out, progress=False, device="cpu",
-                            num_threads=1, arch_options={"g_hidden": "32,32", "d_hidden": "32,32"}))
+run = build_run(TrainConfig(arch="mlp", dataset="ring8", batch_size=32, out=out, progress=False,
+                            device="cpu", num_threads=1, arch_options={"g_hidden": "32,32", "d_hidden": "32,32"}))
 batches = [run.data.batch(s, 32, run.cfg.seed, run.dist.rank, run.dist.world_size)[0] for s in range(2)]
 for s in range(steps):
     train_step(run, s)

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from ganzoo import distributed
 from ganzoo.checkpoint import latest_checkpoint, load_checkpoint
+from ganzoo.errors import GanzooError
 
 HERE = Path(__file__).parent
 
@@ -30,7 +33,8 @@ def test_two_ranks_keep_identical_parameters_on_disjoint_data(tmp_path):
 def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
     run = tmp_path / "run"
     common = ["-m", "ganzoo", "train", "mlp", "--dataset", "ring8", "--batch-size", "32",
-              "--out", str(run), "--device", "cpu", "--no-progress", "--log-every", "2", "--checkpoint-every", "2",
+              "--out", str(run), "--device", "cpu", "--no-progress", "--log-every", "2",
+              "--checkpoint-every", "2",
               "--arch-opt", "g_hidden=32,32", "--arch-opt", "d_hidden=32,32"]
     r = torchrun(2, *common, "--steps", "4", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -48,10 +52,6 @@ def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
 
 
 def test_more_ranks_than_gpus_is_one_clear_line(monkeypatch):
-    from ganzoo import distributed
-    from ganzoo.errors import GanzooError
-    import pytest
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert distributed.pick_device("auto", 0) == torch.device("cuda", 0)
@@ -62,11 +62,6 @@ def test_more_ranks_than_gpus_is_one_clear_line(monkeypatch):
 
 def test_every_rank_refuses_before_joining_when_gpus_are_short(monkeypatch):
     """Rank 0 (which has a GPU) must stop too, not wait in init_process_group for rank 1."""
-    import pytest
-
-    from ganzoo import distributed
-    from ganzoo.errors import GanzooError
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     joined = []
