@@ -17,10 +17,17 @@ from .errors import GanzooError
 REGISTRY_ENV = "GANZOO_REGISTRY"
 
 
+def shipped_registry() -> Path:
+    """The zoo that comes with ganzoo: ``registry/`` of a source checkout, else the copy
+    a wheel installs as the data package ``ganzoo/_registry``."""
+    checkout = Path(__file__).resolve().parent.parent / "registry"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_registry"
+
+
 def registry_dir() -> Path:
-    """``$GANZOO_REGISTRY``, else the ``registry/`` folder of the source checkout."""
+    """``$GANZOO_REGISTRY``, else the shipped zoo (:func:`shipped_registry`)."""
     env = os.environ.get(REGISTRY_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "registry"
+    return Path(env) if env else shipped_registry()
 
 
 def cache_dir() -> Path:

@@ -15,7 +15,8 @@ def fmt(v):
 def main():
     cards = shipped_cards()
     out = ["# Model zoo", "",
-           "Pretrained generators shipped in `registry/models/`, usable offline:", "",
+           "Pretrained generators shipped in `registry/models/` (inside the wheel too, as "
+           "`ganzoo/_registry/`), usable offline:", "",
            "```bash", "ganzoo list models", "ganzoo sample dcgan-fashion-mnist -n 64 --out grid.png",
            "ganzoo eval dcgan-fashion-mnist -n 10000", "ganzoo train dcgan --init dcgan-fashion-mnist --steps 2000   # fine-tune",
            "```", "",

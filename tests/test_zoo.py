@@ -2,6 +2,7 @@
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -213,3 +214,29 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
             assert abs(got - want) < KNN_TOL, f"{key}: card {want}, measured {got}"
         else:
             assert abs(got - want) < RATE_TOL, f"{key}: card {want}, measured {got}"
+
+
+def test_wheel_ships_the_zoo_and_every_subpackage(tmp_path):
+    """A plain `pip install ganzoo` (no checkout) must still find the zoo and the evaluators."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps",
+                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("ganzoo-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"ganzoo/_registry/{p.relative_to(REPO / 'registry').as_posix()}"
+                for p in (REPO / "registry").rglob("*") if p.is_file()}
+    expected |= {p.relative_to(REPO).as_posix() for p in (REPO / "ganzoo").rglob("*.py")}
+    assert expected - names == set()
+    # unpacked away from the checkout, the installed copy is the registry
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("from ganzoo import zoo; from ganzoo.metrics import evaluator as e; "
+            "print(zoo.registry_dir()); print(sorted(c.id for c in zoo.shipped_cards())); "
+            "print(e.shipped_evaluators())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(site), "GANZOO_REGISTRY": ""}, check=True)
+    where, models, evaluators = out.stdout.splitlines()
+    assert Path(where) == site / "ganzoo" / "_registry"
+    assert models == str(sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/card.toml")))
+    assert evaluators == str(sorted(p.parent.name for p in (REPO / "registry" / "evaluators").glob("*/card.json")))

@@ -6,7 +6,8 @@ weights file. Loading checks the sha256 before reading a single tensor, so
 a corrupted or swapped file is refused with one clear line.
 
 Shipped evaluators live in ``registry/evaluators/<dataset>/`` of the
-repository; ``ganzoo evaluator train`` writes new ones anywhere.
+repository (``ganzoo/_registry/evaluators/`` in a wheel); ``ganzoo evaluator
+train`` writes new ones anywhere.
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import torch.nn.functional as F
 
 from ..errors import GanzooError
 from ..fileio import atomic_write, read_json_document, sha256_of
+from ..zoo import shipped_registry
 from .classifier import EvaluatorNet, EvaluatorOptions
 
 FORMAT = "ganzoo-evaluator/1"
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "registry" / "evaluators"
+SHIPPED_DIR = shipped_registry() / "evaluators"
 
 
 def shipped_evaluators() -> list[str]:
