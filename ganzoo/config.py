@@ -37,6 +37,9 @@ class TrainConfig:
     betas_g: Optional[tuple[float, ...]] = None  # None = the loss's recommendation, else (0.5, 0.999)
     betas_d: Optional[tuple[float, ...]] = None
     d_steps: Optional[int] = None  # discriminator steps per generator step; None = loss's or 1
+    # auxiliary classification (AC-GAN, Odena et al. 2017; P2GAN, Han et al. 2021): D's class
+    # head learns the labels of real images, G makes fakes it classifies as their label
+    class_weight: float = 0.0
     lr_schedule: str = "constant"  # constant | linear (to 0 at the last step) | cosine
     ema: bool = True
     ema_decay: float = 0.999
@@ -109,6 +112,8 @@ class TrainConfig:
             raise GanzooError(f"d-steps must be >= 1, got {self.d_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise GanzooError(f"lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.class_weight < 0:
+            raise GanzooError(f"class-weight must be >= 0, got {self.class_weight}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):

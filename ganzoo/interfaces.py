@@ -92,9 +92,14 @@ class Discriminator(nn.Module):
     score a real and a fake batch in one forward. ``None`` (the default) lets the trainer
     decide: per-sample unless the network holds batch norm. Set it to False for layers that
     mix samples (minibatch discrimination, minibatch stddev).
+
+    ``has_class_head``: a conditional discriminator that can also classify its input sets
+    it and accepts ``forward(x, labels, class_logits=True)`` → ``(logits (N,), class
+    logits (N, num_classes))`` from the same pass; ``--class-weight`` needs it.
     """
 
     per_sample: bool | None = None
+    has_class_head: bool = False
 
     def __init__(self, options: ArchOptions):
         super().__init__()

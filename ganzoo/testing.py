@@ -352,9 +352,30 @@ def check_joint_scoring(arch, options: ArchOptions, device="cpu") -> None:
                     f"trainer scores real and fake batches in separate forwards")
 
 
+def check_class_head(arch, options: ArchOptions, device="cpu") -> None:
+    """A discriminator with ``has_class_head`` returns ``(logits (N,), class logits (N, K))``
+    for ``class_logits=True``, the logits being those of the plain forward."""
+    arch = _arch(arch)
+    g, d = build(arch, options, device)
+    if not d.has_class_head:
+        return
+    _expect(arch.conditional and g.num_classes > 0, "has_class_head is only for conditional discriminators")
+    d.eval()
+    x, y = fake_data(g, 4, device=device), inputs(g, 4, device=device)[1]
+    with torch.no_grad():
+        out = d(x, y, class_logits=True)
+        _expect(isinstance(out, tuple) and len(out) == 2,
+                "discriminator(x, labels, class_logits=True) must return (logits, class_logits)")
+        logits, classes = out
+        _expect(tuple(classes.shape) == (4, g.num_classes),
+                f"class logits shape {tuple(classes.shape)}, expected {(4, g.num_classes)}")
+        _expect(torch.allclose(logits, d(x, y), atol=1e-5, rtol=1e-4),
+                "the logits with class_logits=True differ from the plain forward's")
+
+
 CHECKS = (check_construction, check_shapes, check_output_range, check_labels, check_gradients,
           check_dtype, check_state_dict_roundtrip, check_determinism, check_sampling,
-          check_joint_scoring)
+          check_joint_scoring, check_class_head)
 
 
 def check_architecture(name_or_arch, device="cpu", **options) -> ArchOptions:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from . import __version__, distributed
 from .checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints,
@@ -31,6 +32,11 @@ from .registry import create_dataset, create_loss, create_regularizer, get_regis
 
 class NonFiniteLoss(GanzooError):
     pass
+
+
+def score(D: nn.Module, x, labels, classify: bool = False):
+    """``(logits, class logits or None)``: the class head's logits only when ``classify``."""
+    return D(x, labels, class_logits=True) if classify else (D(x, labels), None)
 
 
 class DiscriminatorPair(nn.Module):
@@ -50,12 +56,16 @@ class DiscriminatorPair(nn.Module):
             self.joint = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                  for m in discriminator.modules())
 
-    def forward(self, real, fake, labels):
+    def forward(self, real, fake, labels, classify: bool = False):
+        """``(real logits, fake logits, class logits of the real batch or None)``."""
+        D = self.discriminator
         if not self.joint:
-            return self.discriminator(real, labels), self.discriminator(fake, labels)
+            real_logits, real_classes = score(D, real, labels, classify)
+            return real_logits, D(fake, labels), real_classes
         both = None if labels is None else torch.cat((labels, labels))
-        logits = self.discriminator(torch.cat((real, fake)), both)
-        return logits[:len(real)], logits[len(real):]
+        logits, classes = score(D, torch.cat((real, fake)), both, classify)
+        n = len(real)
+        return logits[:n], logits[n:], None if classes is None else classes[:n]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -193,6 +203,11 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
+    if cfg.class_weight and not (arch.conditional and D_raw.has_class_head):
+        with_head = [e.name for e in get_registry().entries("architecture")
+                     if e.obj.conditional and getattr(e.obj.discriminator, "has_class_head", False)]
+        raise GanzooError(f"--class-weight needs a conditional discriminator with a class head; "
+                          f"{arch.name} has none (architectures with one: {', '.join(with_head) or 'none'})")
     if init is not None:
         G_raw.load_state_dict(init.state_dict())
     memory_format = torch.contiguous_format
@@ -261,7 +276,7 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One generator update preceded by ``d_steps`` discriminator updates."""
     cfg, G, D = run.cfg, run.G, run.D_raw
-    conditional = run.arch.conditional
+    conditional, classify = run.arch.conditional, cfg.class_weight > 0
     seed_generators(step_seed(cfg.seed, step, run.dist.rank), run.device)
     if cfg.lr_schedule != "constant":
         factor = lr_factor(cfg.lr_schedule, step, total or cfg.steps)
@@ -278,8 +293,10 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
         with run.autocast(), torch.set_grad_enabled(k == cfg.d_steps - 1):
             fake = G(z, labels)
         with run.autocast():
-            real_logits, fake_logits = run.d_pair(real, fake.detach(), labels)
+            real_logits, fake_logits, real_classes = run.d_pair(real, fake.detach(), labels, classify)
         d_loss = run.loss.d_loss(real_logits.float(), fake_logits.float())
+        if classify:
+            d_loss = d_loss + cfg.class_weight * F.cross_entropy(real_classes.float(), labels)
         for reg in run.regularizers:
             d_loss = d_loss + reg(D, real, fake.detach().float(), labels)
         run.opt_d.zero_grad(set_to_none=True)
@@ -289,12 +306,14 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
     # 2. Generator: through the frozen discriminator.
     D.requires_grad_(False)
     with run.autocast():
-        fake_logits = D(fake, labels)
+        fake_logits, fake_classes = score(D, fake, labels, classify)
         real_logits = None
         if run.loss.needs_real_for_g:
             with torch.no_grad():
                 real_logits = D(real, labels).float()
     g_loss = run.loss.g_loss(fake_logits.float(), real_logits)
+    if classify:
+        g_loss = g_loss + cfg.class_weight * F.cross_entropy(fake_classes.float(), labels)
     run.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     run.opt_g.step()

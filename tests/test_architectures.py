@@ -51,6 +51,7 @@ CONFORMANCE = [
     ("cgan", dict(data_shape=(3, 32, 32), num_classes=5, **SMALL)),
     ("cgan", dict(data_shape=(1, 32, 32), num_classes=3, spectral_norm=False, **SMALL)),
     ("cgan", dict(data_shape=(1, 28, 28), num_classes=4, label_input=True, **SMALL)),
+    ("cgan", dict(data_shape=(1, 28, 28), num_classes=4, label_input=True, minibatch_std=4, **SMALL)),
     ("cgan", dict(data_shape=(1, 64, 64), num_classes=1, **SMALL)),
 ]
 
@@ -217,6 +218,28 @@ def test_cgan_projection_discriminator():
     assert len(modules(d, nn.BatchNorm2d)) == 0 and nn.utils.parametrize.is_parametrized(d.embed)
     plain = arch.create_discriminator(data_shape=(1, 28, 28), num_classes=10, spectral_norm=False)
     assert len(modules(plain, nn.BatchNorm2d)) == 1 and not nn.utils.parametrize.is_parametrized(plain.embed)
+
+
+def test_cgan_minibatch_stddev_feature():
+    f = torch.randn(8, 3, 2, 2)
+    s = ganzoo_cgan.minibatch_stddev(f, 4)
+    # groups are samples {i, i+2, i+4, i+6}; each sample gets its group's mean per-feature stddev
+    for i in range(8):
+        group = f[i % 2::2]
+        torch.testing.assert_close(s[i, 0], group.var(0, unbiased=False).add(1e-8).sqrt().mean())
+    assert ganzoo_cgan.minibatch_stddev(f.new_ones(8, 3, 2, 2), 4).max() < 1e-3  # a collapsed batch: ~0
+    with pytest.raises(ValueError, match="divide the batch size 6"):
+        ganzoo_cgan.minibatch_stddev(torch.randn(6, 3, 2, 2), 4)
+    d = ganzoo.get_architecture("cgan").create_discriminator(data_shape=(1, 28, 28), num_classes=10,
+                                                             ndf=8, minibatch_std=4)
+    assert d.per_sample is False and d.linear.in_features == 16 + 1
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    with torch.no_grad():  # the logit of sample 0 moves when only another sample of its group changes
+        before = d(x, y)[0]
+        x[2] = x[2] + 5
+        assert not torch.allclose(d(x, y)[0], before)
+    with pytest.raises(GanzooError, match="minibatch_std"):
+        ganzoo.create_generator("cgan", data_shape=(1, 28, 28), num_classes=10, minibatch_std=-1)
 
 
 def test_cgan_generator_is_conditioned():

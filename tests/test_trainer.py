@@ -317,7 +317,8 @@ def test_discriminator_pair_scores_both_batches_like_two_calls():
     mlp = ganzoo.create_discriminator("mlp", data_shape=(2,), d_hidden="16,16")
     pair = DiscriminatorPair(mlp)
     assert pair.joint
-    r, f = pair(real, fake, None)
+    r, f, classes = pair(real, fake, None)
+    assert classes is None
     torch.testing.assert_close(r, mlp(real, None))
     torch.testing.assert_close(f, mlp(fake, None))
 
@@ -325,7 +326,7 @@ def test_discriminator_pair_scores_both_batches_like_two_calls():
     pair = DiscriminatorPair(bn)
     assert not pair.joint  # a joint forward would mix the batches' statistics
     x, y = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28) + 3
-    r, f = pair(x, y, None)
+    r, f, _ = pair(x, y, None)
     torch.testing.assert_close(r, bn(x, None))
     torch.testing.assert_close(f, bn(y, None))
 
@@ -333,8 +334,11 @@ def test_discriminator_pair_scores_both_batches_like_two_calls():
     pair = DiscriminatorPair(cgan)  # spectral norm, no batch norm: joint, labels repeated
     assert pair.joint
     labels = torch.tensor([0, 3, 5, 9])
-    r, f = pair(x, y, labels)
+    r, f, _ = pair(x, y, labels)
     torch.testing.assert_close(r, cgan(x, labels))
+    torch.testing.assert_close(f, cgan(y, labels))
+    r, f, classes = pair(x, y, labels, classify=True)  # class logits of the real batch only
+    torch.testing.assert_close(classes, cgan(x, labels, class_logits=True)[1])
     torch.testing.assert_close(f, cgan(y, labels))
 
     class MinibatchStd(torch.nn.Module):  # a declared cross-sample layer is honoured
@@ -344,3 +348,47 @@ def test_discriminator_pair_scores_both_batches_like_two_calls():
             return (x - x.mean(0)).sum(1)
 
     assert not DiscriminatorPair(MinibatchStd()).joint
+
+    mbstd = ganzoo.create_discriminator("cgan", data_shape=(1, 28, 28), num_classes=10, ndf=8,
+                                        minibatch_std=2).eval()
+    pair = DiscriminatorPair(mbstd)  # separate forwards; the class logits still come from the real one
+    assert not pair.joint
+    r, f, classes = pair(x, y, labels, classify=True)
+    torch.testing.assert_close((r, classes), mbstd(x, labels, class_logits=True))
+    torch.testing.assert_close(f, mbstd(y, labels))
+
+
+@pytest.mark.parametrize("weight", [0.5, 2.0])
+def test_class_weight_adds_the_class_heads_cross_entropy(tmp_path, mnist_dir, monkeypatch, weight):
+    """From the same start, the D and G losses grow by w · CE(class logits, labels), of the real
+    batch for D and of the fakes for G (lr_d = 0 keeps D equal for the generator step)."""
+    import copy
+    import types
+
+    from torch.nn import functional as F
+
+    cfg = TrainConfig(arch="cgan", dataset="mnist", split="test", data_root=str(mnist_dir), batch_size=16,
+                      arch_options={"ngf": 8, "ndf": 8}, lr_d=0.0, progress=False)
+    calls = []
+    spy = types.SimpleNamespace(cross_entropy=lambda logits, y: calls.append(F.cross_entropy(logits, y))
+                                or calls[-1])
+    monkeypatch.setattr(trainer_mod, "F", spy)
+    losses = {}
+    for w in (0.0, weight):
+        run = trainer_mod.build_run(cfg.replace(class_weight=w, out=str(tmp_path / f"w{w}")))
+        real, labels = run.data.batch(0, 16, cfg.seed)
+        with torch.no_grad():  # a copy: spectral norm's power iteration updates D in train mode
+            _, real_classes = copy.deepcopy(run.D_raw)(run.prepare(real), labels, class_logits=True)
+        losses[w] = trainer_mod.train_step(run, 0)
+    assert len(calls) == 2  # w = 0 computes no class loss at all
+    torch.testing.assert_close(calls[0], F.cross_entropy(real_classes, labels))
+    torch.testing.assert_close(losses[weight][0] - losses[0.0][0], weight * calls[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses[weight][1] - losses[0.0][1], weight * calls[1], rtol=1e-4, atol=1e-5)
+
+
+def test_class_weight_needs_a_class_head(tmp_path, mnist_dir):
+    with pytest.raises(GanzooError, match=r"dcgan has none \(architectures with one: cgan\)"):
+        train(ring_cfg(tmp_path, arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),
+                       class_weight=1.0, arch_options={}))
+    with pytest.raises(GanzooError, match="class-weight must be >= 0"):
+        train(ring_cfg(tmp_path, arch="cgan", class_weight=-1.0, arch_options={}))
