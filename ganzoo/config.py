@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -112,7 +113,7 @@ class TrainConfig:
             raise GanzooError(f"d-steps must be >= 1, got {self.d_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise GanzooError(f"lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.class_weight < 0:
+        if not (math.isfinite(self.class_weight) and self.class_weight >= 0):
             raise GanzooError(f"class-weight must be >= 0, got {self.class_weight}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")

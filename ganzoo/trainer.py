@@ -60,8 +60,8 @@ class DiscriminatorPair(nn.Module):
         """``(real logits, fake logits, class logits of the real batch or None)``."""
         D = self.discriminator
         if not self.joint:
-            real_logits, real_classes = score(D, real, labels, classify)
-            return real_logits, D(fake, labels), real_classes
+            real_logits, real_class_logits = score(D, real, labels, classify)
+            return real_logits, D(fake, labels), real_class_logits
         both = None if labels is None else torch.cat((labels, labels))
         logits, classes = score(D, torch.cat((real, fake)), both, classify)
         n = len(real)
@@ -203,7 +203,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
-    if cfg.class_weight and not (arch.conditional and D_raw.has_class_head):
+    if cfg.class_weight and not (arch.conditional and getattr(D_raw, "has_class_head", False)):
         with_head = [e.name for e in get_registry().entries("architecture")
                      if e.obj.conditional and getattr(e.obj.discriminator, "has_class_head", False)]
         raise GanzooError(f"--class-weight needs a conditional discriminator with a class head; "
@@ -293,10 +293,10 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
         with run.autocast(), torch.set_grad_enabled(k == cfg.d_steps - 1):
             fake = G(z, labels)
         with run.autocast():
-            real_logits, fake_logits, real_classes = run.d_pair(real, fake.detach(), labels, classify)
+            real_logits, fake_logits, real_class_logits = run.d_pair(real, fake.detach(), labels, classify)
         d_loss = run.loss.d_loss(real_logits.float(), fake_logits.float())
         if classify:
-            d_loss = d_loss + cfg.class_weight * F.cross_entropy(real_classes.float(), labels)
+            d_loss = d_loss + cfg.class_weight * F.cross_entropy(real_class_logits.float(), labels)
         for reg in run.regularizers:
             d_loss = d_loss + reg(D, real, fake.detach().float(), labels)
         run.opt_d.zero_grad(set_to_none=True)
@@ -306,14 +306,14 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
     # 2. Generator: through the frozen discriminator.
     D.requires_grad_(False)
     with run.autocast():
-        fake_logits, fake_classes = score(D, fake, labels, classify)
+        fake_logits, fake_class_logits = score(D, fake, labels, classify)
         real_logits = None
         if run.loss.needs_real_for_g:
             with torch.no_grad():
                 real_logits = D(real, labels).float()
     g_loss = run.loss.g_loss(fake_logits.float(), real_logits)
     if classify:
-        g_loss = g_loss + cfg.class_weight * F.cross_entropy(fake_classes.float(), labels)
+        g_loss = g_loss + cfg.class_weight * F.cross_entropy(fake_class_logits.float(), labels)
     run.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     run.opt_g.step()

@@ -18,10 +18,10 @@ REGISTRY_ENV = "GANZOO_REGISTRY"
 
 
 def shipped_registry() -> Path:
-    """The zoo that comes with ganzoo: ``registry/`` of a source checkout, else the copy
-    a wheel installs as the data package ``ganzoo/_registry``."""
-    checkout = Path(__file__).resolve().parent.parent / "registry"
-    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_registry"
+    """The zoo that comes with ganzoo: the copy a wheel installs as the data package
+    ``ganzoo/_registry``, else (a source checkout has none) the checkout's ``registry/``."""
+    installed = Path(__file__).resolve().parent / "_registry"
+    return installed if installed.is_dir() else installed.parent.parent / "registry"
 
 
 def registry_dir() -> Path:

@@ -228,16 +228,19 @@ def test_cgan_minibatch_stddev_feature():
         group = f[i % 2::2]
         torch.testing.assert_close(s[i, 0], group.var(0, unbiased=False).add(1e-8).sqrt().mean())
     assert ganzoo_cgan.minibatch_stddev(f.new_ones(8, 3, 2, 2), 4).max() < 1e-3  # a collapsed batch: ~0
-    with pytest.raises(ValueError, match="divide the batch size 6"):
-        ganzoo_cgan.minibatch_stddev(torch.randn(6, 3, 2, 2), 4)
-    d = ganzoo.get_architecture("cgan").create_discriminator(data_shape=(1, 28, 28), num_classes=10,
-                                                             ndf=8, minibatch_std=4)
-    assert d.per_sample is False and d.linear.in_features == 16 + 1
+    six = torch.randn(6, 3, 2, 2)  # 4 does not divide 6: groups of 3, samples {i, i+2, i+4}
+    torch.testing.assert_close(ganzoo_cgan.minibatch_stddev(six, 4)[1, 0],
+                               six[1::2].var(0, unbiased=False).add(1e-8).sqrt().mean())
+    arch = ganzoo.get_architecture("cgan")
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
-    with torch.no_grad():  # the logit of sample 0 moves when only another sample of its group changes
-        before = d(x, y)[0]
-        x[2] = x[2] + 5
-        assert not torch.allclose(d(x, y)[0], before)
+    for group in (4, 0):
+        d = arch.create_discriminator(data_shape=(1, 28, 28), num_classes=10, ndf=8,
+                                      minibatch_std=group).eval()  # eval: no power iteration
+        assert d.per_sample is (False if group else None) and d.linear.in_features == 16 + bool(group)
+        with torch.no_grad():  # with the feature, sample 0's logit moves when only sample 2 changes
+            moved = x.clone()
+            moved[2] += 5
+            assert torch.allclose(d(moved, y)[0], d(x, y)[0]) is not bool(group)
     with pytest.raises(GanzooError, match="minibatch_std"):
         ganzoo.create_generator("cgan", data_shape=(1, 28, 28), num_classes=10, minibatch_std=-1)
 

@@ -363,16 +363,19 @@ def test_class_weight_adds_the_class_heads_cross_entropy(tmp_path, mnist_dir, mo
     """From the same start, the D and G losses grow by w · CE(class logits, labels), of the real
     batch for D and of the fakes for G (lr_d = 0 keeps D equal for the generator step)."""
     import copy
-    import types
 
     from torch.nn import functional as F
 
     cfg = TrainConfig(arch="cgan", dataset="mnist", split="test", data_root=str(mnist_dir), batch_size=16,
                       arch_options={"ngf": 8, "ndf": 8}, lr_d=0.0, progress=False)
-    calls = []
-    spy = types.SimpleNamespace(cross_entropy=lambda logits, y: calls.append(F.cross_entropy(logits, y))
-                                or calls[-1])
-    monkeypatch.setattr(trainer_mod, "F", spy)
+    cross_entropy, calls, inputs = F.cross_entropy, [], []
+
+    def spy(logits, y):
+        inputs.append(logits)
+        calls.append(cross_entropy(logits, y))
+        return calls[-1]
+
+    monkeypatch.setattr(F, "cross_entropy", spy)
     losses = {}
     for w in (0.0, weight):
         run = trainer_mod.build_run(cfg.replace(class_weight=w, out=str(tmp_path / f"w{w}")))
@@ -381,7 +384,9 @@ def test_class_weight_adds_the_class_heads_cross_entropy(tmp_path, mnist_dir, mo
             _, real_classes = copy.deepcopy(run.D_raw)(run.prepare(real), labels, class_logits=True)
         losses[w] = trainer_mod.train_step(run, 0)
     assert len(calls) == 2  # w = 0 computes no class loss at all
-    torch.testing.assert_close(calls[0], F.cross_entropy(real_classes, labels))
+    torch.testing.assert_close(calls[0], cross_entropy(real_classes, labels))
+    # D is frozen in the generator step: its class logits carry a graph only through the fakes
+    assert inputs[1].requires_grad and inputs[1].shape == (16, 10)
     torch.testing.assert_close(losses[weight][0] - losses[0.0][0], weight * calls[0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(losses[weight][1] - losses[0.0][1], weight * calls[1], rtol=1e-4, atol=1e-5)
 
@@ -390,5 +395,6 @@ def test_class_weight_needs_a_class_head(tmp_path, mnist_dir):
     with pytest.raises(GanzooError, match=r"dcgan has none \(architectures with one: cgan\)"):
         train(ring_cfg(tmp_path, arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),
                        class_weight=1.0, arch_options={}))
-    with pytest.raises(GanzooError, match="class-weight must be >= 0"):
-        train(ring_cfg(tmp_path, arch="cgan", class_weight=-1.0, arch_options={}))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(GanzooError, match="class-weight must be >= 0"):
+            train(ring_cfg(tmp_path, arch="cgan", class_weight=bad, arch_options={}))

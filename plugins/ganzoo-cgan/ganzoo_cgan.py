@@ -145,18 +145,18 @@ class CGANDiscriminator(Discriminator):
         f = self.features(x)
         h = f.sum(dim=(2, 3))
         psi_in = torch.cat((h, minibatch_stddev(f, self.group)), 1) if self.group else h
-        logits = self.linear(psi_in).squeeze(1) + (self.embed(labels) * h).sum(1)
-        return (logits, h @ self.embed.weight.t()) if class_logits else logits
+        embed = self.embed.weight  # read once: under spectral norm each read is a power iteration
+        logits = self.linear(psi_in).squeeze(1) + (embed[labels] * h).sum(1)
+        return (logits, h @ embed.t()) if class_logits else logits
 
 
 def minibatch_stddev(f: torch.Tensor, group: int) -> torch.Tensor:
-    """Per sample, the mean over features of the stddev across its group of ``group`` samples (B, 1).
+    """Per sample, the mean over features of the stddev across its group of samples (B, 1).
 
     Lets D see the diversity of a batch, so a generator that collapses within a class is penalised.
+    Groups have ``group`` samples, or the largest size <= ``group`` that divides the batch.
     """
-    g = min(group, f.shape[0])
-    if f.shape[0] % g:
-        raise ValueError(f"minibatch_std group size {g} must divide the batch size {f.shape[0]}")
+    g = next(k for k in range(min(group, f.shape[0]), 0, -1) if f.shape[0] % k == 0)
     s = f.float().view(g, -1, *f.shape[1:]).var(0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))
     return s.repeat(g)[:, None].to(f.dtype)
 
