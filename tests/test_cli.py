@@ -174,6 +174,8 @@ BAD_INPUT = {
     "unknown --arch-opt key": (["train", "mlp", "--dataset", "ring8", "--device", "cpu",
                                 "--arch-opt", "leek=0.1"], "did you mean 'leak'"),
     "--arch-opt without =": (["train", "mlp", "--dataset", "ring8", "--arch-opt", "leak"], "KEY=VALUE"),
+    "--class-weight without a class head": (["train", "mlp", "--dataset", "ring8", "--device", "cpu",
+                                              "--class-weight", "1"], "mlp has none"),
     "missing info NAME": (["info"], "NAME"),
     "install without args": (["install"], "ARGS"),
 }
