@@ -73,7 +73,9 @@ def main():
     major, minor = (entry.plugin_version.split(".") + ["0"])[:2]
     card = {
         "id": args.id,
-        "description": f"{state['arch']} trained on {cfg['dataset']} with the {cfg['loss']} loss",
+        "description": f"{state['arch']} trained on {cfg['dataset']} with the {cfg['loss']} loss"
+                       + (f" and the auxiliary class loss (weight {cfg['class_weight']:g})"
+                          if cfg.get("class_weight") else ""),
         "architecture": state["arch"],
         "plugin": state["plugin"],
         "plugin_versions": f">={major}.{minor},<{int(major) + 1}",
