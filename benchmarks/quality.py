@@ -33,6 +33,10 @@ from ganzoo.trainer import train
 MODE_SETTINGS = dict(arch="mlp", arch_options={"latent_dim": 2}, batch_size=512, lr_g=1e-3,
                      lr_d=1e-3, lr_schedule="linear", ema_decay=0.999, progress=False,
                      log_every=500, sample_every=10**9, checkpoint_every=10**9)
+# Fixed-time Fashion-MNIST runs: the DCGAN paper's settings; the conditional model with the
+# hinge loss and the auxiliary class loss (without it: label accuracy 0.64 in 300 s, with it
+# 0.94; docs/benchmarks.md).
+IMAGE_SETTINGS = {"dcgan": dict(loss="non-saturating"), "cgan": dict(loss="hinge", class_weight=1.0)}
 PUBLISHED = {  # PacGAN (Lin et al. 2018) Table 1, 10 trials
     ("ring8", "GAN"): (6.3, 98.2, 0.45), ("ring8", "PacGAN best"): (7.9, 95.6, 0.07),
     ("grid25", "GAN"): (17.3, 94.8, 0.70), ("grid25", "PacGAN best"): (24.8, 93.6, 0.04),
@@ -87,14 +91,14 @@ def run_images(args):
         for arch in args.archs.split(","):
             cfg = TrainConfig(arch=arch, dataset="fashion-mnist", steps=10**9, max_seconds=args.seconds,
                               seed=0, out=f"{tmp}/{arch}", progress=False, log_every=100,
-                              sample_every=10**9, checkpoint_every=10**9,
-                              loss="hinge" if arch == "cgan" else "non-saturating")
+                              sample_every=10**9, checkpoint_every=10**9, **IMAGE_SETTINGS.get(arch, {}))
             t0 = time.perf_counter()
             run = train(cfg)
             seconds = time.perf_counter() - t0
             steps = json.loads((run / "export" / "config.json").read_text())["step"]
             scores = evaluate(str(run / "export"), n=args.n, seed=0)
-            row = {"arch": arch, "dataset": "fashion-mnist", "loss": cfg.loss, "seconds": seconds,
+            row = {"arch": arch, "dataset": "fashion-mnist", "loss": cfg.loss,
+                   "class_weight": cfg.class_weight, "seconds": seconds,
                    "steps": steps, **scores}
             rows.append(row)
             print(json.dumps(row) if args.json else

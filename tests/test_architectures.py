@@ -15,6 +15,7 @@ import ganzoo
 from ganzoo import GanzooError
 from ganzoo.registry import Architecture, get_registry
 from ganzoo.testing import architectures_from, check_architecture
+from ganzoo.trainer import DiscriminatorPair
 
 try:
     import ganzoo_cgan
@@ -47,6 +48,7 @@ CONFORMANCE = [
     ("dcgan", dict(data_shape=(1, 64, 64), **SMALL)),
     ("dcgan", dict(data_shape=(3, 32, 32), **SMALL)),
     ("dcgan", dict(data_shape=(3, 64, 64), latent_dim=16, **SMALL)),
+    ("dcgan", dict(data_shape=(1, 28, 28), spectral_norm=True, **SMALL)),
     ("cgan", dict(data_shape=(1, 28, 28), num_classes=10, **SMALL)),
     ("cgan", dict(data_shape=(3, 32, 32), num_classes=5, **SMALL)),
     ("cgan", dict(data_shape=(1, 32, 32), num_classes=3, spectral_norm=False, **SMALL)),
@@ -183,6 +185,25 @@ def test_dcgan_rejects_unsupported_sizes(shape):
             ganzoo.get_architecture(name).make_options(data_shape=shape, num_classes=2)
         msg = str(err.value)
         assert "28, 32 or 64" in msg and str(tuple(shape)) in msg and "\n" not in msg
+
+
+def test_dcgan_spectral_norm_discriminator():
+    """spectral_norm swaps D's BatchNorm for spectral norm on every conv: largest singular value 1."""
+    arch = ganzoo.get_architecture("dcgan")
+    d = arch.create_discriminator(data_shape=(1, 28, 28), spectral_norm=True)
+    convs = modules(d, nn.Conv2d)
+    assert not modules(d, nn.BatchNorm2d) and all(nn.utils.parametrize.is_parametrized(c) for c in convs)
+    assert [s[1] for s in conv_specs(d)] == [64, 128, 1] and all(c.bias is not None for c in convs)
+    d.train()
+    with torch.no_grad():
+        for _ in range(30):  # power iterations
+            d(torch.randn(2, 1, 28, 28))
+    d.eval()
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+        assert abs(sigma.item() - 1) < 0.02
+    assert DiscriminatorPair(d).joint  # no batch norm: real and fake go through in one forward
+    assert modules(arch.create_discriminator(data_shape=(1, 28, 28)), nn.BatchNorm2d)  # default: the paper's
 
 
 def test_dcgan_init():

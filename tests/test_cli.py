@@ -125,7 +125,9 @@ def n_params(module) -> int:
 def test_info_shows_options_with_defaults_and_parameter_counts(discovery):
     rc, out, err = discovery["info_dcgan"]
     assert rc == 0 and err == ""
-    assert out.startswith("dcgan  (architecture, from ganzoo-dcgan 0.1.0)")
+    from importlib.metadata import version
+
+    assert out.startswith(f"dcgan  (architecture, from ganzoo-dcgan {version('ganzoo-dcgan')})")
     arch = ganzoo.get_architecture("dcgan")
     defaults = arch.option_defaults()
     assert {"ngf", "ndf", "latent_dim", "data_shape"} <= set(defaults)

@@ -6,7 +6,8 @@ width each time, and a last ConvTranspose to the image channels with tanh.
 Discriminator: the mirror image, strided Conv → BatchNorm → LeakyReLU(0.2)
 (no BatchNorm after the first conv) down to one logit (no sigmoid). Convs
 followed by BatchNorm have no bias; weights start from N(0, 0.02), BatchNorm
-gains from N(1, 0.02).
+gains from N(1, 0.02). ``spectral_norm`` swaps D's BatchNorm for spectral
+norm on every conv (the SNGAN "standard CNN" recipe; off by default).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class DCGANOptions(ArchOptions):
 
     ngf: int = 64  # generator width: channels of its last hidden layer
     ndf: int = 64  # discriminator width: channels of its first layer
+    spectral_norm: bool = False  # D: spectral norm on every conv instead of BatchNorm (Miyato et al. 2018)
 
     def __post_init__(self):
         self.data_shape = tuple(self.data_shape)
@@ -77,12 +79,17 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(options)
         start, ch = options.widths(options.ndf)
         ch = ch[::-1]
+        bn = not options.spectral_norm
         layers = [nn.Conv2d(options.data_shape[0], ch[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for a, b in zip(ch, ch[1:]):
-            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, True)]
+            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=not bn)] + ([nn.BatchNorm2d(b)] if bn else [])
+            layers.append(nn.LeakyReLU(0.2, True))
         layers.append(nn.Conv2d(ch[-1], 1, start, 1, 0))
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        if options.spectral_norm:
+            for conv in [m for m in self.modules() if isinstance(m, nn.Conv2d)]:
+                nn.utils.parametrizations.spectral_norm(conv)
 
     def forward(self, x, labels=None):
         return self.net(x).view(x.shape[0])
