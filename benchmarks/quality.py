@@ -1,7 +1,7 @@
 """Quality benchmarks: the PacGAN 2-D mode-collapse tables and fixed-time image runs.
 
     python benchmarks/quality.py modes  [--datasets ring8,grid25] [--losses all] [--seeds 5] [--steps N]
-    python benchmarks/quality.py images [--seconds 300] [--archs dcgan,cgan] [-n 10000]
+    python benchmarks/quality.py images [--seconds 300] [--archs dcgan,cgan] [-n 10000] [--settings JSON]
 
 ``modes`` trains ``mlp`` on each 2-D mixture with each loss (the settings in
 ``MODE_SETTINGS``, the same for every loss) and reports, over seeds, the mean ±
@@ -91,7 +91,8 @@ def run_images(args):
         for arch in args.archs.split(","):
             cfg = TrainConfig(arch=arch, dataset="fashion-mnist", steps=10**9, max_seconds=args.seconds,
                               seed=0, out=f"{tmp}/{arch}", progress=False, log_every=100,
-                              sample_every=10**9, checkpoint_every=10**9, **IMAGE_SETTINGS.get(arch, {}))
+                              sample_every=10**9, checkpoint_every=10**9,
+                              **args.settings.get(arch, IMAGE_SETTINGS.get(arch, {})))
             t0 = time.perf_counter()
             run = train(cfg)
             seconds = time.perf_counter() - t0
@@ -123,6 +124,8 @@ def main():
     i.add_argument("--seconds", type=float, default=300)
     i.add_argument("--archs", default="dcgan,cgan")
     i.add_argument("-n", type=int, default=10000)
+    i.add_argument("--settings", type=json.loads, default={},
+                   help='JSON overriding IMAGE_SETTINGS per arch, e.g. \'{"cgan": {"loss": "hinge"}}\'')
     i.add_argument("--json", action="store_true")
     args = ap.parse_args()
     (run_modes if args.what == "modes" else run_images)(args)

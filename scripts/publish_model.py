@@ -31,6 +31,17 @@ LICENCES = {
 HEADLINE = {"image": "fid", "points": "modes"}
 
 
+def source_commit() -> str:
+    """The checkout's commit (with "+dirty" for uncommitted changes), or "" outside git."""
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("+dirty" if commit and git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -50,6 +61,7 @@ def main():
     ap.add_argument("--command", required=True, help="the exact command that trained the run")
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--half", action="store_true")
+    ap.add_argument("--note", default="", help="anything a reader of the card must know (provenance, caveats)")
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, "
                                           f"{torch.get_num_threads()} CPU threads, no GPU")
     args = ap.parse_args()
@@ -90,6 +102,7 @@ def main():
         "training_time_s": round(elapsed, 1),
         "hardware": args.hardware,
         "ganzoo_version": __version__,
+        "source_commit": source_commit(),
         "weights": "EMA generator, " + ("float16" if args.half else "float32"),
         "sha256": sha256_of(out / "generator.safetensors"),
         "license": LICENCES.get(cfg["dataset"], "see the dataset's licence"),
@@ -97,9 +110,13 @@ def main():
         "evaluation": f"ganzoo eval {args.id} -n {args.n} --seed 0 (evaluator: registry/evaluators/{cfg['dataset']})"
                       if kind == "image" else f"ganzoo eval {args.id} -n {args.n} --seed 0",
     }
+    if args.note:
+        card["note"] = args.note
     lines = [f"{k} = {toml_value(v)}" for k, v in card.items()]
     lines.append("\n[metrics]")
     lines += [f"{k} = {toml_value(round(v, 5) if isinstance(v, float) else v)}" for k, v in scores.items()]
+    if Path(cfg.get("out") or "").is_absolute() and Path(cfg["out"]).is_relative_to(REPO):
+        cfg["out"] = Path(cfg["out"]).relative_to(REPO).as_posix()  # no local paths on a card
     lines.append("\n[config]")
     lines += [f"{k} = {toml_value(v)}" for k, v in cfg.items() if k not in ("arch_options",) and v is not None]
     lines.append("\n[config.arch_options]")

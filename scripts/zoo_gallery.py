@@ -12,6 +12,11 @@ def fmt(v):
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def loss_text(card) -> str:
+    weight = (card.raw.get("config") or {}).get("class_weight")
+    return card.raw["loss"] + (f" + class loss {weight:g}" if weight else "")
+
+
 def main():
     cards = shipped_cards()
     out = ["# Model zoo", "",
@@ -33,7 +38,7 @@ def main():
         out += ["## Image models", "", "| id | arch | loss | steps | train time | " + " | ".join(keys) + " |",
                 "|" + "---|" * (5 + len(keys))]
         for c in images:
-            out.append(f"| {c.id} | {c.architecture} | {c.raw['loss']} | {c.raw['steps']} | "
+            out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
                        f"{c.raw['training_time_s'] / 60:.0f} min | " +
                        " | ".join(fmt(c.metrics.get(k, "")) for k in keys) + " |")
         out.append("")
@@ -41,7 +46,7 @@ def main():
         out += ["## 2-D models", "", "| id | arch | loss | steps | train time | " + " | ".join(POINT_KEYS) + " |",
                 "|" + "---|" * (5 + len(POINT_KEYS))]
         for c in points:
-            out.append(f"| {c.id} | {c.architecture} | {c.raw['loss']} | {c.raw['steps']} | "
+            out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
                        f"{c.raw['training_time_s'] / 60:.0f} min | " +
                        " | ".join(fmt(c.metrics.get(k, "")) for k in POINT_KEYS) + " |")
         out.append("")
@@ -51,7 +56,8 @@ def main():
                 f"![{c.id}](zoo/{c.id}.png)", "",
                 f"Trained with `{c.raw['command']}` — {c.raw['steps']} steps in "
                 f"{c.raw['training_time_s']:.0f} s on {c.raw['hardware']}. Weights: {c.raw['weights']}, "
-                f"sha256 `{c.sha256[:16]}…`. Data: {c.raw['license']}.", ""]
+                f"sha256 `{c.sha256[:16]}…`. Data: {c.raw['license']}."
+                + (f" Note: {c.raw['note']}" if c.raw.get("note") else ""), ""]
     (REPO / "docs" / "zoo.md").write_text("\n".join(out))
     print(f"wrote docs/zoo.md ({len(cards)} models)")
 
