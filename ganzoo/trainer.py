@@ -34,6 +34,10 @@ class NonFiniteLoss(GanzooError):
     pass
 
 
+def _has_class_head(arch) -> bool:
+    return arch.conditional and getattr(arch.discriminator, "has_class_head", False)
+
+
 def score(D: nn.Module, x, labels, classify: bool = False):
     """``(logits, class logits or None)``: the class head's logits only when ``classify``."""
     return D(x, labels, class_logits=True) if classify else (D(x, labels), None)
@@ -184,6 +188,10 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     cfg.validate()
     entry = get_registry().get("architecture", cfg.arch)
     arch = entry.obj
+    if cfg.class_weight and not _has_class_head(arch):  # before any data is loaded
+        with_head = [e.name for e in get_registry().entries("architecture") if _has_class_head(e.obj)]
+        raise GanzooError(f"--class-weight needs a conditional discriminator with a class head; "
+                          f"{arch.name} has none (architectures with one: {', '.join(with_head) or 'none'})")
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
     data = _load_data(cfg)
     init = None
@@ -203,11 +211,6 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
-    if cfg.class_weight and not (arch.conditional and getattr(D_raw, "has_class_head", False)):
-        with_head = [e.name for e in get_registry().entries("architecture")
-                     if e.obj.conditional and getattr(e.obj.discriminator, "has_class_head", False)]
-        raise GanzooError(f"--class-weight needs a conditional discriminator with a class head; "
-                          f"{arch.name} has none (architectures with one: {', '.join(with_head) or 'none'})")
     if init is not None:
         G_raw.load_state_dict(init.state_dict())
     memory_format = torch.contiguous_format
