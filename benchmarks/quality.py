@@ -2,13 +2,15 @@
 
     python benchmarks/quality.py modes  [--datasets ring8,grid25] [--losses all] [--seeds 5] [--steps N]
     python benchmarks/quality.py images [--seconds 300] [--archs dcgan,cgan] [-n 10000] [--settings JSON]
+                                        [--truncations 1.5,1.0]
 
 ``modes`` trains ``mlp`` on each 2-D mixture with each loss (the settings in
 ``MODE_SETTINGS``, the same for every loss) and reports, over seeds, the mean ±
 standard error of modes covered, % high-quality samples and KL to uniform,
 with PacGAN's protocol (2,500 samples, 3σ). ``images`` trains each
 architecture on Fashion-MNIST for a fixed wall-clock budget and scores it with
-the shipped evaluator. Every run goes through ``ganzoo.trainer.train`` exactly
+the shipped evaluator, untruncated and at each of ``--truncations`` (the
+truncation trick, from the same trained model). Every run goes through ``ganzoo.trainer.train`` exactly
 as ``ganzoo train`` does; add ``--json`` for machine-readable rows.
 """
 from __future__ import annotations
@@ -97,14 +99,15 @@ def run_images(args):
             run = train(cfg)
             seconds = time.perf_counter() - t0
             steps = json.loads((run / "export" / "config.json").read_text())["step"]
-            scores = evaluate(str(run / "export"), n=args.n, seed=0)
-            row = {"arch": arch, "dataset": "fashion-mnist", "loss": cfg.loss,
-                   "class_weight": cfg.class_weight, "seconds": seconds,
-                   "steps": steps, **scores}
-            rows.append(row)
-            print(json.dumps(row) if args.json else
-                  f"{arch:6s} {steps:6d} steps {seconds:5.0f} s  " +
-                  "  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+            for truncation in [None] + args.truncations:
+                scores = evaluate(str(run / "export"), n=args.n, seed=0, truncation=truncation)
+                row = {"arch": arch, "dataset": "fashion-mnist", "loss": cfg.loss,
+                       "class_weight": cfg.class_weight, "seconds": seconds,
+                       "steps": steps, "truncation": truncation, **scores}
+                rows.append(row)
+                print(json.dumps(row) if args.json else
+                      f"{arch:6s} {steps:6d} steps {seconds:5.0f} s  truncation {truncation or '-':4}  " +
+                      "  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
     return rows
 
 
@@ -126,6 +129,8 @@ def main():
     i.add_argument("-n", type=int, default=10000)
     i.add_argument("--settings", type=json.loads, default={},
                    help='JSON overriding IMAGE_SETTINGS per arch, e.g. \'{"cgan": {"loss": "hinge"}}\'')
+    i.add_argument("--truncations", type=lambda v: [float(t) for t in v.split(",") if t], default=[],
+                   help="also score each model with latents truncated to [-T, T], e.g. 1.5,1.0")
     i.add_argument("--json", action="store_true")
     args = ap.parse_args()
     (run_modes if args.what == "modes" else run_images)(args)

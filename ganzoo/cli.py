@@ -290,11 +290,13 @@ def export_command(run_dir, out, raw, half):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--nrow", type=int, help="Images per grid row.")
 @click.option("--device", default="cpu", show_default=True)
-def sample_command(model, n, out, class_, seed, nrow, device):
+@click.option("--truncation", type=float, help="Latents truncated to [-T, T] (the truncation trick).")
+def sample_command(model, n, out, class_, seed, nrow, device, truncation):
     """Draw N samples from an export, run directory or zoo model."""
     from .sampling import write_samples
 
-    path = write_samples(model, n=n, out=out, class_index=class_, seed=seed, nrow=nrow, device=device)
+    path = write_samples(model, n=n, out=out, class_index=class_, seed=seed, nrow=nrow, device=device,
+                         truncation=truncation)
     click.echo(f"wrote {path}")
 
 

@@ -202,15 +202,18 @@ def _context(dataset, device: str, seed: int) -> dict:
 # -- public entry points ----------------------------------------------------------------
 def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, metrics=None,
              device: str = "cpu", seed: int = 0, *, evaluator=None, batch_size: int = 500,
-             plot: str | Path | None = None) -> dict[str, float]:
+             plot: str | Path | None = None, truncation: float | None = None) -> dict[str, float]:
     """Score ``n`` samples of a generator (an export dir, a run dir, a zoo id or a
     :class:`ganzoo.Generator`) against the test split of ``dataset`` (default: the
     dataset the model was trained on). ``evaluator`` is a dataset name, an evaluator
     directory or a loaded Evaluator (default: the shipped one of ``dataset``).
     ``plot`` writes the samples as a PNG (a scatter over the mode centres for points,
-    a grid of the first 64 for images). Returns ``{key: value}``."""
+    a grid of the first 64 for images). ``truncation`` samples with the truncation
+    trick (:func:`ganzoo.sampling.latents`). Returns ``{key: value}``."""
     from .images import save_grid, save_scatter, to_uint8
-    from .sampling import generate
+    from .sampling import check_truncation, generate
+
+    check_truncation(truncation)
 
     G = model_or_generator
     if not isinstance(G, torch.nn.Module):
@@ -230,7 +233,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     needs = _needs(chosen)
     scorer = _evaluator_for(evaluator, name, chosen, device)
 
-    x, labels = generate(G, n, seed=seed, batch_size=batch_size)
+    x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
     if data.is_image:
         images = to_uint8(x, G.output_range)
         fake = _embed(images, labels, needs, scorer, batch_size)

@@ -25,13 +25,31 @@ def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Te
     return torch.arange(num_classes).repeat_interleave(per_class)[:n]
 
 
+def check_truncation(truncation: float | None) -> None:
+    if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
+        raise GanzooError(f"--truncation must be a positive number of standard deviations "
+                          f"(e.g. 1.5), got {truncation}")
+
+
+def latents(n: int, dim: int, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
+    """``n`` latent vectors from N(0, I); with ``truncation`` t, from N(0, I) truncated to
+    [-t, t] in every coordinate (the truncation trick of BigGAN, Brock et al. 2019),
+    which trades diversity (recall) for typical samples (precision)."""
+    check_truncation(truncation)
+    if truncation is None:
+        return torch.randn(n, dim, generator=generator)
+    return torch.nn.init.trunc_normal_(torch.empty(n, dim), 0.0, 1.0, -truncation, truncation,
+                                       generator=generator)
+
+
 @torch.no_grad()
-def generate(G, n: int, class_index: int | None = None, seed: int = 0,
-             batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` samples of an eval-mode generator, reproducible for a seed."""
+def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_size: int = 500,
+             truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` samples of an eval-mode generator, reproducible for a seed; ``truncation``
+    draws the latents from a truncated normal (see :func:`latents`)."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.latent_dim, generator=g)
+    z = latents(n, G.latent_dim, g, truncation)
     labels = sample_labels(n, G.num_classes, class_index)
     outs = []
     for i in range(0, n, batch_size):
@@ -42,7 +60,7 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0,
 
 
 def write_samples(model, n: int, out: str | Path, class_index: int | None = None, seed: int = 0,
-                  nrow: int | None = None, device: str = "cpu") -> Path:
+                  nrow: int | None = None, device: str = "cpu", truncation: float | None = None) -> Path:
     from .export import load_generator
 
     if n < 1:
@@ -50,8 +68,9 @@ def write_samples(model, n: int, out: str | Path, class_index: int | None = None
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise GanzooError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
+    check_truncation(truncation)
     G = model if isinstance(model, torch.nn.Module) else load_generator(model, device=device)
-    x, labels = generate(G, n, class_index, seed)
+    x, labels = generate(G, n, class_index, seed, truncation=truncation)
     out.parent.mkdir(parents=True, exist_ok=True)
     is_image = x.dim() == 4
     if out.suffix == ".png":

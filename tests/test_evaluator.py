@@ -19,6 +19,7 @@ from ganzoo.metrics import FID, KID
 from ganzoo.metrics.evaluator import (CARD, SHIPPED_DIR, WEIGHTS, load_evaluator, read_card,
                                       save_evaluator)
 from ganzoo.metrics.training import accuracy, split_spec, train_evaluator
+from ganzoo.sampling import latents
 
 
 def _fashion_test():
@@ -213,14 +214,14 @@ class RingGenerator(Generator):
 
     output_range = None
 
-    def __init__(self, modes: int = 8):
+    def __init__(self, modes: int = 8, spread: float = 0.01):
         super().__init__(ArchOptions(latent_dim=3, data_shape=(2,)))
         self.anchor = torch.nn.Parameter(torch.zeros(1))
-        self.centers = ring8().centers[:modes]
+        self.centers, self.spread = ring8().centers[:modes], spread
 
     def forward(self, z, labels=None):
         idx = (z[:, 2].abs() * 1e6).long() % len(self.centers)
-        return self.centers[idx] + 0.01 * z[:, :2]
+        return self.centers[idx] + self.spread * z[:, :2]
 
 
 def test_evaluate_counts_modes_of_a_points_model(tmp_path):
@@ -230,6 +231,34 @@ def test_evaluate_counts_modes_of_a_points_model(tmp_path):
     assert scores["kl"] == pytest.approx(math.log(8 / 3), abs=0.02)
     assert (tmp_path / "ring.png").stat().st_size > 0
     assert evaluate_real("ring8", n=2500)["modes"] == 8
+
+
+def test_truncated_latents_are_bounded_reproducible_and_have_the_truncated_normal_variance():
+    def g():
+        return torch.Generator().manual_seed(3)
+
+    assert torch.equal(latents(5, 4, g()), torch.randn(5, 4, generator=g()))  # no truncation: N(0, I)
+    z = latents(200_000, 2, g(), truncation=1.0)
+    assert torch.equal(z, latents(200_000, 2, g(), truncation=1.0))
+    assert z.abs().max() <= 1.0
+    # Var of N(0, 1) truncated to [-t, t] is 1 - 2tφ(t) / (2Φ(t) - 1); 0.291 at t = 1
+    t = 1.0
+    var = 1 - 2 * t * math.exp(-t * t / 2) / math.sqrt(2 * math.pi) / math.erf(t / math.sqrt(2))
+    assert z.var().item() == pytest.approx(var, rel=0.02)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(GanzooError, match="--truncation must be a positive number"):
+            latents(2, 2, g(), truncation=bad)
+
+
+def test_truncation_moves_samples_into_the_modes():
+    """Samples spread 0.04·z around ring8's centres (σ = 0.01, so 3σ = 0.03): untruncated,
+    P(‖0.04 z‖ < 0.03) = 1 - exp(-0.75²/2) ≈ 0.245 are high-quality; truncated to
+    |z_i| ≤ 0.5, ‖0.04 z‖ ≤ 0.028 and all are."""
+    G = RingGenerator(8, spread=0.04)
+    plain = evaluate(G, dataset="ring8", n=2500)
+    truncated = evaluate(G, dataset="ring8", n=2500, truncation=0.5)
+    assert plain["hq_fraction"] == pytest.approx(1 - math.exp(-0.75 ** 2 / 2), abs=0.03)
+    assert truncated["hq_fraction"] == 1.0 and truncated["modes"] == 8
 
 
 def test_image_metrics_on_points_are_one_clear_error():
@@ -258,6 +287,9 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
         ["eval", str(export), "--dataset", other, "--metrics", "fid"],
         ["eval", str(export), "-n", "0"],
         ["eval", "--real", "--dataset", "ring8", "-n", "2500", "--json"],
+        ["eval", str(export), "-n", "500", "--truncation", "1.5", "--json"],
+        ["eval", str(export), "--truncation", "0"],
+        ["eval", "--real", "--dataset", "ring8", "--truncation", "1"],
     ] + ([["eval", "--real", "--dataset", "fashion-mnist", "-n", "10", "--metrics", "kid"]]
          if have_fashion else []), env=env)
     (rc_train, _, err_train), (rc_export, _, err_export) = results[:2]
@@ -269,9 +301,11 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl"}
     rc, out, err = results[3]
     assert rc == 0 and "hq_fraction" in out
-    errors = zip(results[4:7] + results[8:], ("did you mean 'modes'",
+    errors = zip(results[4:7] + results[9:], ("did you mean 'modes'",
                                               "but fashion-mnist holds" if have_fashion else "ring8, which holds",
-                                              "-n must be >= 1", "kid needs at least 20 samples"))
+                                              "-n must be >= 1", "--truncation must be a positive number",
+                                              "it does not apply with --real",
+                                              "kid needs at least 20 samples"))
     for (rc, out, err), expected in errors:
         assert rc != 0
         assert expected in err and len(err.strip().splitlines()) == 1, err
@@ -279,6 +313,9 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     rc, out, err = results[7]
     assert rc == 0, err
     assert json.loads(out)["scores"]["modes"] == 8
+    rc, out, err = results[8]
+    assert rc == 0, err
+    assert json.loads(out)["truncation"] == 1.5
 
 
 def test_evaluator_train_command_is_reproducible_and_loadable(tmp_path, run_cli_many, fashion_test):

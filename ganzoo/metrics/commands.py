@@ -31,8 +31,10 @@ def _format(key: str, value: float) -> str:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--evaluator", help="Evaluator directory (default: the shipped one for the dataset).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write the samples as a PNG.")
+@click.option("--truncation", type=float, help="Sample with latents truncated to [-T, T] "
+                                              "(the truncation trick: precision up, recall down).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot, as_json):
+def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot, truncation, as_json):
     """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split."""
     from ..evaluation import evaluate, evaluate_real
     from ..export import load_generator
@@ -46,15 +48,17 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
             raise GanzooError("--real needs --dataset (or a MODEL trained on a known dataset)")
         if plot:
             raise GanzooError("--plot draws a model's samples; it does not apply with --real")
+        if truncation is not None:
+            raise GanzooError("--truncation changes a model's samples; it does not apply with --real")
         scores = evaluate_real(dataset, n=n, metrics=metrics, device=device, seed=seed, evaluator=evaluator)
         what = f"{dataset} (real held-out data)"
     else:
         scores = evaluate(G, dataset=dataset, n=n, metrics=metrics, device=device, seed=seed,
-                          evaluator=evaluator, plot=plot)
-        what = f"{model} on {dataset}"
+                          evaluator=evaluator, plot=plot, truncation=truncation)
+        what = f"{model} on {dataset}" + (f", truncation {truncation:g}" if truncation is not None else "")
     if as_json:
         click.echo(json.dumps({"model": None if real else model, "real": real, "dataset": dataset,
-                               "n": n, "seed": seed, "scores": scores}, indent=2))
+                               "n": n, "seed": seed, "truncation": truncation, "scores": scores}, indent=2))
         return
     click.echo(f"{what}: {n} samples, seed {seed}")
     width = max(len(k) for k in scores)
