@@ -9,8 +9,8 @@
 standard error of modes covered, % high-quality samples and KL to uniform,
 with PacGAN's protocol (2,500 samples, 3σ). ``images`` trains each
 architecture on Fashion-MNIST for a fixed wall-clock budget and scores it with
-the shipped evaluator, untruncated and at each of ``--truncations`` (the
-truncation trick, from the same trained model). Every run goes through ``ganzoo.trainer.train`` exactly
+the shipped evaluator, untruncated and at each of ``--truncations``
+(the truncation trick, on the same trained model). Every run goes through ``ganzoo.trainer.train`` exactly
 as ``ganzoo train`` does; add ``--json`` for machine-readable rows.
 """
 from __future__ import annotations
@@ -25,7 +25,9 @@ import time
 
 import ganzoo
 from ganzoo.config import TrainConfig
+from ganzoo.errors import GanzooError
 from ganzoo.evaluation import evaluate
+from ganzoo.latents import check_truncation
 from ganzoo.trainer import train
 
 # One setting for every loss: the classic MLP generator fed 2-D noise as in PacGAN
@@ -107,9 +109,20 @@ def run_images(args):
                        "steps": steps, "truncation": truncation, **scores}
                 rows.append(row)
                 print(json.dumps(row) if args.json else
-                      f"{arch:6s} {steps:6d} steps {seconds:5.0f} s  truncation {truncation or '-':4}  " +
+                      f"{arch:6s} {steps:6d} steps {seconds:5.0f} s  truncation {truncation or '-':>4}  " +
                       "  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
     return rows
+
+
+def truncations(text: str) -> list[float]:
+    """``"1.5,1.0"`` → [1.5, 1.0], checked before any training starts."""
+    try:
+        values = [float(t) for t in text.split(",") if t]
+        for t in values:
+            check_truncation(t)
+    except (ValueError, GanzooError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers, e.g. 1.5,1.0 ({exc})") from None
+    return values
 
 
 def main():
@@ -130,7 +143,7 @@ def main():
     i.add_argument("-n", type=int, default=10000)
     i.add_argument("--settings", type=json.loads, default={},
                    help='JSON overriding IMAGE_SETTINGS per arch, e.g. \'{"cgan": {"loss": "hinge"}}\'')
-    i.add_argument("--truncations", type=lambda v: [float(t) for t in v.split(",") if t], default=[],
+    i.add_argument("--truncations", type=truncations, default=[],
                    help="also score each model with latents truncated to [-T, T], e.g. 1.5,1.0")
     i.add_argument("--json", action="store_true")
     args = ap.parse_args()

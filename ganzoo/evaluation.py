@@ -209,9 +209,10 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     directory or a loaded Evaluator (default: the shipped one of ``dataset``).
     ``plot`` writes the samples as a PNG (a scatter over the mode centres for points,
     a grid of the first 64 for images). ``truncation`` samples with the truncation
-    trick (:func:`ganzoo.sampling.latents`). Returns ``{key: value}``."""
+    trick (:mod:`ganzoo.latents`). Returns ``{key: value}``."""
     from .images import save_grid, save_scatter, to_uint8
-    from .sampling import check_truncation, generate
+    from .latents import check_truncation
+    from .sampling import generate
 
     check_truncation(truncation)
 

@@ -59,11 +59,17 @@ class Generator(nn.Module):
         return self.options.num_classes
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None) -> torch.Tensor:
-        """A batch of ``n`` latent vectors drawn from N(0, I)."""
+                      device: torch.device | str | None = None,
+                      truncation: float | None = None) -> torch.Tensor:
+        """A batch of ``n`` latent vectors drawn from N(0, I); with ``truncation`` t, from
+        N(0, I) truncated to [-t, t] in every coordinate (the truncation trick)."""
         param = next(self.parameters())
-        return torch.randn(n, self.latent_dim, generator=generator,
-                           device=param.device if device is None else device, dtype=param.dtype)
+        device = param.device if device is None else device
+        if truncation is not None:
+            from .latents import truncated_normal
+
+            return truncated_normal((n, self.latent_dim), truncation, generator, device, param.dtype)
+        return torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=param.dtype)
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor | None:

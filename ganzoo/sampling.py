@@ -9,6 +9,7 @@ import torch
 
 from .errors import GanzooError
 from .images import save_grid, save_scatter, to_uint8
+from .latents import check_truncation
 
 
 def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Tensor | None:
@@ -25,31 +26,14 @@ def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Te
     return torch.arange(num_classes).repeat_interleave(per_class)[:n]
 
 
-def check_truncation(truncation: float | None) -> None:
-    if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
-        raise GanzooError(f"--truncation must be a positive number of standard deviations "
-                          f"(e.g. 1.5), got {truncation}")
-
-
-def latents(n: int, dim: int, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
-    """``n`` latent vectors from N(0, I); with ``truncation`` t, from N(0, I) truncated to
-    [-t, t] in every coordinate (the truncation trick of BigGAN, Brock et al. 2019),
-    which trades diversity (recall) for typical samples (precision)."""
-    check_truncation(truncation)
-    if truncation is None:
-        return torch.randn(n, dim, generator=generator)
-    return torch.nn.init.trunc_normal_(torch.empty(n, dim), 0.0, 1.0, -truncation, truncation,
-                                       generator=generator)
-
-
 @torch.no_grad()
 def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_size: int = 500,
              truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` samples of an eval-mode generator, reproducible for a seed; ``truncation``
-    draws the latents from a truncated normal (see :func:`latents`)."""
+    """``n`` samples of an eval-mode generator, reproducible for a seed; the latents come
+    from ``G.sample_latent`` (truncated to [-t, t] with ``truncation`` t), drawn on the CPU."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    z = latents(n, G.latent_dim, g, truncation)
+    z = G.sample_latent(n, generator=g, device="cpu", truncation=truncation)
     labels = sample_labels(n, G.num_classes, class_index)
     outs = []
     for i in range(0, n, batch_size):

@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from ganzoo.metrics import FID, KID
 from ganzoo.metrics.evaluator import (CARD, SHIPPED_DIR, WEIGHTS, load_evaluator, read_card,
                                       save_evaluator)
 from ganzoo.metrics.training import accuracy, split_spec, train_evaluator
-from ganzoo.sampling import latents
+from ganzoo.latents import truncated_normal
 
 
 def _fashion_test():
@@ -233,21 +234,27 @@ def test_evaluate_counts_modes_of_a_points_model(tmp_path):
     assert evaluate_real("ring8", n=2500)["modes"] == 8
 
 
-def test_truncated_latents_are_bounded_reproducible_and_have_the_truncated_normal_variance():
+@pytest.mark.parametrize("t", [1.0, 0.3, 2.5])
+def test_truncated_latents_are_bounded_reproducible_and_have_the_truncated_normal_variance(t):
     def g():
         return torch.Generator().manual_seed(3)
 
-    assert torch.equal(latents(5, 4, g()), torch.randn(5, 4, generator=g()))  # no truncation: N(0, I)
-    z = latents(200_000, 2, g(), truncation=1.0)
-    assert torch.equal(z, latents(200_000, 2, g(), truncation=1.0))
-    assert z.abs().max() <= 1.0
+    G = RingGenerator()
+    assert torch.equal(G.sample_latent(5, g()), torch.randn(5, 3, generator=g()))  # untruncated: N(0, I)
+    z = G.sample_latent(200_000, g(), truncation=t)
+    assert z.shape == (200_000, 3)
+    assert torch.equal(z, truncated_normal((200_000, 3), t, g()))
+    assert z.abs().max() <= t
     # Var of N(0, 1) truncated to [-t, t] is 1 - 2tφ(t) / (2Φ(t) - 1); 0.291 at t = 1
-    t = 1.0
     var = 1 - 2 * t * math.exp(-t * t / 2) / math.sqrt(2 * math.pi) / math.erf(t / math.sqrt(2))
     assert z.var().item() == pytest.approx(var, rel=0.02)
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(GanzooError, match="--truncation must be a positive number"):
-            latents(2, 2, g(), truncation=bad)
+    assert z.mean().item() == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), True, "1"])
+def test_a_bad_truncation_is_one_clear_error(bad):
+    with pytest.raises(GanzooError, match="--truncation must be a positive number"):
+        truncated_normal((2, 2), bad)
 
 
 def test_truncation_moves_samples_into_the_modes():
@@ -288,8 +295,10 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
         ["eval", str(export), "-n", "0"],
         ["eval", "--real", "--dataset", "ring8", "-n", "2500", "--json"],
         ["eval", str(export), "-n", "500", "--truncation", "1.5", "--json"],
-        ["eval", str(export), "--truncation", "0"],
+        ["eval", "no-such-model", "--truncation", "0"],  # refused before the model loads
         ["eval", "--real", "--dataset", "ring8", "--truncation", "1"],
+        ["sample", str(export), "-n", "50", "--truncation", "1e-6", "--out", str(tmp_path / "t.npz")],
+        ["sample", str(export), "-n", "50", "--out", str(tmp_path / "u.npz")],
     ] + ([["eval", "--real", "--dataset", "fashion-mnist", "-n", "10", "--metrics", "kid"]]
          if have_fashion else []), env=env)
     (rc_train, _, err_train), (rc_export, _, err_export) = results[:2]
@@ -301,10 +310,10 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl"}
     rc, out, err = results[3]
     assert rc == 0 and "hq_fraction" in out
-    errors = zip(results[4:7] + results[9:], ("did you mean 'modes'",
+    errors = zip(results[4:7] + results[9:11] + results[13:], ("did you mean 'modes'",
                                               "but fashion-mnist holds" if have_fashion else "ring8, which holds",
                                               "-n must be >= 1", "--truncation must be a positive number",
-                                              "it does not apply with --real",
+                                              "--truncation changes a model's samples",
                                               "kid needs at least 20 samples"))
     for (rc, out, err), expected in errors:
         assert rc != 0
@@ -316,6 +325,10 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     rc, out, err = results[8]
     assert rc == 0, err
     assert json.loads(out)["truncation"] == 1.5
+    # truncation reaches the generator: latents within 1e-6 of 0 give (nearly) one point
+    assert results[11][0] == 0 and results[12][0] == 0, results[11][2] + results[12][2]
+    truncated, plain = (np.load(tmp_path / f)["points"] for f in ("t.npz", "u.npz"))
+    assert truncated.std(0).max() < 1e-3 < plain.std(0).max()
 
 
 def test_evaluator_train_command_is_reproducible_and_loadable(tmp_path, run_cli_many, fashion_test):

@@ -38,9 +38,13 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
     """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split."""
     from ..evaluation import evaluate, evaluate_real
     from ..export import load_generator
+    from ..latents import check_truncation
 
     if not real and not model:
         raise GanzooError("give a MODEL to evaluate, or --real with --dataset")
+    if real and truncation is not None:
+        raise GanzooError("--truncation changes a model's samples; it does not apply with --real")
+    check_truncation(truncation)  # before the model loads
     G = load_generator(model, device=device) if model else None
     dataset = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
     if real:
@@ -48,8 +52,6 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
             raise GanzooError("--real needs --dataset (or a MODEL trained on a known dataset)")
         if plot:
             raise GanzooError("--plot draws a model's samples; it does not apply with --real")
-        if truncation is not None:
-            raise GanzooError("--truncation changes a model's samples; it does not apply with --real")
         scores = evaluate_real(dataset, n=n, metrics=metrics, device=device, seed=seed, evaluator=evaluator)
         what = f"{dataset} (real held-out data)"
     else:
