@@ -37,9 +37,9 @@ from ganzoo.trainer import train
 MODE_SETTINGS = dict(arch="mlp", arch_options={"latent_dim": 2}, batch_size=512, lr_g=1e-3,
                      lr_d=1e-3, lr_schedule="linear", ema_decay=0.999, progress=False,
                      log_every=500, sample_every=10**9, checkpoint_every=10**9)
-# Fixed-time Fashion-MNIST runs: the DCGAN architecture with the hinge loss (in 300 s it beats
-# the paper's non-saturating loss on FID, precision and recall: 84.7-90.2 / 0.596-0.599 /
-# 0.582-0.607 over two runs against 97.2 / 0.568 / 0.559 the same day); the conditional model with the hinge loss and the auxiliary class
+# Fixed-time Fashion-MNIST runs: the DCGAN architecture with the hinge loss (in 300 s its
+# precision is 0.596-0.599 over two runs against 0.559-0.568 for the paper's non-saturating
+# loss, with a similar or better FID and recall); the conditional model with the hinge loss and the auxiliary class
 # loss (without it: label accuracy 0.64 in 300 s, with it 0.94; docs/benchmarks.md).
 IMAGE_SETTINGS = {"dcgan": dict(loss="hinge"), "cgan": dict(loss="hinge", class_weight=1.0)}
 PUBLISHED = {  # PacGAN (Lin et al. 2018) Table 1, 10 trials

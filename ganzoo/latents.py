@@ -34,4 +34,5 @@ def truncated_normal(shape, truncation: float, generator: torch.Generator | None
     mass = math.erf(truncation / math.sqrt(2))  # Φ(t) - Φ(-t)
     u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
     z = math.sqrt(2) * torch.erfinv((2 * u - 1) * mass)
-    return z.clamp_(-truncation, truncation).to(dtype or torch.get_default_dtype())
+    # cast, then clamp: rounding to a half-precision dtype must not step past ±t
+    return z.to(dtype or torch.get_default_dtype()).clamp_(-truncation, truncation)

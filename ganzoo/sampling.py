@@ -33,7 +33,9 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
     from ``G.sample_latent`` (truncated to [-t, t] with ``truncation`` t), drawn on the CPU."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    z = G.sample_latent(n, generator=g, device="cpu", truncation=truncation)
+    # without truncation, call sample_latent as plugins written before it existed expect
+    z = (G.sample_latent(n, generator=g, device="cpu") if truncation is None
+         else G.sample_latent(n, generator=g, device="cpu", truncation=truncation))
     labels = sample_labels(n, G.num_classes, class_index)
     outs = []
     for i in range(0, n, batch_size):

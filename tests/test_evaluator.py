@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import statistics
 
 import numpy as np
 import pytest
@@ -244,6 +245,14 @@ def test_truncated_latents_are_bounded_reproducible_and_have_the_truncated_norma
     z = G.sample_latent(200_000, g(), truncation=t)
     assert z.shape == (200_000, 3)
     assert torch.equal(z, truncated_normal((200_000, 3), t, g()))
+    # the same seed gives the same latents on every torch: the inverse CDF of the uniforms
+    # drawn from the seed, u ~ U(Φ(-t), Φ(t)), computed independently here
+    normal = statistics.NormalDist()
+    lo, hi = normal.cdf(-t), normal.cdf(t)
+    u = torch.rand(4, 3, generator=g()).double()
+    expected = torch.tensor([[normal.inv_cdf(lo + (hi - lo) * v) for v in row] for row in u.tolist()],
+                            dtype=torch.float64)
+    assert torch.allclose(z[:4].double(), expected, atol=1e-5)
     assert z.abs().max() <= t
     # Var of N(0, 1) truncated to [-t, t] is 1 - 2tφ(t) / (2Φ(t) - 1); 0.291 at t = 1
     var = 1 - 2 * t * math.exp(-t * t / 2) / math.sqrt(2 * math.pi) / math.erf(t / math.sqrt(2))
