@@ -9,9 +9,10 @@
 standard error of modes covered, % high-quality samples and KL to uniform,
 with PacGAN's protocol (2,500 samples, 3σ). ``images`` trains each
 architecture on Fashion-MNIST for a fixed wall-clock budget and scores it with
-the shipped evaluator, untruncated and at each of ``--truncations``
-(the truncation trick, on the same trained model). Every run goes through ``ganzoo.trainer.train`` exactly
-as ``ganzoo train`` does; add ``--json`` for machine-readable rows.
+the shipped evaluator, untruncated and at each of ``--truncations`` (the
+truncation trick, on the same trained model). Every run goes through
+``ganzoo.trainer.train`` exactly as ``ganzoo train`` does; add ``--json`` for
+machine-readable rows.
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ MODE_SETTINGS = dict(arch="mlp", arch_options={"latent_dim": 2}, batch_size=512,
                      log_every=500, sample_every=10**9, checkpoint_every=10**9)
 # Fixed-time Fashion-MNIST runs: the DCGAN architecture with the hinge loss (in 300 s its
 # precision is 0.596-0.599 over two runs against 0.559-0.568 for the paper's non-saturating
-# loss, with a similar or better FID and recall); the conditional model with the hinge loss and the auxiliary class
-# loss (without it: label accuracy 0.64 in 300 s, with it 0.94; docs/benchmarks.md).
+# loss, with a similar or better FID and recall); the conditional model with the hinge loss
+# and the auxiliary class loss (without it: label accuracy 0.64 in 300 s, with it 0.94;
+# docs/benchmarks.md).
 IMAGE_SETTINGS = {"dcgan": dict(loss="hinge"), "cgan": dict(loss="hinge", class_weight=1.0)}
 PUBLISHED = {  # PacGAN (Lin et al. 2018) Table 1, 10 trials
     ("ring8", "GAN"): (6.3, 98.2, 0.45), ("ring8", "PacGAN best"): (7.9, 95.6, 0.07),
