@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import __version__, distributed
-from .checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints,
-                         save_checkpoint)
+from .checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
+                         prune_checkpoints, save_checkpoint)
 from .config import TrainConfig, parse_regularizer
 from .errors import GanzooError
 from .images import save_grid, to_model_range, to_uint8
@@ -326,6 +326,18 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
     return d_loss.detach(), g_loss.detach()
 
 
+def _refuse_to_overwrite(run_dir: Path, info) -> None:
+    """A new run never writes into a directory that already holds one: its export, metrics and
+    checkpoints would be overwritten or mixed with the new run's. Rank 0 looks; every rank stops."""
+    found = info.is_main and ((run_dir / "config.json").exists() or bool(list_checkpoints(run_dir)))
+    if distributed.any_rank(found, info):
+        ckpts = list_checkpoints(run_dir) if info.is_main else []
+        last = f" (last checkpoint: {ckpts[-1].name})" if ckpts else ""
+        raise GanzooError(f"{str(run_dir)!r} already holds a run{last}; continue it with "
+                          f"`ganzoo resume {run_dir} --steps N`, or start a new one with another --out "
+                          f"(nothing was overwritten)")
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     """Train (or resume) a run; returns the run directory."""
     state = None
@@ -344,6 +356,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
 
         check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
                         run.arch.conditional, str(run.device))
+    if resume is None:
+        _refuse_to_overwrite(run.run_dir, info)
     logger = _Logger(run) if info.is_main else None
     if logger:
         logger.write_config()

@@ -72,6 +72,21 @@ def test_resume_is_bit_exact(tmp_path):
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
 
 
+def test_new_run_into_a_run_dir_is_refused_and_keeps_the_old_run(tmp_path, run_cli):
+    """Training again with the same --out would overwrite the export and mix the checkpoints."""
+    first = train(ring_cfg(tmp_path, steps=6))
+    before = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    with pytest.raises(GanzooError, match=r"already holds a run \(last checkpoint: step-0*6\.pt\); "
+                                          r"continue it with `ganzoo resume .*run --steps N`"):
+        train(ring_cfg(tmp_path, steps=3, seed=1))
+    code, out, err = run_cli(["train", "mlp", "--dataset", "ring8", "--steps", "2", "--device", "cpu",
+                              "--out", str(first), "--no-progress"])
+    assert code != 0 and "Traceback" not in err and "already holds a run" in err, err
+    assert {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    (tmp_path / "empty").mkdir()  # an existing empty directory is fine
+    assert list_checkpoints(train(ring_cfg(tmp_path, out=str(tmp_path / "empty"), steps=3)))
+
+
 def test_resume_bit_exact_with_conv_batchnorm_and_regulariser(tmp_path, mnist_dir):
     common = dict(arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),
                   batch_size=16, arch_options={"ngf": 8, "ndf": 8}, loss="hinge", regularizers=("r1:1",),
