@@ -139,6 +139,39 @@ def test_mlp_defaults_and_output_activation():
         arch.make_options(output_activation="relu")
 
 
+
+def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
+    """pack=k: D reads k samples concatenated; each sample gets its pack's logit, so a loss's
+    mean over samples is the PacGAN loss's mean over packs, and real and fake never share a pack."""
+    import torch.nn.functional as F
+
+    from ganzoo.config import TrainConfig
+    from ganzoo.trainer import train
+
+    torch.manual_seed(0)
+    d = ganzoo.create_discriminator("mlp", data_shape=(2,), d_hidden="8", pack=3)
+    assert modules(d, nn.Linear)[0].in_features == 6 and d.per_sample is False
+    assert not DiscriminatorPair(d).joint
+    real, fake = torch.randn(6, 2), torch.randn(6, 2) + 2
+    packs = d.net(real.reshape(2, 6)).squeeze(1)
+    logits = d(real)
+    torch.testing.assert_close(logits, packs.repeat_interleave(3))
+    moved = real.clone()
+    moved[4] += 1.0  # the second pack only
+    assert torch.equal(d(moved)[:3], logits[:3]) and not torch.equal(d(moved)[3:], logits[3:])
+    r, f, _ = DiscriminatorPair(d)(real, fake, None)
+    fake_packs = d.net(fake.reshape(2, 6)).squeeze(1)
+    torch.testing.assert_close(ganzoo.create_loss("non-saturating").d_loss(r, f),
+                               F.softplus(-packs).mean() + F.softplus(fake_packs).mean())
+    with pytest.raises(GanzooError, match="pack=3 needs batches divisible by 3, got a batch of 5"):
+        d(torch.randn(5, 2))
+    with pytest.raises(GanzooError, match="pack must be >= 1"):
+        ganzoo.get_architecture("mlp").make_options(pack=0)
+    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=3, batch_size=32, out=str(tmp_path / "run"),
+                            progress=False, arch_options={"pack": 4, "d_hidden": "16"}))
+    G = ganzoo.load_generator(str(run / "export"))
+    assert G.sample(5)[0].shape == (5, 2)
+
 # -- dcgan ---------------------------------------------------------------------------
 def conv_specs(net):
     return [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0], m.bias is not None)

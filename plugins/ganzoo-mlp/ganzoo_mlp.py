@@ -31,12 +31,16 @@ class MLPOptions(ArchOptions):
     output_activation: Literal["auto", "tanh", "sigmoid", "none"] = "auto"  # auto: tanh for images
     d_dropout: float = 0.0
     leak: float = 0.2  # LeakyReLU negative slope (G and D)
+    pack: int = 1  # PacGAN (Lin et al. 2018): D scores packs of this many samples of one kind
+    # (the batch size must divide by it; R1/R2 then see each pack's logit once per member)
 
     def __post_init__(self):
         self.data_shape, self.g_hidden, self.d_hidden = (
             tuple(self.data_shape), tuple(self.g_hidden), tuple(self.d_hidden))
         if not 0.0 <= self.d_dropout < 1.0:
             raise GanzooError(f"mlp option d_dropout must be in [0, 1), got {self.d_dropout}")
+        if self.pack < 1:
+            raise GanzooError(f"mlp option pack must be >= 1, got {self.pack}")
         if any(h < 1 for h in self.g_hidden + self.d_hidden):
             raise GanzooError("mlp options g_hidden and d_hidden take positive layer widths")
 
@@ -70,11 +74,17 @@ class MLPGenerator(Generator):
 
 
 class MLPDiscriminator(Discriminator):
-    """Fully connected discriminator: Linear → LeakyReLU (→ Dropout) blocks, then one logit."""
+    """Fully connected discriminator: Linear → LeakyReLU (→ Dropout) blocks, then one logit.
+
+    With ``pack = k`` it reads k consecutive samples concatenated and gives each of them
+    their pack's logit (so losses average over packs, as in PacGAN).
+    """
 
     def __init__(self, options: MLPOptions):
         super().__init__(options)
-        layers, width = [nn.Flatten()], math.prod(options.data_shape)
+        self.pack = options.pack
+        self.per_sample = None if self.pack == 1 else False  # a pack's samples share one logit
+        layers, width = [nn.Flatten()], math.prod(options.data_shape) * self.pack
         for h in options.d_hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(options.leak, inplace=True)]
             if options.d_dropout:
@@ -84,7 +94,12 @@ class MLPDiscriminator(Discriminator):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x, labels=None):
-        return self.net(x).squeeze(1)
+        if self.pack == 1:
+            return self.net(x).squeeze(1)
+        if len(x) % self.pack:
+            raise GanzooError(f"mlp option pack={self.pack} needs batches divisible by {self.pack}, "
+                              f"got a batch of {len(x)}")
+        return self.net(x.reshape(len(x) // self.pack, -1)).squeeze(1).repeat_interleave(self.pack)
 
 
 @hookimpl
