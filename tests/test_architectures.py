@@ -139,7 +139,6 @@ def test_mlp_defaults_and_output_activation():
         arch.make_options(output_activation="relu")
 
 
-
 def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
     """pack=k: D reads k samples concatenated; each sample gets its pack's logit, so a loss's
     mean over samples is the PacGAN loss's mean over packs, and real and fake never share a pack."""
@@ -171,6 +170,7 @@ def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
                             progress=False, arch_options={"pack": 4, "d_hidden": "16"}))
     G = ganzoo.load_generator(str(run / "export"))
     assert G.sample(5)[0].shape == (5, 2)
+
 
 # -- dcgan ---------------------------------------------------------------------------
 def conv_specs(net):
