@@ -99,12 +99,17 @@ class Discriminator(nn.Module):
     decide: per-sample unless the network holds batch norm. Set it to False for layers that
     mix samples (minibatch discrimination, minibatch stddev).
 
+    ``pack``: k when each logit scores a pack of k consecutive samples (PacGAN), repeated for
+    each member; the batch size must then divide by k, and gradient penalties take the norm
+    of each pack's gradient. Such a discriminator also sets ``per_sample = False``.
+
     ``has_class_head``: a conditional discriminator that can also classify its input sets
     it and accepts ``forward(x, labels, class_logits=True)`` → ``(logits (N,), class
     logits (N, num_classes))`` from the same pass; ``--class-weight`` needs it.
     """
 
     per_sample: bool | None = None
+    pack: int = 1
     has_class_head: bool = False
 
     def __init__(self, options: ArchOptions):

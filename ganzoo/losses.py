@@ -86,11 +86,14 @@ class RelativisticAverage(AdversarialLoss):
 
 
 def _grad_norm_sq(discriminator, x, labels) -> torch.Tensor:
-    """Per-sample squared norm of dD(x)/dx, keeping the graph for the backward pass."""
+    """Per-sample squared norm of dD(x)/dx, keeping the graph for the backward pass; per pack
+    for a discriminator that scores packs of k samples (its logits repeat each pack's k times,
+    so the gradient of their sum is k times the pack's)."""
     x = x.detach().requires_grad_(True)
     out = discriminator(x, labels)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return grad.flatten(1).pow(2).sum(1)
+    k = getattr(discriminator, "pack", 1)
+    return grad.reshape(len(x) // k, -1).pow(2).sum(1) / (k * k)
 
 
 class GradientPenalty(Regularizer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import time
 from contextlib import nullcontext
@@ -211,6 +212,9 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
+    if cfg.batch_size % D_raw.pack:
+        raise GanzooError(f"{arch.name}'s discriminator scores packs of {D_raw.pack} samples: --batch-size "
+                          f"must be a multiple of {D_raw.pack}, got {cfg.batch_size}")
     if init is not None:
         G_raw.load_state_dict(init.state_dict())
     memory_format = torch.contiguous_format
@@ -332,9 +336,13 @@ def _refuse_to_overwrite(run_dir: Path, info) -> None:
     found = info.is_main and ((run_dir / "config.json").exists() or bool(list_checkpoints(run_dir)))
     if distributed.any_rank(found, info):
         ckpts = list_checkpoints(run_dir) if info.is_main else []
-        last = f" (last checkpoint: {ckpts[-1].name})" if ckpts else ""
-        raise GanzooError(f"{str(run_dir)!r} already holds a run{last}; continue it with "
-                          f"`ganzoo resume {run_dir} --steps N`, or start a new one with another --out "
+        where = shlex.quote(str(run_dir))
+        if ckpts:
+            what = (f"a run (last checkpoint: {ckpts[-1].name}); continue it with "
+                    f"`ganzoo resume {where} --steps TOTAL`, or")
+        else:
+            what = "a run with no checkpoint (nothing to resume); delete it, or"
+        raise GanzooError(f"{where} already holds {what} start a new run with another --out "
                           f"(nothing was overwritten)")
 
 
@@ -345,19 +353,23 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         state = load_checkpoint(latest_checkpoint(resume))
         saved = TrainConfig.from_dict(json.loads(state["config"]))
         cfg = saved.replace(steps=cfg.steps, out=str(resume), progress=cfg.progress)
-    run = build_run(cfg, state)
-    cfg, info = run.cfg, run.dist
-    total = _total_steps(cfg, len(run.data), info.world_size)
-    if run.start_step >= total:
-        raise GanzooError(f"the run is already at step {run.start_step} of {total}; "
-                          f"ask for more with --steps")
-    if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
-        from .evaluation import check_evaluable
+    try:  # checks before anything is written; a refused run leaves the process group too
+        run = build_run(cfg, state)
+        cfg, info = run.cfg, run.dist
+        total = _total_steps(cfg, len(run.data), info.world_size)
+        if run.start_step >= total:
+            raise GanzooError(f"the run is already at step {run.start_step} of {total}; "
+                              f"ask for more with --steps")
+        if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
+            from .evaluation import check_evaluable
 
-        check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
-                        run.arch.conditional, str(run.device))
-    if resume is None:
-        _refuse_to_overwrite(run.run_dir, info)
+            check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
+                            run.arch.conditional, str(run.device))
+        if resume is None:
+            _refuse_to_overwrite(run.run_dir, info)
+    except BaseException:
+        distributed.cleanup()
+        raise
     logger = _Logger(run) if info.is_main else None
     if logger:
         logger.write_config()

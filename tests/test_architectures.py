@@ -166,8 +166,18 @@ def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
         d(torch.randn(5, 2))
     with pytest.raises(GanzooError, match="pack must be >= 1"):
         ganzoo.get_architecture("mlp").make_options(pack=0)
-    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=3, batch_size=32, out=str(tmp_path / "run"),
-                            progress=False, arch_options={"pack": 4, "d_hidden": "16"}))
+
+    # Gradient penalties take the norm of each pack's gradient: R1 = γ/2 · mean over packs.
+    x = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d.net(x.reshape(2, 6)).sum(), x)
+    torch.testing.assert_close(ganzoo.create_regularizer("r1", weight=10.0)(d, real, fake, None),
+                               5.0 * grad.reshape(2, 6).pow(2).sum(1).mean())
+
+    cfg = dict(arch="mlp", dataset="ring8", steps=3, progress=False, arch_options={"pack": 4, "d_hidden": "16"})
+    with pytest.raises(GanzooError, match="packs of 4 samples: --batch-size must be a multiple of 4, got 30"):
+        train(TrainConfig(batch_size=30, out=str(tmp_path / "bad"), **cfg))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+    run = train(TrainConfig(batch_size=32, out=str(tmp_path / "run"), regularizers=("r1:1",), **cfg))
     G = ganzoo.load_generator(str(run / "export"))
     assert G.sample(5)[0].shape == (5, 2)
 

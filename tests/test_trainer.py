@@ -74,17 +74,31 @@ def test_resume_is_bit_exact(tmp_path):
 
 def test_new_run_into_a_run_dir_is_refused_and_keeps_the_old_run(tmp_path, run_cli):
     """Training again with the same --out would overwrite the export and mix the checkpoints."""
+    def snapshot(d):
+        return {p.relative_to(d): p.read_bytes() if p.is_file() else None for p in d.rglob("*")}
+
     first = train(ring_cfg(tmp_path, steps=6))
-    before = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    before = snapshot(first)
     with pytest.raises(GanzooError, match=r"already holds a run \(last checkpoint: step-0*6\.pt\); "
-                                          r"continue it with `ganzoo resume .*run --steps N`"):
+                                          r"continue it with `ganzoo resume .*run --steps TOTAL`"):
         train(ring_cfg(tmp_path, steps=3, seed=1))
     code, out, err = run_cli(["train", "mlp", "--dataset", "ring8", "--steps", "2", "--device", "cpu",
                               "--out", str(first), "--no-progress"])
     assert code != 0 and "Traceback" not in err and "already holds a run" in err, err
-    assert {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    assert snapshot(first) == before
     (tmp_path / "empty").mkdir()  # an existing empty directory is fine
     assert list_checkpoints(train(ring_cfg(tmp_path, out=str(tmp_path / "empty"), steps=3)))
+
+
+def test_run_dir_of_a_run_that_failed_before_its_first_checkpoint(tmp_path, monkeypatch):
+    """Its config.json stays; the refusal says there is nothing to resume instead of pointing to resume."""
+    monkeypatch.setattr(trainer_mod, "train_step", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        train(ring_cfg(tmp_path))
+    monkeypatch.undo()
+    assert (tmp_path / "run" / "config.json").exists() and not list_checkpoints(tmp_path / "run")
+    with pytest.raises(GanzooError, match=r"holds a run with no checkpoint \(nothing to resume\); delete it"):
+        train(ring_cfg(tmp_path))
 
 
 def test_resume_bit_exact_with_conv_batchnorm_and_regulariser(tmp_path, mnist_dir):
