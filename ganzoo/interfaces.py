@@ -100,8 +100,8 @@ class Discriminator(nn.Module):
     mix samples (minibatch discrimination, minibatch stddev).
 
     ``pack``: k when each logit scores a pack of k consecutive samples (PacGAN), repeated for
-    each member; the batch size must then divide by k, and gradient penalties take the norm
-    of each pack's gradient. Such a discriminator also sets ``per_sample = False``.
+    each member; the batch size must then divide by k, gradient penalties take the norm of
+    each pack's gradient, and the trainer scores real and fake batches in separate forwards.
 
     ``has_class_head``: a conditional discriminator that can also classify its input sets
     it and accepts ``forward(x, labels, class_logits=True)`` → ``(logits (N,), class

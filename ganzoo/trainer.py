@@ -57,9 +57,9 @@ class DiscriminatorPair(nn.Module):
         super().__init__()
         self.discriminator = discriminator
         self.joint = getattr(discriminator, "per_sample", None)
-        if self.joint is None:
-            self.joint = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                 for m in discriminator.modules())
+        if self.joint is None:  # a pack must not hold real and fake samples
+            self.joint = getattr(discriminator, "pack", 1) == 1 and not any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules())
 
     def forward(self, real, fake, labels, classify: bool = False):
         """``(real logits, fake logits, class logits of the real batch or None)``."""

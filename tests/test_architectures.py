@@ -149,8 +149,8 @@ def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
 
     torch.manual_seed(0)
     d = ganzoo.create_discriminator("mlp", data_shape=(2,), d_hidden="8", pack=3)
-    assert modules(d, nn.Linear)[0].in_features == 6 and d.per_sample is False
-    assert not DiscriminatorPair(d).joint
+    assert modules(d, nn.Linear)[0].in_features == 6
+    assert not DiscriminatorPair(d).joint  # real and fake never share a pack
     real, fake = torch.randn(6, 2), torch.randn(6, 2) + 2
     packs = d.net(real.reshape(2, 6)).squeeze(1)
     logits = d(real)
@@ -177,6 +177,7 @@ def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
     with pytest.raises(GanzooError, match="packs of 4 samples: --batch-size must be a multiple of 4, got 30"):
         train(TrainConfig(batch_size=30, out=str(tmp_path / "bad"), **cfg))
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+    check_architecture("mlp", data_shape=(2,), pack=3)  # the plugin kit sizes batches by the pack
     run = train(TrainConfig(batch_size=32, out=str(tmp_path / "run"), regularizers=("r1:1",), **cfg))
     G = ganzoo.load_generator(str(run / "export"))
     assert G.sample(5)[0].shape == (5, 2)

@@ -82,8 +82,7 @@ class MLPDiscriminator(Discriminator):
 
     def __init__(self, options: MLPOptions):
         super().__init__(options)
-        self.pack = options.pack
-        self.per_sample = None if self.pack == 1 else False  # a pack's samples share one logit
+        self.pack = options.pack  # the trainer and the penalties read it (ganzoo.Discriminator)
         layers, width = [nn.Flatten()], math.prod(options.data_shape) * self.pack
         for h in options.d_hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(options.leak, inplace=True)]
