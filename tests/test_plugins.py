@@ -347,7 +347,7 @@ def test_name_collision_is_a_clear_error_and_the_first_keeps_the_name(tmp_path, 
     entries = {e["name"]: e for e in json.loads(listed)}
     assert entries["mlp"]["plugin"] == "ganzoo-mlp"
     assert "clash-extra" not in entries  # a failed plugin contributes nothing, not half
-    assert err3 == "" and info.startswith("mlp  (architecture, from ganzoo-mlp 0.1.0)")
+    assert err3 == "" and info.startswith("mlp  (architecture, from ganzoo-mlp 0.2.0)")
     assert "parameters (default options): G " in info  # the original still builds
 
 
