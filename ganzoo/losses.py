@@ -92,8 +92,14 @@ def _grad_norm_sq(discriminator, x, labels) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     out = discriminator(x, labels)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    k = getattr(discriminator, "pack", 1)
+    k = _pack(discriminator)
     return grad.reshape(len(x) // k, -1).pow(2).sum(1) / (k * k)
+
+
+def _pack(discriminator) -> int:
+    """Samples per logit group (``Discriminator.pack``), through a DDP/compile wrapper too."""
+    inner = getattr(discriminator, "module", None) or getattr(discriminator, "_orig_mod", None)
+    return getattr(discriminator, "pack", None) or getattr(inner, "pack", 1)
 
 
 class GradientPenalty(Regularizer):
@@ -102,8 +108,9 @@ class GradientPenalty(Regularizer):
     default_weight = 10.0
 
     def __call__(self, discriminator, real, fake, labels):
-        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-        eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+        k = _pack(discriminator)  # one ε per pack: a packed interpolate lies between two packs
+        shape = (real.shape[0] // k,) + (1,) * (real.dim() - 1)
+        eps = torch.rand(shape, device=real.device, dtype=real.dtype).repeat_interleave(k, 0)
         x_hat = eps * real.detach() + (1 - eps) * fake.detach()
         norm = (_grad_norm_sq(discriminator, x_hat, labels) + 1e-12).sqrt()
         return self.weight * (norm - 1).pow(2).mean()

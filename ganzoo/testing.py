@@ -174,6 +174,9 @@ def check_shapes(arch, options: ArchOptions, device="cpu") -> None:
                         f"discriminator output shape {tuple(getattr(logits, 'shape', ()))} in {mode} mode, "
                         f"expected {(n,)}: one logit per sample (squeeze the last dimension)")
                 _expect(torch.isfinite(logits).all(), f"discriminator logits are not finite ({mode}, N={n})")
+                k = _pack(d)
+                _expect(k == 1 or bool((logits.view(-1, k) == logits.view(-1, k)[:, :1]).all()),
+                        f"pack = {k}: each pack of {k} consecutive samples must get its pack's logit, repeated")
 
 
 def check_output_range(arch, options: ArchOptions, device="cpu") -> None:
@@ -343,15 +346,16 @@ def check_joint_scoring(arch, options: ArchOptions, device="cpu") -> None:
     g, d = build(arch, options, device)
     if not DiscriminatorPair(d).joint:
         return
-    a, b = fake_data(g, 4, seed=1, device=device), fake_data(g, 4, seed=2, device=device)
-    y = inputs(g, 4, device=device)[1]
+    n = 4 * _pack(d)
+    a, b = fake_data(g, n, seed=1, device=device), fake_data(g, n, seed=2, device=device)
+    y = inputs(g, n, device=device)[1]
     both = None if y is None else torch.cat((y, y))
     modes = [False] + ([] if any(isinstance(m, torch.nn.modules.dropout._DropoutNd)
                                  for m in d.modules()) else [True])
     with torch.no_grad():
         for mode in modes:
             d1, d2 = copy.deepcopy(d).train(mode), copy.deepcopy(d).train(mode)
-            _expect(torch.allclose(d1(torch.cat((a, b)), both)[:4], d2(a, y), atol=1e-5, rtol=1e-4),
+            _expect(torch.allclose(d1(torch.cat((a, b)), both)[:n], d2(a, y), atol=1e-5, rtol=1e-4),
                     f"in {'train' if mode else 'eval'} mode a discriminator logit depends on the rest "
                     f"of its batch; set `per_sample = False` on the discriminator class so the "
                     f"trainer scores real and fake batches in separate forwards")
@@ -366,14 +370,15 @@ def check_class_head(arch, options: ArchOptions, device="cpu") -> None:
         return
     _expect(arch.conditional and g.num_classes > 0, "has_class_head is only for conditional discriminators")
     d.eval()
-    x, y = fake_data(g, 4, device=device), inputs(g, 4, device=device)[1]
+    n = 4 * _pack(d)
+    x, y = fake_data(g, n, device=device), inputs(g, n, device=device)[1]
     with torch.no_grad():
         out = d(x, y, class_logits=True)
         _expect(isinstance(out, tuple) and len(out) == 2,
                 "discriminator(x, labels, class_logits=True) must return (logits, class_logits)")
         logits, classes = out
-        _expect(tuple(classes.shape) == (4, g.num_classes),
-                f"class logits shape {tuple(classes.shape)}, expected {(4, g.num_classes)}")
+        _expect(tuple(classes.shape) == (n, g.num_classes),
+                f"class logits shape {tuple(classes.shape)}, expected {(n, g.num_classes)}")
         _expect(torch.allclose(logits, d(x, y), atol=1e-5, rtol=1e-4),
                 "the logits with class_logits=True differ from the plain forward's")
 

@@ -57,7 +57,8 @@ class DiscriminatorPair(nn.Module):
         super().__init__()
         self.discriminator = discriminator
         self.joint = getattr(discriminator, "per_sample", None)
-        if self.joint is None:  # a pack must not hold real and fake samples
+        if self.joint is None:  # packs: separate forwards, the simple case to reason about (a
+            # joint one would be right too, as the batch divides by the pack; it saves ~7 %)
             self.joint = getattr(discriminator, "pack", 1) == 1 and not any(
                 isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules())
 
@@ -212,9 +213,12 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
-    if cfg.batch_size % D_raw.pack:
-        raise GanzooError(f"{arch.name}'s discriminator scores packs of {D_raw.pack} samples: --batch-size "
-                          f"must be a multiple of {D_raw.pack}, got {cfg.batch_size}")
+    pack = getattr(D_raw, "pack", 1)  # plugins need not subclass ganzoo.Discriminator
+    if not isinstance(pack, int) or pack < 1:
+        raise GanzooError(f"{arch.name}'s discriminator has pack = {pack!r}; it must be an int >= 1")
+    if cfg.batch_size % pack:
+        raise GanzooError(f"{arch.name}'s discriminator scores packs of {pack} samples: --batch-size "
+                          f"must be a multiple of {pack}, got {cfg.batch_size}")
     if init is not None:
         G_raw.load_state_dict(init.state_dict())
     memory_format = torch.contiguous_format
@@ -337,11 +341,13 @@ def _refuse_to_overwrite(run_dir: Path, info) -> None:
     if distributed.any_rank(found, info):
         ckpts = list_checkpoints(run_dir) if info.is_main else []
         where = shlex.quote(str(run_dir))
-        if ckpts:
-            what = (f"a run (last checkpoint: {ckpts[-1].name}); continue it with "
+        if distributed.any_rank(bool(ckpts), info):  # every rank tells the same story
+            last = f" (last checkpoint: {ckpts[-1].name})" if ckpts else ""
+            what = (f"a run{last}; continue it with "
                     f"`ganzoo resume {where} --steps TOTAL`, or")
         else:
             what = "a run with no checkpoint (nothing to resume); delete it, or"
+        distributed.barrier()  # every rank stops here: leave together (see barrier())
         raise GanzooError(f"{where} already holds {what} start a new run with another --out "
                           f"(nothing was overwritten)")
 
@@ -353,6 +359,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         state = load_checkpoint(latest_checkpoint(resume))
         saved = TrainConfig.from_dict(json.loads(state["config"]))
         cfg = saved.replace(steps=cfg.steps, out=str(resume), progress=cfg.progress)
+    logger = None
     try:  # checks before anything is written; a refused run leaves the process group too
         run = build_run(cfg, state)
         cfg, info = run.cfg, run.dist
@@ -367,12 +374,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
                             run.arch.conditional, str(run.device))
         if resume is None:
             _refuse_to_overwrite(run.run_dir, info)
+        logger = _Logger(run) if info.is_main else None
+        if logger:
+            logger.write_config()
     except BaseException:
+        if logger:
+            logger.close()
         distributed.cleanup()
         raise
-    logger = _Logger(run) if info.is_main else None
-    if logger:
-        logger.write_config()
     stopper = _InterruptFlag()
     sums = torch.zeros(2, device=run.device)
     step = run.start_step
@@ -426,7 +435,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
                 logger.sample_grid(step)
                 bar.close()
                 print(f"interrupted at step {step}: checkpoint saved; continue with "
-                      f"`ganzoo resume {run.run_dir}`", flush=True)
+                      f"`ganzoo resume {shlex.quote(str(run.run_dir))}`", flush=True)
             raise KeyboardInterrupt
         if info.is_main:
             from .export import export_run

@@ -173,6 +173,14 @@ def test_mlp_pack_scores_packs_like_pacgan(tmp_path):
     torch.testing.assert_close(ganzoo.create_regularizer("r1", weight=10.0)(d, real, fake, None),
                                5.0 * grad.reshape(2, 6).pow(2).sum(1).mean())
 
+    torch.manual_seed(5)  # GP: one ε per pack, the norm of each pack's gradient
+    gp = ganzoo.create_regularizer("gp", weight=10.0)(d, real, fake, None)
+    torch.manual_seed(5)
+    eps = torch.rand(2, 1).repeat_interleave(3, 0)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d.net(x_hat.reshape(2, 6)).sum(), x_hat)
+    torch.testing.assert_close(gp, 10.0 * (grad.reshape(2, 6).norm(dim=1) - 1).pow(2).mean())
+
     cfg = dict(arch="mlp", dataset="ring8", steps=3, progress=False, arch_options={"pack": 4, "d_hidden": "16"})
     with pytest.raises(GanzooError, match="packs of 4 samples: --batch-size must be a multiple of 4, got 30"):
         train(TrainConfig(batch_size=30, out=str(tmp_path / "bad"), **cfg))
@@ -406,3 +414,18 @@ def test_batch_mixing_discriminator_that_says_so_passes_the_kit():
     arch = Architecture("declared", generator=ganzoo_mlp.MLPGenerator, discriminator=Declared,
                         options=ganzoo_mlp.MLPOptions, conditional=False)
     check_architecture(arch, data_shape=(1, 8, 8), g_hidden=(16,), d_hidden=(16,))
+
+
+def test_kit_catches_a_packed_discriminator_that_does_not_repeat_its_logits():
+    class Unrepeated(ganzoo_mlp.MLPDiscriminator):  # claims packs of 2, scores every sample alone
+        def __init__(self, options):
+            super().__init__(options)
+            self.pack = 2
+
+        def forward(self, x, labels=None):
+            return self.net(x).squeeze(1)
+
+    arch = Architecture("unrepeated", generator=ganzoo_mlp.MLPGenerator, discriminator=Unrepeated,
+                        options=ganzoo_mlp.MLPOptions, conditional=False)
+    with pytest.raises(AssertionError, match="pack = 2: each pack of 2 consecutive samples must get"):
+        check_architecture(arch, data_shape=(2,), g_hidden=(16,), d_hidden=(16,))

@@ -42,6 +42,13 @@ def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
     assert state["step"] == 4 and state["world_size"] == 2
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [2, 4]  # rank 0 alone logs
+    # training again into it is refused on every rank, each pointing to resume, nothing touched
+    before = latest_checkpoint(run).read_bytes()
+    r = torchrun(2, *common, "--steps", "2", cwd=tmp_path)
+    assert r.returncode != 0 and "terminate called" not in r.stderr, r.stderr[-3000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]  # one per rank
+    assert len(errors) == 2 and all("already holds a run" in e and "ganzoo resume" in e for e in errors), errors
+    assert "nothing to resume" not in r.stderr and latest_checkpoint(run).read_bytes() == before
     r = torchrun(2, "-m", "ganzoo", "resume", str(run), "--steps", "6", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert load_checkpoint(latest_checkpoint(run))["step"] == 6

@@ -32,7 +32,7 @@ class MLPOptions(ArchOptions):
     d_dropout: float = 0.0
     leak: float = 0.2  # LeakyReLU negative slope (G and D)
     pack: int = 1  # PacGAN (Lin et al. 2018): D scores packs of this many samples of one kind
-    # (the batch size must divide by it; R1/R2 then see each pack's logit once per member)
+    # (the batch size must divide by it; R1/R2/GP take each pack's gradient norm)
 
     def __post_init__(self):
         self.data_shape, self.g_hidden, self.d_hidden = (
