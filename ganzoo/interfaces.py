@@ -125,6 +125,13 @@ class Discriminator(nn.Module):
         return self.options.num_classes
 
 
+def pack_of(discriminator) -> int:
+    """Samples per logit group (``Discriminator.pack``; 1 for a plugin that does not subclass
+    ``Discriminator``), read through a DDP or ``torch.compile`` wrapper too."""
+    inner = getattr(discriminator, "module", None) or getattr(discriminator, "_orig_mod", None)
+    return getattr(discriminator, "pack", None) or getattr(inner, "pack", 1)
+
+
 class AdversarialLoss:
     """An adversarial objective expressed on discriminator logits.
 

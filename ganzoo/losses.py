@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .interfaces import AdversarialLoss, Regularizer
+from .interfaces import AdversarialLoss, Regularizer, pack_of
 
 
 class Minimax(AdversarialLoss):
@@ -92,14 +92,8 @@ def _grad_norm_sq(discriminator, x, labels) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     out = discriminator(x, labels)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    k = _pack(discriminator)
+    k = pack_of(discriminator)
     return grad.reshape(len(x) // k, -1).pow(2).sum(1) / (k * k)
-
-
-def _pack(discriminator) -> int:
-    """Samples per logit group (``Discriminator.pack``), through a DDP/compile wrapper too."""
-    inner = getattr(discriminator, "module", None) or getattr(discriminator, "_orig_mod", None)
-    return getattr(discriminator, "pack", None) or getattr(inner, "pack", 1)
 
 
 class GradientPenalty(Regularizer):
@@ -108,7 +102,7 @@ class GradientPenalty(Regularizer):
     default_weight = 10.0
 
     def __call__(self, discriminator, real, fake, labels):
-        k = _pack(discriminator)  # one ε per pack: a packed interpolate lies between two packs
+        k = pack_of(discriminator)  # one ε per pack: a packed interpolate lies between two packs
         shape = (real.shape[0] // k,) + (1,) * (real.dim() - 1)
         eps = torch.rand(shape, device=real.device, dtype=real.dtype).repeat_interleave(k, 0)
         x_hat = eps * real.detach() + (1 - eps) * fake.detach()

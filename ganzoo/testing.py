@@ -36,7 +36,7 @@ import tempfile
 
 import torch
 
-from .interfaces import ArchOptions, Discriminator, Generator
+from .interfaces import ArchOptions, Discriminator, Generator, pack_of
 from .registry import Architecture, Registry, get_architecture
 
 __all__ = ["check_architecture", "architectures_from", "check_options", "check_construction",
@@ -95,11 +95,6 @@ def fake_data(g: Generator, n: int, seed: int = 1, device="cpu", dtype=torch.flo
         lo, hi = g.output_range
         x = torch.rand(n, *g.data_shape, generator=gen, dtype=dtype) * (hi - lo) + lo
     return x.to(device)
-
-
-def _pack(d) -> int:
-    """Batches handed to a discriminator that scores packs of k samples are multiples of k."""
-    return getattr(d, "pack", 1)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -161,7 +156,7 @@ def check_shapes(arch, options: ArchOptions, device="cpu") -> None:
     with torch.no_grad():
         for mode in ("train", "eval"):
             g.train(mode == "train"), d.train(mode == "train")
-            for n in (b * _pack(d) for b in BATCH_SIZES):
+            for n in (b * pack_of(d) for b in BATCH_SIZES):
                 z, y = inputs(g, n, device=device)
                 x = g(z, y)
                 _expect(isinstance(x, torch.Tensor) and tuple(x.shape) == (n, *want),
@@ -174,7 +169,7 @@ def check_shapes(arch, options: ArchOptions, device="cpu") -> None:
                         f"discriminator output shape {tuple(getattr(logits, 'shape', ()))} in {mode} mode, "
                         f"expected {(n,)}: one logit per sample (squeeze the last dimension)")
                 _expect(torch.isfinite(logits).all(), f"discriminator logits are not finite ({mode}, N={n})")
-                k = _pack(d)
+                k = pack_of(d)
                 _expect(k == 1 or bool((logits.view(-1, k) == logits.view(-1, k)[:, :1]).all()),
                         f"pack = {k}: each pack of {k} consecutive samples must get its pack's logit, repeated")
 
@@ -199,8 +194,8 @@ def check_labels(arch, options: ArchOptions, device="cpu") -> None:
     arch = _arch(arch)
     g, d = build(arch, options, device)
     g.eval(), d.eval()
-    z, y = inputs(g, 4 * _pack(d), device=device)
-    x = fake_data(g, 4 * _pack(d), device=device)
+    z, y = inputs(g, 4 * pack_of(d), device=device)
+    x = fake_data(g, 4 * pack_of(d), device=device)
     with torch.no_grad():
         if not arch.conditional:
             _expect(_same(g(z), g(z, labels=None)), "generator(z) differs from generator(z, labels=None)")
@@ -218,7 +213,7 @@ def check_gradients(arch, options: ArchOptions, device="cpu") -> None:
     """Every G and D parameter gets a finite, non-zero gradient from D(G(z)); D supports
     double backward (gradient penalties, R1)."""
     g, d = build(arch, options, device)
-    z, y = inputs(g, 8 * _pack(d), device=device)
+    z, y = inputs(g, 8 * pack_of(d), device=device)
     logits = d(g(z, y), y)
     weights = torch.randn(logits.shape, generator=torch.Generator().manual_seed(2)).to(logits)
     (logits * weights).sum().backward()
@@ -230,7 +225,7 @@ def check_gradients(arch, options: ArchOptions, device="cpu") -> None:
             _expect(torch.isfinite(p.grad).all(), f"{who} parameter {name!r} has a non-finite gradient")
             _expect(p.grad.abs().sum() > 0, f"{who} parameter {name!r} gets an all-zero gradient")
     d.zero_grad()
-    x = fake_data(g, 4 * _pack(d), device=device).requires_grad_(True)
+    x = fake_data(g, 4 * pack_of(d), device=device).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x, y[:len(x)] if y is not None else None).sum(), x, create_graph=True)
     _expect(grad.shape == x.shape and grad.abs().sum() > 0, "the discriminator output does not depend on its input")
     grad.pow(2).sum().backward()
@@ -246,7 +241,7 @@ def check_dtype(arch, options: ArchOptions, device="cpu") -> None:
         for name, t in list(net.named_parameters()) + list(net.named_buffers()):
             _expect(not t.is_floating_point() or t.dtype == torch.float64,
                     f"{type(net).__name__} tensor {name!r} is {t.dtype} after .to(torch.float64)")
-    z, y = inputs(g, 3 * _pack(d), device=device, dtype=torch.float64)
+    z, y = inputs(g, 3 * pack_of(d), device=device, dtype=torch.float64)
     with torch.no_grad():
         for mode in (True, False):
             x = g.train(mode)(z, y)
@@ -264,7 +259,7 @@ def check_state_dict_roundtrip(arch, options: ArchOptions, device="cpu") -> None
 
     arch = _arch(arch)
     g, d = build(arch, options, device)
-    z, y = inputs(g, 4 * _pack(d), device=device)
+    z, y = inputs(g, 4 * pack_of(d), device=device)
     with torch.no_grad():  # one train-mode pass so running statistics are not the defaults
         d(g(z, y), y)
     g.eval(), d.eval()
@@ -287,7 +282,7 @@ def check_state_dict_roundtrip(arch, options: ArchOptions, device="cpu") -> None
                 if who == "generator":
                     a, b = g(z, y), fresh(z, y)
                 else:
-                    x = fake_data(g, 4 * _pack(d), device=device)
+                    x = fake_data(g, 4 * pack_of(d), device=device)
                     a, b = d(x, y), fresh(x, y)
             _expect(_same(a, b), f"{who} outputs differ after a safetensors state_dict round trip")
 
@@ -299,8 +294,8 @@ def check_determinism(arch, options: ArchOptions, device="cpu") -> None:
     for who, a, b in (("generator", g1, g2), ("discriminator", d1, d2)):
         diff = _state_equal(a, b)
         _expect(diff is None, f"{who} built twice under the same seed differs in {diff!r}")
-    z, y = inputs(g1, 4 * _pack(d1), device=device)
-    x = fake_data(g1, 4 * _pack(d1), device=device)
+    z, y = inputs(g1, 4 * pack_of(d1), device=device)
+    x = fake_data(g1, 4 * pack_of(d1), device=device)
     with torch.no_grad():
         for mode in (True, False):  # reseed before each call: dropout draws from the RNG
             outs = [_seeded(net.train(mode), inp, y) for net, inp in ((g1, z), (g2, z), (d1, x), (d2, x))]
@@ -346,7 +341,7 @@ def check_joint_scoring(arch, options: ArchOptions, device="cpu") -> None:
     g, d = build(arch, options, device)
     if not DiscriminatorPair(d).joint:
         return
-    n = 4 * _pack(d)
+    n = 4 * pack_of(d)
     a, b = fake_data(g, n, seed=1, device=device), fake_data(g, n, seed=2, device=device)
     y = inputs(g, n, device=device)[1]
     both = None if y is None else torch.cat((y, y))
@@ -370,7 +365,7 @@ def check_class_head(arch, options: ArchOptions, device="cpu") -> None:
         return
     _expect(arch.conditional and g.num_classes > 0, "has_class_head is only for conditional discriminators")
     d.eval()
-    n = 4 * _pack(d)
+    n = 4 * pack_of(d)
     x, y = fake_data(g, n, device=device), inputs(g, n, device=device)[1]
     with torch.no_grad():
         out = d(x, y, class_logits=True)

@@ -28,6 +28,7 @@ from .checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, l
 from .config import TrainConfig, parse_regularizer
 from .errors import GanzooError
 from .images import save_grid, to_model_range, to_uint8
+from .interfaces import pack_of
 from .registry import create_dataset, create_loss, create_regularizer, get_registry
 
 
@@ -59,7 +60,7 @@ class DiscriminatorPair(nn.Module):
         self.joint = getattr(discriminator, "per_sample", None)
         if self.joint is None:  # packs: separate forwards, the simple case to reason about (a
             # joint one would be right too, as the batch divides by the pack; it saves ~7 %)
-            self.joint = getattr(discriminator, "pack", 1) == 1 and not any(
+            self.joint = pack_of(discriminator) == 1 and not any(
                 isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules())
 
     def forward(self, real, fake, labels, classify: bool = False):
@@ -213,7 +214,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
-    pack = getattr(D_raw, "pack", 1)  # plugins need not subclass ganzoo.Discriminator
+    pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
         raise GanzooError(f"{arch.name}'s discriminator has pack = {pack!r}; it must be an int >= 1")
     if cfg.batch_size % pack:
