@@ -170,6 +170,8 @@ def _floats(text):
 @click.option("--d-steps", type=int, help="Discriminator steps per generator step.")
 @click.option("--class-weight", type=float,
               help="Conditional models: weight of the auxiliary classification loss (0 = off).")
+@click.option("--top-k", type=float,
+              help="Top-k training: share of the fakes, those D scores highest, the G step learns from (default 1).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]),
               help="Learning-rate schedule over the run (linear/cosine decay to 0).")
 @click.option("--ema/--no-ema", default=None, help="Keep an EMA of generator weights (timm ModelEmaV3).")

@@ -41,6 +41,9 @@ class TrainConfig:
     # auxiliary classification (AC-GAN, Odena et al. 2017; P2GAN, Han et al. 2021): D's class
     # head learns the labels of real images, G makes fakes it classifies as their label
     class_weight: float = 0.0
+    # top-k training (Sinha et al. 2020): the generator step learns only from this share of
+    # the fake batch, the fakes D scores highest (1 = all of them)
+    top_k: float = 1.0
     lr_schedule: str = "constant"  # constant | linear (to 0 at the last step) | cosine
     ema: bool = True
     ema_decay: float = 0.999
@@ -115,6 +118,8 @@ class TrainConfig:
             raise GanzooError(f"lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not (math.isfinite(self.class_weight) and self.class_weight >= 0):
             raise GanzooError(f"class-weight must be >= 0, got {self.class_weight}")
+        if not 0.0 < self.top_k <= 1.0:
+            raise GanzooError(f"top-k must be a share of the batch in (0, 1], got {self.top_k}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):

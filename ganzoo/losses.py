@@ -85,6 +85,15 @@ class RelativisticAverage(AdversarialLoss):
         return self._pair(fake_logits, real_logits)
 
 
+def top_k_logits(fake_logits: torch.Tensor, share: float) -> torch.Tensor:
+    """The ``max(1, ⌊share·N⌋)`` highest of N fake logits, for top-k training (Sinha et al. 2020):
+    the generator learns only from the fakes the discriminator finds most real. Any loss takes
+    them, since every G loss is a mean over the fake logits it gets (RaGAN's included)."""
+    if share >= 1.0:
+        return fake_logits
+    return fake_logits.topk(max(1, int(share * len(fake_logits)))).values
+
+
 def _grad_norm_sq(discriminator, x, labels) -> torch.Tensor:
     """Per-sample squared norm of dD(x)/dx, keeping the graph for the backward pass; per pack
     for a discriminator that scores packs of k samples (its logits repeat each pack's k times,

@@ -427,3 +427,30 @@ def test_class_weight_needs_a_class_head(tmp_path, mnist_dir):
     for bad in (-1.0, float("nan")):
         with pytest.raises(GanzooError, match="class-weight must be >= 0"):
             train(ring_cfg(tmp_path, arch="cgan", class_weight=bad, arch_options={}))
+
+
+@pytest.mark.parametrize("share, kept", [(1.0, 64), (0.5, 32), (0.01, 1)])
+def test_top_k_generator_step_learns_from_the_highest_scored_fakes(tmp_path, monkeypatch, share, kept):
+    """The G loss gets the ⌊share·N⌋ (at least 1) highest of the fake logits D gave in the
+    generator step, and nothing else; the D step still sees the whole fake batch."""
+    scored, given = [], []
+    real_score = trainer_mod.score
+    monkeypatch.setattr(trainer_mod, "score", lambda *a, **k: scored.append(real_score(*a, **k)) or scored[-1])
+    run = trainer_mod.build_run(ring_cfg(tmp_path, top_k=share))
+    loss_g = run.loss.g_loss
+    monkeypatch.setattr(run.loss, "g_loss", lambda f, r=None: given.append(f) or loss_g(f, r))
+    d_seen = []
+    loss_d = run.loss.d_loss
+    monkeypatch.setattr(run.loss, "d_loss", lambda r, f: d_seen.append(f) or loss_d(r, f))
+    trainer_mod.train_step(run, 0)
+    logits, _ = scored[-1]  # the generator step's (the D step may score through it too)
+    assert given[0].shape == (kept,) and d_seen[0].shape == (64,)
+    torch.testing.assert_close(given[0].sort(descending=True).values,
+                               logits.float().sort(descending=True).values[:kept])
+
+
+def test_top_k_must_be_a_share_of_the_batch(tmp_path):
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(GanzooError, match=r"top-k must be a share of the batch in \(0, 1\], got"):
+            train(ring_cfg(tmp_path, top_k=bad))
+    assert not (tmp_path / "run").exists()
