@@ -107,7 +107,7 @@ def run_images(args):
             for truncation in [None] + args.truncations:
                 scores = evaluate(str(run / "export"), n=args.n, seed=0, truncation=truncation)
                 row = {"arch": arch, "dataset": "fashion-mnist", "loss": cfg.loss,
-                       "class_weight": cfg.class_weight, "seconds": seconds,
+                       "class_weight": cfg.class_weight, "top_k": cfg.top_k, "seconds": seconds,
                        "steps": steps, "truncation": truncation, **scores}
                 rows.append(row)
                 print(json.dumps(row) if args.json else
