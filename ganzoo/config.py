@@ -119,7 +119,8 @@ class TrainConfig:
         if not (math.isfinite(self.class_weight) and self.class_weight >= 0):
             raise GanzooError(f"class-weight must be >= 0, got {self.class_weight}")
         if not 0.0 < self.top_k <= 1.0:
-            raise GanzooError(f"top-k must be a share of the batch in (0, 1], got {self.top_k}")
+            raise GanzooError(f"top-k must be a share of the batch in (0, 1] (0.5 keeps the top half), "
+                              f"got {self.top_k}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):

@@ -85,13 +85,17 @@ class RelativisticAverage(AdversarialLoss):
         return self._pair(fake_logits, real_logits)
 
 
-def top_k_logits(fake_logits: torch.Tensor, share: float) -> torch.Tensor:
-    """The ``max(1, ⌊share·N⌋)`` highest of N fake logits, for top-k training (Sinha et al. 2020):
-    the generator learns only from the fakes the discriminator finds most real. Any loss takes
-    them, since every G loss is a mean over the fake logits it gets (RaGAN's included)."""
+def top_k_logits(fake_logits: torch.Tensor, share: float, pack: int = 1) -> torch.Tensor:
+    """The ``⌊share·N⌋`` highest of N fake logits (whole packs of ``pack`` repeated logits, at
+    least one pack), for top-k training (Sinha et al. 2020): the generator learns from the fakes
+    the discriminator scores as most real. Selection is by D's score, as in the paper, whatever
+    the loss; a loss that is a mean over the fakes (all but the relativistic one) then gives the
+    others no direct gradient (a batch-norm D still couples them through its batch statistics)."""
     if share >= 1.0:
         return fake_logits
-    return fake_logits.topk(max(1, int(share * len(fake_logits)))).values
+    n = len(fake_logits)
+    k = max(pack, int(share * n + 1e-9) // pack * pack)  # + 1e-9: 0.29 * 100 is 28.999...
+    return fake_logits.topk(k, dim=0).values
 
 
 def _grad_norm_sq(discriminator, x, labels) -> torch.Tensor:

@@ -324,7 +324,7 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
         if run.loss.needs_real_for_g:
             with torch.no_grad():
                 real_logits = D(real, labels).float()
-    g_loss = run.loss.g_loss(top_k_logits(fake_logits.float(), cfg.top_k), real_logits)
+    g_loss = run.loss.g_loss(top_k_logits(fake_logits.float(), cfg.top_k, pack_of(D)), real_logits)
     if classify:
         g_loss = g_loss + cfg.class_weight * F.cross_entropy(fake_class_logits.float(), labels)
     run.opt_g.zero_grad(set_to_none=True)

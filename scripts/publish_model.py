@@ -87,7 +87,8 @@ def main():
         "id": args.id,
         "description": f"{state['arch']} trained on {cfg['dataset']} with the {cfg['loss']} loss"
                        + (f" and the auxiliary class loss (weight {cfg['class_weight']:g})"
-                          if cfg.get("class_weight") else ""),
+                          if cfg.get("class_weight") else "")
+                       + (f", top-k training (share {cfg['top_k']:g})" if cfg.get("top_k", 1) < 1 else ""),
         "architecture": state["arch"],
         "plugin": state["plugin"],
         "plugin_versions": f">={major}.{minor},<{int(major) + 1}",

@@ -129,6 +129,31 @@ def test_r1_r2_closed_form_and_gradient_reaches_d():
     close(ganzoo.create_regularizer("r2", weight=1.0)(D, x, y, None), 0.5 * 25.0)
 
 
+def test_top_k_logits_keeps_the_highest_share_in_whole_packs():
+    from ganzoo.losses import top_k_logits
+
+    x = torch.randn(100)
+    assert top_k_logits(x, 1.0) is x
+    for share, kept in ((0.29, 29), (0.57, 57), (0.5, 50), (0.001, 1)):  # ⌊share·N⌋, at least 1
+        torch.testing.assert_close(top_k_logits(x, share), x.sort(descending=True).values[:kept])
+    packs = torch.randn(4).repeat_interleave(4)  # 4 packs of 4: logits repeat within a pack
+    for share, kept in ((0.5, 8), (0.6, 8), (0.1, 4)):  # whole packs, at least one
+        torch.testing.assert_close(top_k_logits(packs, share, pack=4), packs.sort(descending=True).values[:kept])
+
+
+@pytest.mark.parametrize("name", ["minimax", "non-saturating", "hinge", "wasserstein", "least-squares"])
+def test_top_k_gives_the_dropped_fakes_no_gradient(name):
+    from ganzoo.losses import top_k_logits
+
+    torch.manual_seed(0)
+    fake = torch.randn(8, 2, requires_grad=True)
+    logits = nn.Linear(2, 1)(fake).squeeze(1)  # per-sample D: no batch statistics coupling the fakes
+    ganzoo.create_loss(name).g_loss(top_k_logits(logits, 0.5)).backward()
+    order = logits.detach().argsort(descending=True)
+    norms = fake.grad.norm(dim=1)
+    assert (norms[order[:4]] > 0).all() and (norms[order[4:]] == 0).all()
+
+
 def test_unknown_loss_suggests_close_match():
     with pytest.raises(ganzoo.UnknownNameError, match="did you mean 'hinge'"):
         ganzoo.create_loss("hinj")

@@ -450,7 +450,7 @@ def test_top_k_generator_step_learns_from_the_highest_scored_fakes(tmp_path, mon
 
 
 def test_top_k_must_be_a_share_of_the_batch(tmp_path):
-    for bad in (0.0, -0.5, 1.5):
-        with pytest.raises(GanzooError, match=r"top-k must be a share of the batch in \(0, 1\], got"):
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(GanzooError, match=r"top-k must be a share of the batch in \(0, 1\] \(0.5 keeps"):
             train(ring_cfg(tmp_path, top_k=bad))
     assert not (tmp_path / "run").exists()
