@@ -89,8 +89,9 @@ def top_k_logits(fake_logits: torch.Tensor, share: float, pack: int = 1) -> torc
     """The ``⌊share·N⌋`` highest of N fake logits (whole packs of ``pack`` repeated logits, at
     least one pack), for top-k training (Sinha et al. 2020): the generator learns from the fakes
     the discriminator scores as most real. Selection is by D's score, as in the paper, whatever
-    the loss; a loss that is a mean over the fakes (all but the relativistic one) then gives the
-    others no direct gradient (a batch-norm D still couples them through its batch statistics)."""
+    the loss. The loss sees only the kept logits, so the others get no direct gradient (a
+    batch-norm D still couples them through its batch statistics); for the relativistic loss
+    the fake baseline becomes the mean of the kept fakes."""
     if share >= 1.0:
         return fake_logits
     n = len(fake_logits)
