@@ -172,6 +172,10 @@ def _floats(text):
               help="Conditional models: weight of the auxiliary classification loss (0 = off).")
 @click.option("--top-k", type=float,
               help="Top-k training: share of the fakes, those D scores highest, the G step learns from (default 1).")
+@click.option("--instance-noise", type=float,
+              help="Std of Gaussian noise added to D's inputs, real and fake, decaying linearly to 0 (default 0 = off).")
+@click.option("--instance-noise-until", type=float,
+              help="Share of the run after which the instance noise is gone (default 0.5).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]),
               help="Learning-rate schedule over the run (linear/cosine decay to 0).")
 @click.option("--ema/--no-ema", default=None, help="Keep an EMA of generator weights (timm ModelEmaV3).")

@@ -44,6 +44,11 @@ class TrainConfig:
     # top-k training (Sinha et al. 2020): the generator step learns only from this share of
     # the fake batch, the fakes D scores highest (1 = all of them)
     top_k: float = 1.0
+    # instance noise (Sønderby et al. 2016): Gaussian noise of this std (data units) is added to
+    # every input of D, real and fake, in both steps, decaying linearly to 0 at the
+    # instance_noise_until share of the run (0 = off)
+    instance_noise: float = 0.0
+    instance_noise_until: float = 0.5
     lr_schedule: str = "constant"  # constant | linear (to 0 at the last step) | cosine
     ema: bool = True
     ema_decay: float = 0.999
@@ -121,6 +126,11 @@ class TrainConfig:
         if not 0.0 < self.top_k <= 1.0:
             raise GanzooError(f"top-k must be a share of the batch in (0, 1] (0.5 keeps the top half), "
                               f"got {self.top_k}")
+        if not (math.isfinite(self.instance_noise) and self.instance_noise >= 0):
+            raise GanzooError(f"instance-noise must be a std >= 0 in data units (0 = off), got {self.instance_noise}")
+        if not 0.0 < self.instance_noise_until <= 1.0:
+            raise GanzooError(f"instance-noise-until must be a share of the run in (0, 1] (0.5: the noise "
+                              f"is gone halfway), got {self.instance_noise_until}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):

@@ -286,6 +286,19 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
 
 
+def instance_noise_std(cfg: TrainConfig, step: int, total: int) -> float:
+    """Std of the instance noise at ``step`` of ``total``: ``instance_noise`` decayed linearly
+    to 0 at the ``instance_noise_until`` share of the run (a pure function: resume needs no state)."""
+    if cfg.instance_noise == 0 or total <= 0:
+        return 0.0
+    return cfg.instance_noise * max(0.0, 1.0 - step / (cfg.instance_noise_until * total))
+
+
+def noisy(x: torch.Tensor, std: float) -> torch.Tensor:
+    """``x`` plus Gaussian noise of ``std`` (``x`` itself when 0): what D reads under instance noise."""
+    return x + std * torch.randn_like(x) if std > 0 else x
+
+
 def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One generator update preceded by ``d_steps`` discriminator updates."""
     cfg, G, D = run.cfg, run.G, run.D_raw
@@ -297,6 +310,8 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
+    noise = instance_noise_std(cfg, step, total or cfg.steps)  # D reads every input through it
+
     # 1. Discriminator: real batch vs detached fakes (the last fake keeps its graph for step 2).
     for k in range(cfg.d_steps):
         real, labels = run.data.batch(step * cfg.d_steps + k, cfg.batch_size, cfg.seed,
@@ -305,13 +320,14 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
         z = run.G_raw.sample_latent(cfg.batch_size, device=run.device)
         with run.autocast(), torch.set_grad_enabled(k == cfg.d_steps - 1):
             fake = G(z, labels)
+        real_in, fake_in = noisy(real, noise), noisy(fake.detach(), noise)
         with run.autocast():
-            real_logits, fake_logits, real_class_logits = run.d_pair(real, fake.detach(), labels, classify)
+            real_logits, fake_logits, real_class_logits = run.d_pair(real_in, fake_in, labels, classify)
         d_loss = run.loss.d_loss(real_logits.float(), fake_logits.float())
         if classify:
             d_loss = d_loss + cfg.class_weight * F.cross_entropy(real_class_logits.float(), labels)
         for reg in run.regularizers:
-            d_loss = d_loss + reg(D, real, fake.detach().float(), labels)
+            d_loss = d_loss + reg(D, real_in, fake_in.float(), labels)
         run.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         run.opt_d.step()
@@ -319,11 +335,11 @@ def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Ten
     # 2. Generator: through the frozen discriminator.
     D.requires_grad_(False)
     with run.autocast():
-        fake_logits, fake_class_logits = score(D, fake, labels, classify)
+        fake_logits, fake_class_logits = score(D, noisy(fake, noise), labels, classify)
         real_logits = None
         if run.loss.needs_real_for_g:
             with torch.no_grad():
-                real_logits = D(real, labels).float()
+                real_logits = D(noisy(real, noise), labels).float()
     g_loss = run.loss.g_loss(top_k_logits(fake_logits.float(), cfg.top_k, pack_of(D)), real_logits)
     if classify:
         g_loss = g_loss + cfg.class_weight * F.cross_entropy(fake_class_logits.float(), labels)

@@ -88,7 +88,9 @@ def main():
         "description": f"{state['arch']} trained on {cfg['dataset']} with the {cfg['loss']} loss"
                        + (f" and the auxiliary class loss (weight {cfg['class_weight']:g})"
                           if cfg.get("class_weight") else "")
-                       + (f", top-k training (share {cfg['top_k']:g})" if cfg.get("top_k", 1) < 1 else ""),
+                       + (f", top-k training (share {cfg['top_k']:g})" if cfg.get("top_k", 1) < 1 else "")
+                       + (f", instance noise (std {cfg['instance_noise']:g}, gone at "
+                          f"{cfg.get('instance_noise_until', 0.5):g} of the run)" if cfg.get("instance_noise") else ""),
         "architecture": state["arch"],
         "plugin": state["plugin"],
         "plugin_versions": f">={major}.{minor},<{int(major) + 1}",

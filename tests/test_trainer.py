@@ -449,6 +449,67 @@ def test_top_k_generator_step_learns_from_the_highest_scored_fakes(tmp_path, mon
                                logits.float().sort(descending=True).values[:kept])
 
 
+def test_instance_noise_decays_linearly_to_zero_at_its_share_of_the_run():
+    cfg = TrainConfig(instance_noise=2.0, instance_noise_until=0.5)
+    stds = [trainer_mod.instance_noise_std(cfg, step, 1000) for step in (0, 125, 250, 499, 500, 900)]
+    assert stds == pytest.approx([2.0, 1.5, 1.0, 2.0 * (1 - 499 / 500), 0.0, 0.0])
+    assert trainer_mod.instance_noise_std(TrainConfig(), 0, 1000) == 0.0
+
+
+def _spy_on_discriminator_inputs(run, monkeypatch):
+    """Record the clean data batch, D-pair inputs, regulariser inputs and direct D calls of a step."""
+    seen = {"data": [], "pair": [], "reg": [], "direct": []}
+    batch, pair, real_score = run.data.batch, run.d_pair, trainer_mod.score
+    monkeypatch.setattr(run.data, "batch", lambda *a, **k: seen["data"].append(batch(*a, **k)[0]) or (seen["data"][-1], None))
+    monkeypatch.setattr(run, "d_pair", lambda r, f, *a: seen["pair"].append((r, f.detach())) or pair(r, f, *a))
+    monkeypatch.setattr(trainer_mod, "score", lambda D, x, *a: seen["direct"].append(x.detach()) or real_score(D, x, *a))
+    regs = run.regularizers
+    monkeypatch.setattr(run, "regularizers",
+                        [lambda D, r, f, lab, reg=reg: seen["reg"].append((r, f)) or reg(D, r, f, lab) for reg in regs])
+    forward = run.D_raw.forward
+    monkeypatch.setattr(run.D_raw, "forward",
+                        lambda x, *a, **k: seen["direct"].append(x.detach()) or forward(x, *a, **k))
+    return seen
+
+
+@pytest.mark.parametrize("loss", ["non-saturating", "relativistic"])
+def test_instance_noise_reaches_every_input_of_the_discriminator(tmp_path, monkeypatch, loss):
+    """D step: real and fake both get noise of the step's std; G step: fresh noise on the fakes
+    (and on the reals a relativistic G loss scores); the regulariser sees what D saw."""
+    run = trainer_mod.build_run(ring_cfg(tmp_path, loss=loss, instance_noise=0.5, instance_noise_until=1.0,
+                                         regularizers=("r1:1",)))
+    seen = _spy_on_discriminator_inputs(run, monkeypatch)
+    trainer_mod.train_step(run, 3, total=12)  # std 0.5 · (1 - 3/12) = 0.375
+    real_data = run.prepare(seen["data"][0])
+    real, fake = seen["pair"][0]
+    assert float((real - real_data).std()) == pytest.approx(0.375, rel=0.3)  # 128 draws
+    assert seen["reg"][0][0] is real and torch.equal(seen["reg"][0][1], fake)
+    g_fake = seen["direct"][-2 if loss == "relativistic" else -1]  # score(fakes), then D(reals)
+    # the G step's fakes: the same generator output with a second, independent draw of noise
+    assert float((g_fake - fake).std()) == pytest.approx(0.375 * 2 ** 0.5, rel=0.3)
+    if loss == "relativistic":
+        g_real = seen["direct"][-1]
+        assert float((g_real - real_data).std()) == pytest.approx(0.375, rel=0.3)
+        assert float((g_real - real).std()) == pytest.approx(0.375 * 2 ** 0.5, rel=0.3)
+
+
+def test_discriminator_reads_clean_data_once_the_instance_noise_is_gone(tmp_path, monkeypatch):
+    run = trainer_mod.build_run(ring_cfg(tmp_path, instance_noise=0.5, instance_noise_until=0.25))
+    seen = _spy_on_discriminator_inputs(run, monkeypatch)
+    trainer_mod.train_step(run, 3, total=12)  # step 3 of 12 is past 0.25 of the run
+    torch.testing.assert_close(seen["pair"][0][0], run.prepare(seen["data"][0]))
+
+
+def test_instance_noise_options_are_checked(tmp_path):
+    for kw, msg in (({"instance_noise": -1.0}, "instance-noise must be a std >= 0"),
+                    ({"instance_noise": float("nan")}, "instance-noise must be a std >= 0"),
+                    ({"instance_noise_until": 0.0}, r"instance-noise-until must be a share of the run in \(0, 1\]"),
+                    ({"instance_noise_until": 1.5}, r"instance-noise-until must be a share of the run in \(0, 1\]")):
+        with pytest.raises(GanzooError, match=msg):
+            train(ring_cfg(tmp_path, **kw))
+    assert not (tmp_path / "run").exists()
+
+
 def test_top_k_must_be_a_share_of_the_batch(tmp_path):
     for bad in (0.0, -0.5, 1.5, float("nan")):
         with pytest.raises(GanzooError, match=r"top-k must be a share of the batch in \(0, 1\] \(0.5 keeps"):
