@@ -1,6 +1,7 @@
 """Quality benchmarks: the PacGAN 2-D mode-collapse tables and fixed-time image runs.
 
     python benchmarks/quality.py modes  [--datasets ring8,grid25] [--losses all] [--seeds 5] [--steps N]
+                                        [--settings JSON]
     python benchmarks/quality.py images [--seconds 300] [--archs dcgan,cgan] [-n 10000] [--settings JSON]
                                         [--truncations 1.5,1.0]
 
@@ -67,7 +68,7 @@ def run_modes(args):
                     t0 = time.perf_counter()
                     cfg = TrainConfig(dataset=dataset, loss=loss, seed=seed, steps=args.steps,
                                       out=f"{tmp}/{dataset}-{loss}-{seed}",
-                                      num_threads=args.num_threads, **MODE_SETTINGS)
+                                      num_threads=args.num_threads, **{**MODE_SETTINGS, **args.settings})
                     run = train(cfg)
                     scores = evaluate(str(run / "export"), n=2500, metrics=["modes"], seed=seed)
                     modes, hq, kl, secs = (scores["modes"], 100 * scores["hq_fraction"], scores["kl"],
@@ -76,7 +77,7 @@ def run_modes(args):
                     if not args.json:
                         print(f"  {dataset} {loss} seed {seed}: modes {modes:.0f}, HQ {hq:.1f}%, "
                               f"KL {kl:.4f}, {secs:.0f} s", flush=True)
-                row = {"dataset": dataset, "loss": loss, "seeds": args.seeds,
+                row = {"dataset": dataset, "loss": loss, "settings": args.settings, "seeds": args.seeds,
                        "first_seed": args.first_seed, "steps": args.steps,
                        "runs": [dict(zip(("modes", "hq_percent", "kl", "seconds"), r)) for r in results]}
                 for i, key in enumerate(("modes", "hq_percent", "kl", "seconds")):
@@ -139,6 +140,8 @@ def main():
     m.add_argument("--steps", type=int, default=6000)
     m.add_argument("--json", action="store_true")
     m.add_argument("--num-threads", type=int, default=None, help="CPU threads per run (default: all cores)")
+    m.add_argument("--settings", type=json.loads, default={},
+                   help='JSON overriding MODE_SETTINGS for every run, e.g. \'{"instance_noise": 2}\'')
     i = sub.add_parser("images")
     i.add_argument("--seconds", type=float, default=300)
     i.add_argument("--archs", default="dcgan,cgan")
