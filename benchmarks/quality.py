@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import tempfile
 import time
 
@@ -57,6 +58,16 @@ def mean_se(values):
     return m, se
 
 
+def mode_settings(overrides: dict) -> dict:
+    """MODE_SETTINGS with ``overrides`` (--settings) on top; ``arch_options`` merge key by key."""
+    reserved = {"dataset", "loss", "seed", "steps", "out", "num_threads"} & set(overrides)
+    if reserved:
+        sys.exit(f"error: --settings cannot set {', '.join(sorted(reserved))}; the script's own flags "
+                 f"(--datasets, --losses, --seeds, --steps, --num-threads) choose those")
+    arch_options = {**MODE_SETTINGS["arch_options"], **overrides.get("arch_options", {})}
+    return {**MODE_SETTINGS, **overrides, "arch_options": arch_options}
+
+
 def run_modes(args):
     losses = ganzoo.list_losses() if args.losses == "all" else args.losses.split(",")
     rows = []
@@ -68,7 +79,7 @@ def run_modes(args):
                     t0 = time.perf_counter()
                     cfg = TrainConfig(dataset=dataset, loss=loss, seed=seed, steps=args.steps,
                                       out=f"{tmp}/{dataset}-{loss}-{seed}",
-                                      num_threads=args.num_threads, **{**MODE_SETTINGS, **args.settings})
+                                      num_threads=args.num_threads, **mode_settings(args.settings))
                     run = train(cfg)
                     scores = evaluate(str(run / "export"), n=2500, metrics=["modes"], seed=seed)
                     modes, hq, kl, secs = (scores["modes"], 100 * scores["hq_fraction"], scores["kl"],

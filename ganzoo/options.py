@@ -44,6 +44,8 @@ def _convert(name: str, tp: Any, value: Any) -> Any:
                     return False
                 raise ValueError
             return bool(value)
+        if tp in (int, float) and isinstance(value, bool):  # TOML/JSON true is not the number 1
+            raise ValueError
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError

@@ -295,8 +295,9 @@ def instance_noise_std(cfg: TrainConfig, step: int, total: int) -> float:
 
 
 def noisy(x: torch.Tensor, std: float) -> torch.Tensor:
-    """``x`` plus Gaussian noise of ``std`` (``x`` itself when 0): what D reads under instance noise."""
-    return x + std * torch.randn_like(x) if std > 0 else x
+    """``x`` plus Gaussian noise of ``std`` (``x`` itself when 0): what D reads under instance noise.
+    The noise is float32 whatever ``x`` is (a bf16 fake gets the same noise as a float32 real)."""
+    return x + std * torch.randn_like(x, dtype=torch.float32) if std > 0 else x
 
 
 def train_step(run: Run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -181,7 +181,7 @@ BAD_INPUT = {
     "--top-k above 1": (["train", "mlp", "--dataset", "ring8", "--device", "cpu", "--top-k", "2"],
                         "top-k must be a share of the batch in (0, 1] (0.5 keeps the top half), got 2.0"),
     "negative --instance-noise": (["train", "mlp", "--dataset", "ring8", "--device", "cpu", "--instance-noise", "-1"],
-                                  "instance-noise must be a std >= 0 in data units (0 = off), got -1.0"),
+                                  "instance-noise must be a finite std >= 0 in data units (0 = off), got -1.0"),
     "sample --truncation 0": (["sample", "mlp-ring8", "--truncation", "0", "--out", "x.png"],
                               "--truncation must be a positive number"),
     "missing info NAME": (["info"], "NAME"),
