@@ -58,12 +58,18 @@ def mean_se(values):
     return m, se
 
 
+def refuse_reserved(overrides: dict, reserved: set, flags: str) -> None:
+    """One line, not a TypeError, when --settings names a key the script sets itself."""
+    taken = reserved & set(overrides)
+    if taken:
+        sys.exit(f"error: --settings cannot set {', '.join(sorted(taken))}; the script's own flags "
+                 f"({flags}) choose those")
+
+
 def mode_settings(overrides: dict) -> dict:
     """MODE_SETTINGS with ``overrides`` (--settings) on top; ``arch_options`` merge key by key."""
-    reserved = {"dataset", "loss", "seed", "steps", "out", "num_threads"} & set(overrides)
-    if reserved:
-        sys.exit(f"error: --settings cannot set {', '.join(sorted(reserved))}; the script's own flags "
-                 f"(--datasets, --losses, --seeds, --steps, --num-threads) choose those")
+    refuse_reserved(overrides, {"dataset", "loss", "seed", "steps", "out", "num_threads"},
+                    "--datasets, --losses, --seeds, --steps, --num-threads")
     arch_options = {**MODE_SETTINGS["arch_options"], **overrides.get("arch_options", {})}
     return {**MODE_SETTINGS, **overrides, "arch_options": arch_options}
 
@@ -108,10 +114,12 @@ def run_images(args):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
+            settings = args.settings.get(arch, IMAGE_SETTINGS.get(arch, {}))
+            refuse_reserved(settings, {"arch", "dataset", "steps", "max_seconds", "seed", "out", "progress",
+                                       "log_every", "sample_every", "checkpoint_every"}, "--archs, --seconds")
             cfg = TrainConfig(arch=arch, dataset="fashion-mnist", steps=10**9, max_seconds=args.seconds,
                               seed=0, out=f"{tmp}/{arch}", progress=False, log_every=100,
-                              sample_every=10**9, checkpoint_every=10**9,
-                              **args.settings.get(arch, IMAGE_SETTINGS.get(arch, {})))
+                              sample_every=10**9, checkpoint_every=10**9, **settings)
             t0 = time.perf_counter()
             run = train(cfg)
             seconds = time.perf_counter() - t0
