@@ -127,7 +127,8 @@ class TrainConfig:
             raise GanzooError(f"top-k must be a share of the batch in (0, 1] (0.5 keeps the top half), "
                               f"got {self.top_k}")
         if not (math.isfinite(self.instance_noise) and self.instance_noise >= 0):
-            raise GanzooError(f"instance-noise must be a finite std >= 0 in data units (0 = off), got {self.instance_noise}")
+            raise GanzooError(f"instance-noise must be a finite std >= 0 in data units (0 = off), "
+                              f"got {self.instance_noise}")
         if not 0.0 < self.instance_noise_until <= 1.0:
             raise GanzooError(f"instance-noise-until must be a share of the run in (0, 1] (0.5: the noise "
                               f"is gone halfway), got {self.instance_noise_until}")

@@ -276,7 +276,7 @@ def _cores() -> int:
 
 
 # -- the loop ---------------------------------------------------------------------------
-def lr_factor(schedule: str, step: int, total: int) -> float:
+def lr_factor(schedule: str, step: int, total: float) -> float:
     """Learning-rate multiplier at ``step`` of ``total``: a pure function, so resume needs no state."""
     if schedule == "constant" or total <= 0:
         return 1.0
@@ -291,7 +291,7 @@ def instance_noise_std(cfg: TrainConfig, step: int, total: int) -> float:
     to 0 at the ``instance_noise_until`` share of the run (a pure function: resume needs no state)."""
     if cfg.instance_noise == 0 or total <= 0:
         return 0.0
-    return cfg.instance_noise * max(0.0, 1.0 - step / (cfg.instance_noise_until * total))
+    return cfg.instance_noise * lr_factor("linear", step, cfg.instance_noise_until * total)
 
 
 def noisy(x: torch.Tensor, std: float) -> torch.Tensor:

@@ -44,6 +44,14 @@ def generator_state(run_dir):
     return load_checkpoint(latest_checkpoint(run_dir))
 
 
+def assert_same_weights(run_a, run_b):
+    """The latest checkpoints of two runs hold bit-identical G, D and EMA weights."""
+    a, b = generator_state(run_a), generator_state(run_b)
+    for part in ("generator", "discriminator", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+
+
 def test_training_on_ring8_finds_the_modes(tmp_path):
     """A few hundred steps put the EMA generator's samples near all modes (loose radius: 10σ)."""
     cfg = ring_cfg(tmp_path, steps=600, batch_size=256, loss="non-saturating", lr_g=1e-3, lr_d=1e-3,
@@ -66,11 +74,8 @@ def test_resume_is_bit_exact(tmp_path):
     half = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=6))
     assert generator_state(half)["step"] == 6
     resumed = train(TrainConfig(steps=12, progress=False), resume=half)
-    a, b = generator_state(straight), generator_state(resumed)
-    assert b["step"] == 12
-    for part in ("generator", "discriminator", "ema"):
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    assert generator_state(resumed)["step"] == 12
+    assert_same_weights(straight, resumed)
 
 
 def test_new_run_into_a_run_dir_is_refused_and_keeps_the_old_run(tmp_path, run_cli):
@@ -525,10 +530,7 @@ def test_resume_in_the_middle_of_the_instance_noise_is_bit_exact(tmp_path):
     latest_checkpoint(tmp_path / "b").unlink()  # back to step 6 of 12, the noise at half its std
     assert generator_state(tmp_path / "b")["step"] == 6
     resumed = train(TrainConfig(steps=12, progress=False), resume=tmp_path / "b")
-    a, b = generator_state(straight), generator_state(resumed)
-    for part in ("generator", "discriminator", "ema"):
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    assert_same_weights(straight, resumed)
 
 
 def test_instance_noise_options_are_checked(tmp_path):
