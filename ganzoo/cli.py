@@ -89,7 +89,7 @@ def plugins_command(as_json):
 @click.argument("name")
 def info_command(name):
     """Describe an architecture (options, defaults, parameter counts) or any registered name."""
-    from .options import option_types
+    from .options import describe_type, option_types
     from .registry import KINDS, get_registry
 
     registry = get_registry()
@@ -109,8 +109,7 @@ def info_command(name):
             click.echo(f"  conditional: {'yes' if arch.conditional else 'no'}")
             click.echo("  options (--arch-opt KEY=VALUE):")
             for key, default in arch.option_defaults().items():
-                tname = getattr(types_[key], "__name__", str(types_[key]).replace("typing.", ""))
-                click.echo(f"    {key} = {default!r}  [{tname}]")
+                click.echo(f"    {key} = {default!r}  [{describe_type(types_[key])}]")
             extra = {"num_classes": 10} if arch.conditional else {}
             G = arch.create_generator(**extra)
             D = arch.create_discriminator(**extra)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
@@ -26,6 +26,9 @@ class ArchOptions:
     latent_dim: int = 100
     data_shape: tuple[int, ...] = (1, 28, 28)
     num_classes: int = 0
+    # the latent prior: "normal" = N(0, I); "uniform" = U(-1, 1) in every coordinate (the DCGAN
+    # paper's). Every caller draws through Generator.sample_latent, so an export samples right.
+    latent_distribution: Literal["normal", "uniform"] = "normal"
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -61,10 +64,18 @@ class Generator(nn.Module):
     def sample_latent(self, n: int, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None,
                       truncation: float | None = None) -> torch.Tensor:
-        """A batch of ``n`` latent vectors drawn from N(0, I); with ``truncation`` t, from
-        N(0, I) truncated to [-t, t] in every coordinate (the truncation trick)."""
+        """A batch of ``n`` latent vectors from the prior (``options.latent_distribution``:
+        N(0, I), or U(-1, 1) per coordinate); with ``truncation`` t, from that prior truncated to
+        [-t, t] in every coordinate (the truncation trick)."""
         param = next(self.parameters())
         device = param.device if device is None else device
+        if getattr(self.options, "latent_distribution", "normal") == "uniform":
+            from .latents import check_truncation
+
+            check_truncation(truncation)
+            half = 1.0 if truncation is None else min(truncation, 1.0)
+            u = torch.rand(n, self.latent_dim, generator=generator, device=device, dtype=torch.float32)
+            return ((2 * u - 1) * half).to(param.dtype)
         if truncation is not None:
             from .latents import truncated_normal
 

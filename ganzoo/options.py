@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Mapping
@@ -9,7 +10,10 @@ from typing import Any, Mapping
 from .errors import GanzooError, UnknownNameError
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
+    """How ``ganzoo info`` names an option's type: ``int``, ``tuple``, ``normal|uniform``."""
+    if typing.get_origin(tp) is typing.Literal:
+        return "|".join(map(str, typing.get_args(tp)))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -25,7 +29,9 @@ def _convert(name: str, tp: Any, value: Any) -> Any:
         return _convert(name, inner[0], value)
     if origin is typing.Literal:
         if value not in args:
-            raise GanzooError(f"option {name}={value!r} is not one of {', '.join(map(str, args))}")
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise GanzooError(f"option {name}={value!r} is not one of {', '.join(map(str, args))}{hint}")
         return value
     if origin in (tuple, list):
         if isinstance(value, str):
@@ -55,7 +61,7 @@ def _convert(name: str, tp: Any, value: Any) -> Any:
         if tp is str:
             return str(value)
     except (TypeError, ValueError):
-        raise GanzooError(f"option {name}={value!r} is not a valid {_describe(tp)}") from None
+        raise GanzooError(f"option {name}={value!r} is not a valid {describe_type(tp)}") from None
     return value
 
 

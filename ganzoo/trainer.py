@@ -562,7 +562,7 @@ class _Logger:
         per_row = 8
         n = min(n_cls, 10) * per_row if n_cls else 64
         g = torch.Generator().manual_seed(run.cfg.seed)
-        self.fixed_z = torch.randn(n, G.latent_dim, generator=g).to(run.device)
+        self.fixed_z = G.sample_latent(n, generator=g, device="cpu").to(run.device)
         self.fixed_labels = (torch.arange(min(n_cls, 10)).repeat_interleave(per_row).to(run.device)
                              if n_cls else None)
 

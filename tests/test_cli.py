@@ -133,6 +133,8 @@ def test_info_shows_options_with_defaults_and_parameter_counts(discovery):
     assert {"ngf", "ndf", "latent_dim", "data_shape"} <= set(defaults)
     for key, value in defaults.items():
         assert re.search(rf"^\s+{key} = {re.escape(repr(value))}  \[", out, re.M), key
+    assert "    latent_distribution = 'normal'  [normal|uniform]\n" in out  # a Literal lists its choices
+    assert "    ngf = 64  [int]\n" in out
     g, d = n_params(arch.create_generator()), n_params(arch.create_discriminator())
     assert re.search(rf"parameters \(default options\): G {g:,}  D {d:,}$", out, re.M), out
 

@@ -216,8 +216,8 @@ class RingGenerator(Generator):
 
     output_range = None
 
-    def __init__(self, modes: int = 8, spread: float = 0.01):
-        super().__init__(ArchOptions(latent_dim=3, data_shape=(2,)))
+    def __init__(self, modes: int = 8, spread: float = 0.01, latent_distribution: str = "normal"):
+        super().__init__(ArchOptions(latent_dim=3, data_shape=(2,), latent_distribution=latent_distribution))
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.centers, self.spread = ring8().centers[:modes], spread
 
@@ -258,6 +258,22 @@ def test_truncated_latents_are_bounded_reproducible_and_have_the_truncated_norma
     var = 1 - 2 * t * math.exp(-t * t / 2) / math.sqrt(2 * math.pi) / math.erf(t / math.sqrt(2))
     assert z.var().item() == pytest.approx(var, rel=0.02)
     assert z.mean().item() == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("t", [None, 0.5, 3.0])
+def test_uniform_latents_are_u_minus_1_1_and_truncate_to_the_box(t):
+    """latent_distribution = "uniform": z = 2u - 1 from the seed's uniforms, scaled to
+    [-min(t, 1), min(t, 1)] by a truncation t (so t >= 1 leaves the prior as it is)."""
+    G = RingGenerator(latent_distribution="uniform")
+    g = torch.Generator().manual_seed(5)
+    z = G.sample_latent(100_000, g, truncation=t)
+    half = 1.0 if t is None else min(t, 1.0)
+    u = torch.rand(100_000, 3, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(z, (2 * u - 1) * half)
+    assert z.abs().max() <= half and z.abs().max() > 0.99 * half
+    assert z.var().item() == pytest.approx(half ** 2 / 3, rel=0.02)  # Var U(-a, a) = a²/3
+    with pytest.raises(GanzooError, match="--truncation must be a positive number"):
+        G.sample_latent(2, truncation=0.0)
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), True, "1"])

@@ -523,6 +523,8 @@ def test_unknown_names_list_close_matches(call, message):
     (dict(ngf=1.5), "ngf=1.5 is not a valid int"),
     (dict(ngf=True), "ngf=True is not a valid int"),  # a JSON/TOML true is not the number 1
     (dict(data_shape="3,x,32"), "data_shape"),
+    (dict(latent_distribution="unifrom"),
+     "latent_distribution='unifrom' is not one of normal, uniform; did you mean 'uniform'?"),
 ])
 def test_bad_option_values_are_one_line_errors(options, fragment):
     with pytest.raises(GanzooError) as info:

@@ -287,6 +287,22 @@ def test_export_sample_round_trip_in_a_fresh_process(tmp_path):
     assert float(out.stdout) == pytest.approx(x.sum().item(), rel=1e-6)
 
 
+def test_an_export_samples_from_the_latent_prior_it_was_trained_with(tmp_path):
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3,
+                             arch_options={"latent_dim": 2, "latent_distribution": "uniform"}))
+    G = ganzoo.load_generator(str(run_dir / "export"))
+    assert G.options.latent_distribution == "uniform"
+    z = G.sample_latent(5000, torch.Generator().manual_seed(0))
+    assert z.min() >= -1 and z.max() <= 1 and z.min() < -0.99 and z.max() > 0.99
+    config = json.loads((run_dir / "export" / "config.json").read_text())
+    assert config["options"]["latent_distribution"] == "uniform"
+    # a run that does not set it draws N(0, I)
+    plain = ganzoo.load_generator(str(train(ring_cfg(tmp_path / "plain", steps=3, checkpoint_every=3))
+                                      / "export"))
+    assert plain.options.latent_distribution == "normal"
+    assert plain.sample_latent(5000, torch.Generator().manual_seed(0)).abs().max() > 2
+
+
 def test_tampered_export_fails_before_loading(tmp_path):
     run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
     weights = run_dir / "export" / "generator.safetensors"
