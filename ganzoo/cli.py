@@ -175,6 +175,8 @@ def _floats(text):
               help="Std of Gaussian noise added to D's inputs, real and fake, decaying linearly to 0 (default 0 = off).")
 @click.option("--instance-noise-until", type=float,
               help="Share of the run after which the instance noise is gone (default 0.5).")
+@click.option("--cluster-labels", type=int,
+              help="Train a conditional ARCH on the ids of K k-means clusters of the data as labels.")
 @click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]),
               help="Learning-rate schedule over the run (linear/cosine decay to 0).")
 @click.option("--ema/--no-ema", default=None, help="Keep an EMA of generator weights (timm ModelEmaV3).")

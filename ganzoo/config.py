@@ -49,6 +49,9 @@ class TrainConfig:
     # instance_noise_until share of the run (0 = off)
     instance_noise: float = 0.0
     instance_noise_until: float = 0.5
+    # self-conditioning (Liu et al. 2020): a conditional architecture trains on the ids of this
+    # many k-means clusters of the data (found once, in input space) as its labels (0 = off)
+    cluster_labels: int = 0
     lr_schedule: str = "constant"  # constant | linear (to 0 at the last step) | cosine
     ema: bool = True
     ema_decay: float = 0.999
@@ -132,6 +135,9 @@ class TrainConfig:
         if not 0.0 < self.instance_noise_until <= 1.0:
             raise GanzooError(f"instance-noise-until must be a share of the run in (0, 1] (0.5: the noise "
                               f"is gone halfway), got {self.instance_noise_until}")
+        if self.cluster_labels < 0 or self.cluster_labels == 1:
+            raise GanzooError(f"cluster-labels must be 0 (off) or a number of clusters >= 2, "
+                              f"got {self.cluster_labels}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):

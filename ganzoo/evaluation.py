@@ -227,7 +227,11 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     if n < 1:
         raise GanzooError(f"-n must be >= 1, got {n}")
     data = _load_dataset(name, REFERENCE_SPLIT)
-    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes)))
+    clusters = (getattr(G, "export_config", None) or {}).get("cluster_labels")
+    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and not clusters))
+    if clusters and any(m.name in CONDITIONAL_METRICS for m in chosen):
+        raise GanzooError(f"label-accuracy does not apply: this model's labels are {clusters} k-means "
+                          f"cluster ids (--cluster-labels), not the classes of {name}")
     _check_data_kind(chosen, data, name)
     _check_shapes(G, data, name)
     _check_sample_count(chosen, n)

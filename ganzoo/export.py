@@ -53,6 +53,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, info: dict
                           if len(generator.data_shape) == 3 else "none (raw values)"),
         "dataset": info.get("dataset"),
         "class_names": info.get("class_names") or [],
+        "cluster_labels": info.get("cluster_labels") or 0,  # K: the labels are k-means cluster ids
         "step": info.get("step"),
         "weights": info.get("weights", "ema"),
         "dtype": str(dtype or "float32").replace("torch.", ""),
@@ -79,8 +80,13 @@ def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool
     info = {"architecture": state["arch"], "plugin": state.get("plugin"),
             "plugin_version": state.get("plugin_version"), "dataset": state.get("dataset"),
             "class_names": state.get("class_names"), "step": state["step"],
-            "weights": "ema" if weights == "ema" else "raw"}
+            "cluster_labels": _cluster_labels(state), "weights": "ema" if weights == "ema" else "raw"}
     return export_generator(G, out, info, dtype=dtype)
+
+
+def _cluster_labels(state: dict) -> int:
+    """K when the run trained on k-means cluster ids as labels (--cluster-labels K), else 0."""
+    return int(json.loads(state.get("config") or "{}").get("cluster_labels") or 0)
 
 
 def _build(arch_name: str, options: dict, plugin: str | None, version: str | None, where: str):
@@ -145,6 +151,7 @@ def load_generator(model: str | Path, device: str = "cpu"):
                            "options": json.loads(state["options"]), "dataset": state.get("dataset"),
                            "latent_dim": G.latent_dim, "data_shape": list(G.data_shape),
                            "num_classes": G.num_classes, "class_names": state.get("class_names"),
+                           "cluster_labels": _cluster_labels(state),
                            "output_range": list(G.output_range) if G.output_range else None}
         return G.to(device).eval()
     if path.exists():

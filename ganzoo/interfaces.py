@@ -29,6 +29,9 @@ class ArchOptions:
     # the latent prior: "normal" = N(0, I); "uniform" = U(-1, 1) in every coordinate (the DCGAN
     # paper's). Every caller draws through Generator.sample_latent, so an export samples right.
     latent_distribution: Literal["normal", "uniform"] = "normal"
+    # a conditional model's p(label): the training labels' frequencies when they are not uniform
+    # (e.g. k-means cluster ids, --cluster-labels); empty = uniform. Filled in by the trainer.
+    class_prior: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -84,11 +87,17 @@ class Generator(nn.Module):
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor | None:
-        """Uniform class labels for a conditional generator, else ``None``."""
+        """Class labels drawn from ``options.class_prior`` (uniform when it is empty) for a
+        conditional generator, else ``None``."""
         if not self.num_classes:
             return None
         if device is None:
             device = next(self.parameters()).device
+        prior = getattr(self.options, "class_prior", ())
+        if prior:
+            where = generator.device if generator is not None else device
+            p = torch.tensor(prior, dtype=torch.float64, device=where)
+            return torch.multinomial(p, n, replacement=True, generator=generator).to(device)
         return torch.randint(0, self.num_classes, (n,), generator=generator, device=device)
 
     @torch.no_grad()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -57,6 +58,12 @@ class Architecture:
         opts = build_options(self.options, values, what=f"{self.name} option")
         if self.conditional and opts.num_classes < 1:
             raise GanzooError(f"{self.name} is conditional: num_classes must be >= 1")
+        prior = getattr(opts, "class_prior", ())
+        if prior and (len(prior) != opts.num_classes or min(prior) < 0
+                      or not math.isclose(sum(prior), 1.0, abs_tol=1e-4)):
+            raise GanzooError(f"{self.name} option class_prior must be empty (uniform) or "
+                              f"num_classes={opts.num_classes} probabilities >= 0 summing to 1, "
+                              f"got {len(prior)} summing to {sum(prior):.4g}")
         return opts
 
     def option_defaults(self) -> dict:

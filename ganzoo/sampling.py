@@ -12,8 +12,11 @@ from .images import save_grid, save_scatter, to_uint8
 from .latents import check_truncation
 
 
-def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Tensor | None:
-    """Labels for ``n`` samples: all ``class_index``, else classes in blocks (one class per grid row)."""
+def sample_labels(n: int, num_classes: int, class_index: int | None,
+                  prior=(), generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Labels for ``n`` samples: all ``class_index``; else drawn from ``prior`` (a model trained on
+    labels of unequal frequencies, e.g. cluster ids); else classes in equal blocks (one class per
+    grid row)."""
     if not num_classes:
         if class_index is not None:
             raise GanzooError("--class needs a conditional model; this one is unconditional")
@@ -22,21 +25,27 @@ def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Te
         if not 0 <= class_index < num_classes:
             raise GanzooError(f"--class must be in 0..{num_classes - 1}, got {class_index}")
         return torch.full((n,), class_index, dtype=torch.long)
+    if prior:
+        p = torch.tensor(prior, dtype=torch.float64)
+        return torch.multinomial(p, n, replacement=True, generator=generator)
     per_class = math.ceil(n / num_classes)
     return torch.arange(num_classes).repeat_interleave(per_class)[:n]
 
 
 @torch.no_grad()
 def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_size: int = 500,
-             truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+             truncation: float | None = None, by_class: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples of an eval-mode generator, reproducible for a seed; the latents come
-    from ``G.sample_latent`` (truncated to [-t, t] with ``truncation`` t), drawn on the CPU."""
+    from ``G.sample_latent`` (truncated to [-t, t] with ``truncation`` t), drawn on the CPU.
+    A conditional model's labels follow its ``class_prior`` unless ``by_class`` asks for
+    equal blocks (a grid with one class per row)."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     # without truncation, call sample_latent as plugins written before it existed expect
     z = (G.sample_latent(n, generator=g, device="cpu") if truncation is None
          else G.sample_latent(n, generator=g, device="cpu", truncation=truncation))
-    labels = sample_labels(n, G.num_classes, class_index)
+    prior = () if by_class else getattr(G.options, "class_prior", ())
+    labels = sample_labels(n, G.num_classes, class_index, prior, generator=g)
     outs = []
     for i in range(0, n, batch_size):
         zl = z[i:i + batch_size].to(device)
@@ -56,7 +65,8 @@ def write_samples(model, n: int, out: str | Path, class_index: int | None = None
         raise GanzooError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
     check_truncation(truncation)
     G = model if isinstance(model, torch.nn.Module) else load_generator(model, device=device)
-    x, labels = generate(G, n, class_index, seed, truncation=truncation)
+    x, labels = generate(G, n, class_index, seed, truncation=truncation,
+                         by_class=out.suffix == ".png" and len(G.data_shape) == 3)
     out.parent.mkdir(parents=True, exist_ok=True)
     is_image = x.dim() == 4
     if out.suffix == ".png":

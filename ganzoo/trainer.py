@@ -150,10 +150,16 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
     """The architecture's options (over ``base``), with data shape and classes from the dataset."""
     if arch.conditional and data.num_classes == 0:
         raise GanzooError(f"{arch.name} is conditional and needs a labelled dataset; "
-                          f"{cfg.dataset} has no labels")
+                          f"{cfg.dataset} has no labels (--cluster-labels K labels it with k-means clusters)")
+    if "class_prior" in cfg.arch_options:
+        raise GanzooError(f"{arch.name} option class_prior is not set by hand: training sets it to the "
+                          f"frequencies of the labels (see --cluster-labels)")
     values = {**(base or {}), **cfg.arch_options}
     user = {k: values[k] for k in ("data_shape", "num_classes") if k in values}
     values.update(data_shape=tuple(data.shape), num_classes=data.num_classes if arch.conditional else 0)
+    values.pop("class_prior", None)  # an --init model's prior belongs to its own labels
+    if arch.conditional and getattr(data, "class_prior", ()):  # labels of unequal frequencies
+        values["class_prior"] = tuple(data.class_prior)
     if user:
         asked = arch.make_options(**{**values, **user})
         for key in user:
@@ -196,8 +202,16 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
         with_head = [e.name for e in get_registry().entries("architecture") if _has_class_head(e.obj)]
         raise GanzooError(f"--class-weight needs a conditional discriminator with a class head; "
                           f"{arch.name} has none (architectures with one: {', '.join(with_head) or 'none'})")
+    if cfg.cluster_labels and not arch.conditional:
+        with_labels = [e.name for e in get_registry().entries("architecture") if e.obj.conditional]
+        raise GanzooError(f"--cluster-labels trains on cluster ids as class labels: it needs a conditional "
+                          f"architecture ({', '.join(with_labels) or 'none installed'}); {arch.name} is not")
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
     data = _load_data(cfg)
+    if cfg.cluster_labels:
+        from .data.clusters import ClusterLabels
+
+        data = ClusterLabels(data, cfg.cluster_labels, cfg.seed)
     init = None
     if cfg.init:  # fine-tuning: the architecture and its options come from the initial model
         from .export import load_generator

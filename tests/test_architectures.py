@@ -43,6 +43,8 @@ CONFORMANCE = [
     ("mlp", dict(data_shape=(1, 28, 28))),
     ("mlp", dict(MLP_REFERENCE, output_activation="sigmoid", d_dropout=0.3, leak=0.1)),
     ("mlp", dict(data_shape="2", g_hidden="32,16", d_hidden="16", g_batchnorm="false", latent_dim="8")),
+    ("cmlp", dict(data_shape=(2,), num_classes=50, latent_dim=2)),
+    ("cmlp", dict(data_shape=(1, 28, 28), num_classes=10, label_dim=4, class_prior=(0.5,) + (0.5 / 9,) * 9)),
     ("dcgan", dict(data_shape=(1, 28, 28), **SMALL)),
     ("dcgan", dict(data_shape=(1, 32, 32), **SMALL)),
     ("dcgan", dict(data_shape=(1, 64, 64), **SMALL)),
@@ -74,12 +76,13 @@ def n_params(net):
 
 # -- registration ------------------------------------------------------------------
 def test_plugins_register_through_entry_points():
-    assert {"mlp", "dcgan", "cgan"} <= set(ganzoo.list_architectures())
+    assert {"mlp", "cmlp", "dcgan", "cgan"} <= set(ganzoo.list_architectures())
     entries = {e.name: e for e in get_registry().entries("architecture")}
-    assert {n: entries[n].plugin for n in ("mlp", "dcgan", "cgan")} == {
-        "mlp": "ganzoo-mlp", "dcgan": "ganzoo-dcgan", "cgan": "ganzoo-cgan"}
-    assert [ganzoo.get_architecture(n).conditional for n in ("mlp", "dcgan", "cgan")] == [False, False, True]
-    assert all(entries[n].description for n in ("mlp", "dcgan", "cgan"))
+    assert {n: entries[n].plugin for n in ("mlp", "cmlp", "dcgan", "cgan")} == {
+        "mlp": "ganzoo-mlp", "cmlp": "ganzoo-mlp", "dcgan": "ganzoo-dcgan", "cgan": "ganzoo-cgan"}
+    assert [ganzoo.get_architecture(n).conditional for n in ("mlp", "cmlp", "dcgan", "cgan")] == [
+        False, True, False, True]
+    assert all(entries[n].description for n in ("mlp", "cmlp", "dcgan", "cgan"))
 
 
 def test_registration_builds_no_model(monkeypatch):
@@ -90,7 +93,7 @@ def test_registration_builds_no_model(monkeypatch):
     found = {}
     for plugin in (ganzoo_mlp, ganzoo_dcgan, ganzoo_cgan):
         found.update(architectures_from(plugin))
-    assert sorted(found) == ["cgan", "dcgan", "mlp"] and found["cgan"].conditional
+    assert sorted(found) == ["cgan", "cmlp", "dcgan", "mlp"] and found["cgan"].conditional
 
 
 def test_plugins_do_not_import_timm():
@@ -355,7 +358,8 @@ class Float32Output(ganzoo_mlp.MLPGenerator):
 
 
 class IgnoresLabels(ganzoo_mlp.MLPGenerator):
-    pass
+    def forward(self, z, labels=None):  # conditional on paper: every sample gets class 0
+        return super().forward(z, torch.zeros(len(z), dtype=torch.long, device=z.device))
 
 
 class MixesBatch(ganzoo_mlp.MLPDiscriminator):

@@ -6,6 +6,7 @@ so the two can never silently disagree.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -62,7 +63,7 @@ def test_list_json_schema_is_pinned(discovery):
     assert {by_name[("architecture", n)]["plugin"] for n in ("mlp", "dcgan", "cgan")} \
         == {"ganzoo-mlp", "ganzoo-dcgan", "ganzoo-cgan"}
     assert by_name[("architecture", "mlp")]["plugin"] == "ganzoo-mlp"
-    assert by_name[("architecture", "mlp")]["version"] == "0.2.0"
+    assert by_name[("architecture", "mlp")]["version"] == importlib.metadata.version("ganzoo-mlp")
     assert by_name[("loss", "hinge")]["plugin"] == "ganzoo"
     assert by_name[("loss", "hinge")]["version"] == ganzoo.__version__
     # documented order: grouped by kind (fixed order), names sorted within a kind

@@ -205,6 +205,19 @@ def test_evaluate_a_perfect_conditional_model(fashion_test):
     assert floor["label_accuracy"] >= 0.9
 
 
+def test_a_model_on_cluster_labels_is_not_scored_on_label_accuracy(fashion_test):
+    """Its labels are k-means cluster ids (--cluster-labels), not Fashion-MNIST's classes."""
+    if not (SHIPPED / CARD).is_file():
+        pytest.skip("no shipped fashion-mnist evaluator")
+    G = ReplayGenerator(fashion_test.subset(5000), conditional=True)
+    G.export_config = {"dataset": "fashion-mnist", "cluster_labels": 10}
+    scores = evaluate(G, n=500)
+    assert "label_accuracy" not in scores and scores["classes_covered"] == 10
+    with pytest.raises(GanzooError, match="label-accuracy does not apply: this model's labels are 10 "
+                                          "k-means cluster ids"):
+        evaluate(G, n=500, metrics="fid,label-accuracy")
+
+
 def test_evaluate_rejects_a_model_of_the_wrong_shape(fashion_test):
     G = ReplayGenerator(fashion_test.subset(10))
     with pytest.raises(GanzooError, match="shape \\(1, 28, 28\\) but ring8 holds points"):

@@ -273,6 +273,7 @@ def test_export_sample_round_trip_in_a_fresh_process(tmp_path):
     config = json.loads((export / "config.json").read_text())
     assert config["architecture"] == "mlp" and config["plugin"] == "ganzoo-mlp"
     assert config["data_shape"] == [2] and config["latent_dim"] == 100 and config["num_classes"] == 0
+    assert config["cluster_labels"] == 0 and config["options"]["class_prior"] == []
     from safetensors import safe_open
 
     with safe_open(str(export / "generator.safetensors"), "pt") as fh:

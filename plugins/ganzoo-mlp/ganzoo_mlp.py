@@ -5,6 +5,11 @@ flattened images (tanh output). The options express the well-known PyTorch
 reference MLP GAN exactly: ``g_hidden=128,256,512,1024 bn_first=false bn_eps=0.8``
 (G 100→128→256→512→1024→784, BatchNorm1d after every hidden layer but the
 first; D 784→512→256→1 is the default).
+
+``cmlp`` is the same networks conditioned on class labels: G reads a learned embedding of
+the label next to z, D adds a projection term ``<embed(y), h>`` to its logit (Miyato &
+Koyama 2018). With ``--cluster-labels K`` the labels are k-means cluster ids, which is what
+solves the 25-mode grid (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
@@ -33,6 +39,7 @@ class MLPOptions(ArchOptions):
     leak: float = 0.2  # LeakyReLU negative slope (G and D)
     pack: int = 1  # PacGAN (Lin et al. 2018): D scores packs of this many samples of one kind
     # (the batch size must divide by it; R1/R2/GP take each pack's gradient norm)
+    label_dim: int = 16  # cmlp: size of the class embedding G reads next to z
 
     def __post_init__(self):
         self.data_shape, self.g_hidden, self.d_hidden = (
@@ -41,8 +48,11 @@ class MLPOptions(ArchOptions):
             raise GanzooError(f"mlp option d_dropout must be in [0, 1), got {self.d_dropout}")
         if self.pack < 1:
             raise GanzooError(f"mlp option pack must be >= 1, got {self.pack}")
-        if any(h < 1 for h in self.g_hidden + self.d_hidden):
-            raise GanzooError("mlp options g_hidden and d_hidden take positive layer widths")
+        if self.pack > 1 and self.num_classes:
+            raise GanzooError("mlp option pack works unconditionally only: cmlp scores each sample "
+                              "against its own label")
+        if any(h < 1 for h in self.g_hidden + self.d_hidden + (self.label_dim,)):
+            raise GanzooError("mlp options g_hidden, d_hidden and label_dim take positive widths")
 
     @property
     def activation(self) -> str:
@@ -57,6 +67,8 @@ class MLPGenerator(Generator):
     def __init__(self, options: MLPOptions):
         super().__init__(options)
         o, layers, width = options, [], options.latent_dim
+        self.label_embed = nn.Embedding(o.num_classes, o.label_dim) if o.num_classes else None
+        width += o.label_dim if o.num_classes else 0
         for i, h in enumerate(o.g_hidden):
             layers.append(nn.Linear(width, h))
             if o.g_batchnorm and (i > 0 or o.bn_first):
@@ -70,6 +82,10 @@ class MLPGenerator(Generator):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z, labels=None):
+        if self.label_embed is not None:
+            if labels is None:
+                raise ValueError("the cmlp generator needs class labels")
+            z = torch.cat((z, self.label_embed(labels)), dim=1)
         return self.net(z).view(z.shape[0], *self.data_shape)
 
 
@@ -91,8 +107,14 @@ class MLPDiscriminator(Discriminator):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.embed = nn.Embedding(options.num_classes, width) if options.num_classes else None
 
     def forward(self, x, labels=None):
+        if self.embed is not None:  # projection discriminator: ψ(h) + <embed(y), h>
+            if labels is None:
+                raise ValueError("the cmlp discriminator needs class labels")
+            h = self.net[:-1](x)
+            return self.net[-1](h).squeeze(1) + (self.embed(labels) * h).sum(1)
         if self.pack == 1:
             return self.net(x).squeeze(1)
         if len(x) % self.pack:
@@ -106,3 +128,6 @@ def register_architectures(register):
     register("mlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=MLPOptions,
              conditional=False,
              description="Classic fully connected GAN (Goodfellow et al. 2014), for points or flattened images")
+    register("cmlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=MLPOptions,
+             conditional=True,
+             description="The mlp GAN conditioned on class labels: label embedding in G, projection D")

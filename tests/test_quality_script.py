@@ -1,0 +1,27 @@
+"""benchmarks/quality.py runs end to end with its default settings (a tiny budget: behaviour only)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+
+
+def quality(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_mode_table_trains_its_default_settings_and_prints_a_json_row():
+    done = quality("modes", "--datasets", "ring8", "--losses", "hinge", "--seeds", "1", "--first-seed", "3",
+                   "--steps", "20", "--num-threads", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (row["dataset"], row["loss"], row["seeds"], row["first_seed"], row["steps"]) == ("ring8", "hinge", 1, 3, 20)
+    assert len(row["runs"]) == 1 and 0 <= row["modes"] <= 8 and 0 <= row["hq_percent"] <= 100 and row["kl"] >= 0
+
+
+def test_settings_the_script_owns_are_refused_with_one_line():
+    done = quality("modes", "--steps", "20", "--settings", '{"steps": 5, "seed": 1}')
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("error: --settings cannot set seed, steps; the script's own flags "
+                                   "(--datasets, --losses, --seeds, --steps, --num-threads) choose those")
