@@ -345,7 +345,7 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     rc, out, err = results[2]
     assert rc == 0, err
     report = json.loads(out)
-    assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl"}
+    assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl", "spread"}
     rc, out, err = results[3]
     assert rc == 0 and "hq_fraction" in out
     errors = zip(results[4:7] + results[9:11] + results[13:], ("did you mean 'modes'",

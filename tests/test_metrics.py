@@ -185,14 +185,14 @@ def test_label_accuracy_of_an_unconditional_model_is_one_clear_error():
 def test_all_samples_at_one_ring_centre():
     ring = ring8()
     out = Modes().compute(None, ring.centers[2].repeat(2500, 1), centers=ring.centers, sigma=ring.sigma)
-    assert out == {"modes": 1.0, "hq_fraction": 1.0, "kl": pytest.approx(math.log(8))}
+    assert out == {"modes": 1.0, "hq_fraction": 1.0, "kl": pytest.approx(math.log(8)), "spread": 0.0}
 
 
 def test_samples_split_evenly_over_all_modes():
     grid = grid25()
     points = grid.centers.repeat(100, 1)  # 2500 samples, 100 per mode
     out = mode_statistics(points, grid.centers, grid.sigma)
-    assert out == {"modes": 25, "hq_fraction": 1.0, "kl": pytest.approx(0.0, abs=1e-12)}
+    assert out == {"modes": 25, "hq_fraction": 1.0, "kl": pytest.approx(0.0, abs=1e-12), "spread": 0.0}
 
 
 def test_two_of_eight_modes_and_low_quality_samples():
@@ -216,7 +216,7 @@ def test_high_quality_means_within_three_sigma():
 def test_no_high_quality_sample_reports_the_largest_kl():
     ring = ring8()
     out = mode_statistics(torch.zeros(2500, 2), ring.centers, ring.sigma)
-    assert out == {"modes": 0, "hq_fraction": 0.0, "kl": pytest.approx(math.log(8))}
+    assert out == {"modes": 0, "hq_fraction": 0.0, "kl": pytest.approx(math.log(8)), "spread": 0.0}
 
 
 def test_real_mixture_samples_cover_every_mode():
@@ -226,6 +226,21 @@ def test_real_mixture_samples_cover_every_mode():
         assert out["modes"] == k
         assert out["hq_fraction"] == pytest.approx(1 - math.exp(-4.5), abs=0.01)  # P(χ²₂ ≤ 9)
         assert out["kl"] < 0.02
+        # E[χ²₂ | χ²₂ ≤ 9] = 2 − 9 e^−4.5 / (1 − e^−4.5): the 3σ cut of a 2-D Gaussian
+        truncated = 2 - 9 * math.exp(-4.5) / (1 - math.exp(-4.5))
+        assert out["spread"] == pytest.approx(math.sqrt(truncated / 2), abs=0.03)
+
+
+def test_spread_is_the_rms_offset_from_the_centres_in_sigmas():
+    grid = grid25()
+    g = torch.Generator().manual_seed(0)
+    for scale in (0.5, 0.25):  # narrower modes: the 3σ cut trims nothing
+        points = grid.centers.repeat(200, 1) + scale * grid.sigma * torch.randn(5000, 2, generator=g)
+        assert mode_statistics(points, grid.centers, grid.sigma)["spread"] == pytest.approx(scale, rel=0.03)
+    # two points per mode at ±(0.6σ, 0): every offset is 0.6σ on one axis, 0 on the other
+    offsets = torch.tensor([[0.6, 0.0], [-0.6, 0.0]]) * grid.sigma
+    points = (grid.centers[:, None, :] + offsets).reshape(-1, 2)
+    assert mode_statistics(points, grid.centers, grid.sigma)["spread"] == pytest.approx(0.6 / math.sqrt(2))
 
 
 def test_modes_without_mode_centres_is_one_clear_error():

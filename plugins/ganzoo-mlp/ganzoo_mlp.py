@@ -9,7 +9,9 @@ first; D 784→512→256→1 is the default).
 ``cmlp`` is the same networks conditioned on class labels: G reads a learned embedding of
 the label next to z, D adds a projection term ``<embed(y), h>`` to its logit (Miyato &
 Koyama 2018). With ``--cluster-labels K`` the labels are k-means cluster ids, which is what
-solves the 25-mode grid (docs/benchmarks.md).
+solves the 25-mode grid (docs/benchmarks.md). Its G has no batch norm by default and a
+small initial label embedding: with batch norm, or with the embedding at the scale of z,
+the samples of each label collapsed to nearly a point (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ class MLPOptions(ArchOptions):
     leak: float = 0.2  # LeakyReLU negative slope (G and D)
     pack: int = 1  # PacGAN (Lin et al. 2018): D scores packs of this many samples of one kind
     # (the batch size must divide by it; R1/R2/GP take each pack's gradient norm)
-    label_dim: int = 16  # cmlp: size of the class embedding G reads next to z
+    label_dim: int = 16  # cmlp: size of the class embedding G reads next to z...
+    label_init_std: float = 0.1  # ...and its initial std: small, so z drives G's variation
 
     def __post_init__(self):
         self.data_shape, self.g_hidden, self.d_hidden = (
@@ -51,6 +54,8 @@ class MLPOptions(ArchOptions):
         if self.pack > 1 and self.num_classes:
             raise GanzooError("mlp option pack works unconditionally only: cmlp scores each sample "
                               "against its own label")
+        if not self.label_init_std >= 0:
+            raise GanzooError(f"mlp option label_init_std must be >= 0, got {self.label_init_std}")
         if any(h < 1 for h in self.g_hidden + self.d_hidden + (self.label_dim,)):
             raise GanzooError("mlp options g_hidden, d_hidden and label_dim take positive widths")
 
@@ -61,6 +66,14 @@ class MLPOptions(ArchOptions):
         return self.output_activation
 
 
+@dataclass
+class CMLPOptions(MLPOptions):
+    """Options of ``cmlp``: those of ``mlp``, but no batch norm in G by default. Batch statistics
+    mix the labels of a batch, and the samples of each label collapsed (grid25: spread 0.09σ)."""
+
+    g_batchnorm: bool = False
+
+
 class MLPGenerator(Generator):
     """Fully connected generator: Linear → BatchNorm1d → LeakyReLU blocks, then a linear output layer."""
 
@@ -68,6 +81,8 @@ class MLPGenerator(Generator):
         super().__init__(options)
         o, layers, width = options, [], options.latent_dim
         self.label_embed = nn.Embedding(o.num_classes, o.label_dim) if o.num_classes else None
+        if self.label_embed is not None:
+            nn.init.normal_(self.label_embed.weight, 0.0, o.label_init_std)
         width += o.label_dim if o.num_classes else 0
         for i, h in enumerate(o.g_hidden):
             layers.append(nn.Linear(width, h))
@@ -128,6 +143,6 @@ def register_architectures(register):
     register("mlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=MLPOptions,
              conditional=False,
              description="Classic fully connected GAN (Goodfellow et al. 2014), for points or flattened images")
-    register("cmlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=MLPOptions,
+    register("cmlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=CMLPOptions,
              conditional=True,
              description="The mlp GAN conditioned on class labels: label embedding in G, projection D")
