@@ -90,7 +90,9 @@ def main():
                           if cfg.get("class_weight") else "")
                        + (f", top-k training (share {cfg['top_k']:g})" if cfg.get("top_k", 1) < 1 else "")
                        + (f", instance noise (std {cfg['instance_noise']:g}, gone at "
-                          f"{cfg.get('instance_noise_until', 0.5):g} of the run)" if cfg.get("instance_noise") else ""),
+                          f"{cfg.get('instance_noise_until', 0.5):g} of the run)" if cfg.get("instance_noise") else "")
+                       + (f", on the ids of {cfg['cluster_labels']} k-means clusters as labels"
+                          if cfg.get("cluster_labels") else ""),
         "architecture": state["arch"],
         "plugin": state["plugin"],
         "plugin_versions": f">={major}.{minor},<{int(major) + 1}",
