@@ -21,9 +21,10 @@ from .errors import GanzooError
 IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 LABELLED_METRICS = ("class-histogram",)
 CONDITIONAL_METRICS = ("label-accuracy",)
-POINT_METRICS = ("modes",)
+POINT_METRICS = ("modes", "precision", "recall")  # k-NN precision/recall in the raw 2-D coordinates
 REFERENCE_SPLIT = "test"
 REFERENCE_ORDER_SEED = 0  # the same reference subset for every model and every seed
+POINTS_REFERENCE_SEED = 2**31 - 1  # the reference sample of a 2-D mixture, apart from any --seed
 CACHE_ENV = "GANZOO_CACHE"
 
 
@@ -58,9 +59,11 @@ def _needs(metrics) -> set[str]:
 
 
 def _check_data_kind(metrics, dataset, name: str) -> None:
-    """Image metrics on points (or the reverse) fail here, before any sampling."""
+    """Image metrics on points (or the reverse) fail here, before any sampling. Metrics of
+    ``features`` apply to points too: a points dataset's features are its raw coordinates."""
     for m in metrics:
-        wants_images = bool(set(m.needs) & {"features", "logits", "images"})
+        wants_images = bool(set(m.needs) & ({"features", "logits", "images"} if dataset.is_image
+                                            else {"logits", "images"}))
         if dataset.is_image and "points" in m.needs or not dataset.is_image and wants_images:
             kind = "images" if dataset.is_image else "2-D points"
             fits = ", ".join(default_metrics(dataset))
@@ -121,9 +124,9 @@ def reference_embedding(name: str, dataset, evaluator, split: str = REFERENCE_SP
 def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch_size: int):
     from .metrics import SampleSet
 
-    if not dataset.is_image:
-        g = torch.Generator().manual_seed(REFERENCE_ORDER_SEED)
-        return SampleSet(points=dataset.sample(n, g)[0].cpu()) if "points" in needs else SampleSet()
+    if not dataset.is_image:  # its own stream: `--real --seed S` must not draw the same points
+        g = torch.Generator().manual_seed(POINTS_REFERENCE_SEED)
+        return _point_set(dataset.sample(n, g)[0].cpu(), needs)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(REFERENCE_ORDER_SEED))
     index = order[:min(n, len(dataset))]
     ref = SampleSet()
@@ -135,6 +138,15 @@ def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch
     if "images" in needs:
         ref.images = dataset.data[index]
     return ref
+
+
+def _point_set(points: torch.Tensor, needs: set[str], labels=None):
+    """Samples of a points dataset: feature metrics (FID, precision/recall, ...) read the raw
+    coordinates, k-NN radii and all, at the scale of the data."""
+    from .metrics import SampleSet
+
+    points = points.float()
+    return SampleSet(points=points, features=points if "features" in needs else None, labels=labels)
 
 
 # -- the generated set ---------------------------------------------------------------
@@ -166,9 +178,9 @@ def _load_dataset(name: str, split: str):
     return create_dataset(name, split=split)
 
 
-def _evaluator_for(evaluator, name: str, metrics, device: str):
-    if not _needs(metrics) & {"features", "logits"}:
-        return None
+def _evaluator_for(evaluator, name: str, metrics, device: str, dataset=None):
+    if not _needs(metrics) & {"features", "logits"} or dataset is not None and not dataset.is_image:
+        return None  # points need no evaluator: their features are their coordinates
     from .metrics.evaluator import Evaluator, load_evaluator
 
     if isinstance(evaluator, Evaluator):
@@ -177,12 +189,19 @@ def _evaluator_for(evaluator, name: str, metrics, device: str):
 
 
 def check_evaluable(dataset: str, metrics=None, n: int = 10000, conditional: bool = False,
-                    device: str = "cpu") -> None:
+                    device: str = "cpu", cluster_labels: int = 0) -> None:
     """Raise the error :func:`evaluate` would raise for these settings, before any training."""
     data = _load_dataset(dataset, REFERENCE_SPLIT)
-    chosen = create_metrics(metrics or default_metrics(data, conditional=conditional))
+    chosen = create_metrics(metrics or default_metrics(data, conditional=conditional and not cluster_labels))
+    _refuse_label_accuracy(chosen, cluster_labels, dataset)
     _check_sample_count(chosen, n)
-    _evaluator_for(None, dataset, chosen, device)
+    _evaluator_for(None, dataset, chosen, device, data)
+
+
+def _refuse_label_accuracy(chosen, cluster_labels: int, name: str) -> None:
+    if cluster_labels and any(m.name in CONDITIONAL_METRICS for m in chosen):
+        raise GanzooError(f"label-accuracy does not apply: this model's labels are {cluster_labels} k-means "
+                          f"cluster ids (--cluster-labels), not the classes of {name}")
 
 
 def _score(metrics, real, fake, ctx) -> dict[str, float]:
@@ -202,11 +221,14 @@ def _context(dataset, device: str, seed: int) -> dict:
 # -- public entry points ----------------------------------------------------------------
 def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, metrics=None,
              device: str = "cpu", seed: int = 0, *, evaluator=None, batch_size: int = 500,
-             plot: str | Path | None = None, truncation: float | None = None) -> dict[str, float]:
+             plot: str | Path | None = None, truncation: float | None = None,
+             cluster_labels: int | None = None) -> dict[str, float]:
     """Score ``n`` samples of a generator (an export dir, a run dir, a zoo id or a
     :class:`ganzoo.Generator`) against the test split of ``dataset`` (default: the
     dataset the model was trained on). ``evaluator`` is a dataset name, an evaluator
     directory or a loaded Evaluator (default: the shipped one of ``dataset``).
+    ``cluster_labels`` says the model's labels are that many k-means cluster ids (default:
+    what its export says), so label accuracy does not apply.
     ``plot`` writes the samples as a PNG (a scatter over the mode centres for points,
     a grid of the first 64 for images). ``truncation`` samples with the truncation
     trick (:mod:`ganzoo.latents`). Returns ``{key: value}``."""
@@ -227,16 +249,15 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     if n < 1:
         raise GanzooError(f"-n must be >= 1, got {n}")
     data = _load_dataset(name, REFERENCE_SPLIT)
-    clusters = (getattr(G, "export_config", None) or {}).get("cluster_labels")
-    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and not clusters))
-    if clusters and any(m.name in CONDITIONAL_METRICS for m in chosen):
-        raise GanzooError(f"label-accuracy does not apply: this model's labels are {clusters} k-means "
-                          f"cluster ids (--cluster-labels), not the classes of {name}")
+    if cluster_labels is None:
+        cluster_labels = (getattr(G, "export_config", None) or {}).get("cluster_labels") or 0
+    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and not cluster_labels))
+    _refuse_label_accuracy(chosen, cluster_labels, name)
     _check_data_kind(chosen, data, name)
     _check_shapes(G, data, name)
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
-    scorer = _evaluator_for(evaluator, name, chosen, device)
+    scorer = _evaluator_for(evaluator, name, chosen, device, data)
 
     x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
     if data.is_image:
@@ -245,9 +266,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
         if plot:
             save_grid(images[:64], plot, nrow=8)
     else:
-        from .metrics import SampleSet
-
-        fake = SampleSet(points=x.float(), labels=labels)
+        fake = _point_set(x, needs, labels)
         if plot:
             save_scatter(x, plot, centers=getattr(data, "centers", None))
     real = _reference_set(name, data, needs, n, scorer, batch_size)
@@ -270,7 +289,7 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
     _check_data_kind(chosen, data, dataset)
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
-    scorer = _evaluator_for(evaluator, dataset, chosen, device)
+    scorer = _evaluator_for(evaluator, dataset, chosen, device, data)
     g = torch.Generator().manual_seed(seed)
     if data.is_image:
         held_out = _load_dataset(dataset, split)
@@ -281,6 +300,6 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
         fake = _embed(held_out.data[index], labels, needs, scorer, batch_size)
     else:
         points, _ = data.sample(n, g)
-        fake = SampleSet(points=points.cpu())
+        fake = _point_set(points.cpu(), needs)
     real = _reference_set(dataset, data, needs, n, scorer, batch_size)
     return _score(chosen, real, fake, _context(data, device, seed))

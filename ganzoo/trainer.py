@@ -211,7 +211,8 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     if cfg.cluster_labels:
         from .data.clusters import ClusterLabels
 
-        data = ClusterLabels(data, cfg.cluster_labels, cfg.seed)
+        data = ClusterLabels(data, cfg.cluster_labels, cfg.seed,  # a resumed run keeps its clusters
+                             centroids=None if state is None else state.get("cluster_centroids"))
     init = None
     if cfg.init:  # fine-tuning: the architecture and its options come from the initial model
         from .export import load_generator
@@ -404,7 +405,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
             from .evaluation import check_evaluable
 
             check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
-                            run.arch.conditional, str(run.device))
+                            run.arch.conditional, str(run.device), cfg.cluster_labels)
         if resume is None:
             _refuse_to_overwrite(run.run_dir, info)
         logger = _Logger(run) if info.is_main else None
@@ -517,6 +518,7 @@ def checkpoint_state(run: Run, step: int) -> dict:
         "world_size": run.dist.world_size,
         "dataset": run.cfg.dataset,
         "class_names": list(getattr(run.data, "class_names", ()) or ()),
+        "cluster_centroids": run.data.centroids.cpu() if run.cfg.cluster_labels else None,
     }
 
 
@@ -618,7 +620,7 @@ class _Logger:
         G.eval()
         scores = evaluate(G, dataset=self.run.cfg.dataset, n=self.run.cfg.eval_samples,
                           metrics=list(self.run.cfg.eval_metrics) or None, device=str(self.run.device),
-                          seed=self.run.cfg.seed)
+                          seed=self.run.cfg.seed, cluster_labels=self.run.cfg.cluster_labels)
         G.train(was_training)
         self.log({"step": step, **{f"eval/{k}": v for k, v in scores.items()}})
 

@@ -81,9 +81,19 @@ def test_cluster_labels_of_images_use_pixels_in_unit_range():
     assert sorted(labelled.class_prior) == [0.4, 0.6]
 
 
-def test_cluster_labels_need_two_clusters():
+def test_cluster_labels_need_two_clusters_and_enough_samples():
     with pytest.raises(GanzooError, match="cluster labels need k >= 2 clusters, got 1"):
         ClusterLabels(ring8(), 1)
+    few = InMemoryDataset(torch.randn(30, 2), name="few")
+    with pytest.raises(GanzooError, match="--cluster-labels 50: k-means with k=50 needs at least 50 samples, got 30"):
+        ClusterLabels(few, 50)
+
+
+def test_cluster_labels_pass_the_mixture_through():
+    labelled = ClusterLabels(grid25(), 30, seed=1)
+    assert torch.equal(labelled.centers, grid25().centers) and labelled.sigma == 0.05
+    with pytest.raises(AttributeError):
+        labelled.no_such_attribute
 
 
 # -- the label prior ----------------------------------------------------------------------
@@ -159,7 +169,7 @@ def cluster_cfg(tmp_path, **kw):
     return TrainConfig(**base)
 
 
-def test_training_on_cluster_labels_covers_every_mode_in_proportion(tmp_path):
+def test_training_on_cluster_labels_covers_every_mode(tmp_path):
     """ring8 with 8 cluster labels: 800 steps put every label's samples on its own mode."""
     cfg = cluster_cfg(tmp_path, steps=800, batch_size=256, lr_g=1e-3, lr_d=1e-3, lr_schedule="linear",
                       checkpoint_every=800, log_every=100, arch_options={"latent_dim": 2})
@@ -180,24 +190,36 @@ def test_training_on_cluster_labels_covers_every_mode_in_proportion(tmp_path):
     assert (clusters.assign(x) == labels).float().mean() > 0.9  # each label lands in its cluster
 
 
-def test_resume_with_cluster_labels_is_bit_exact(tmp_path):
-    from test_trainer import assert_same_weights
+def test_resume_with_cluster_labels_reuses_the_saved_centroids(tmp_path, monkeypatch):
+    from test_trainer import assert_same_weights, generator_state
 
     straight = train(cluster_cfg(tmp_path, out=str(tmp_path / "a")))
     half = train(cluster_cfg(tmp_path, out=str(tmp_path / "b"), steps=6))
+    saved = generator_state(half)["cluster_centroids"]
+    assert saved.shape == (8, 2)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("a resumed run clustered again")
+
+    monkeypatch.setattr("ganzoo.data.clusters.kmeans", no_refit)
     resumed = train(TrainConfig(steps=12, progress=False), resume=half)
     assert_same_weights(straight, resumed)
+    assert torch.equal(generator_state(resumed)["cluster_centroids"], saved)
+    assert generator_state(train(cluster_cfg(tmp_path, out=str(tmp_path / "c"), cluster_labels=0,
+                                             arch="mlp")))["cluster_centroids"] is None
 
 
 def test_a_points_npz_follows_the_prior(tmp_path):
-    run_dir = train(cluster_cfg(tmp_path, steps=2, checkpoint_every=2))
+    """3 clusters of ring8's 8 equal modes cannot weigh the same: the labels follow the prior."""
+    run_dir = train(cluster_cfg(tmp_path, steps=2, checkpoint_every=2, cluster_labels=3))
     out = write_samples(str(run_dir / "export"), 4000, tmp_path / "s.npz")
     import numpy as np
 
     labels = torch.from_numpy(np.load(out)["labels"])
-    prior = torch.tensor(ganzoo.load_generator(str(run_dir / "export")).options.class_prior)
-    share = torch.bincount(labels, minlength=8).double() / 4000
-    assert (share - prior.double()).abs().max() < 0.03
+    prior = torch.tensor(ganzoo.load_generator(str(run_dir / "export")).options.class_prior).double()
+    assert prior.max() - prior.min() > 0.1  # e.g. 3, 3 and 2 modes: 0.375, 0.375, 0.25
+    share = torch.bincount(labels, minlength=3).double() / 4000
+    assert (share - prior).abs().max() < 0.025  # equal blocks would miss by > 0.04
 
 
 @pytest.mark.parametrize("kw, msg", [

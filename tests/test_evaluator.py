@@ -218,6 +218,14 @@ def test_a_model_on_cluster_labels_is_not_scored_on_label_accuracy(fashion_test)
         evaluate(G, n=500, metrics="fid,label-accuracy")
 
 
+def test_training_with_cluster_labels_refuses_label_accuracy_before_it_starts(fashion_test):
+    from ganzoo.evaluation import check_evaluable
+
+    with pytest.raises(GanzooError, match="label-accuracy does not apply: this model's labels are 7 k-means"):
+        check_evaluable("fashion-mnist", "fid,label-accuracy", 500, conditional=True, cluster_labels=7)
+    check_evaluable("fashion-mnist", None, 500, conditional=True, cluster_labels=7)  # defaults leave it out
+
+
 def test_evaluate_rejects_a_model_of_the_wrong_shape(fashion_test):
     G = ReplayGenerator(fashion_test.subset(10))
     with pytest.raises(GanzooError, match="shape \\(1, 28, 28\\) but ring8 holds points"):
@@ -246,6 +254,21 @@ def test_evaluate_counts_modes_of_a_points_model(tmp_path):
     assert scores["kl"] == pytest.approx(math.log(8 / 3), abs=0.02)
     assert (tmp_path / "ring.png").stat().st_size > 0
     assert evaluate_real("ring8", n=2500)["modes"] == 8
+
+
+def test_points_metrics_see_modes_collapsed_to_points():
+    """Every sample on a mode centre scores perfectly on PacGAN's three figures; spread and
+    k-NN recall in the plane (the raw coordinates are a points dataset's features) do not."""
+    real = evaluate_real("ring8", n=2500)
+    assert set(real) == {"modes", "hq_fraction", "kl", "spread", "precision", "recall"}
+    assert real["recall"] > 0.9 and real["precision"] > 0.9 and real["spread"] == pytest.approx(0.97, abs=0.03)
+    collapsed = evaluate(RingGenerator(8, spread=0.0), dataset="ring8", n=2500)
+    assert (collapsed["modes"], collapsed["hq_fraction"]) == (8, 1.0) and collapsed["kl"] < 0.01
+    assert collapsed["spread"] == 0.0 and collapsed["recall"] < 0.05
+    narrow = evaluate(RingGenerator(8, spread=0.004), dataset="ring8", n=2500)  # modes at 0.4σ
+    assert narrow["spread"] == pytest.approx(0.4, abs=0.03) and collapsed["recall"] < narrow["recall"] < real["recall"]
+    fid = evaluate(RingGenerator(8), dataset="ring8", n=2500, metrics="fid,coverage")
+    assert fid["fid"] < 0.01 and fid["coverage"] > 0.9  # feature metrics work on points, no evaluator
 
 
 @pytest.mark.parametrize("t", [1.0, 0.3, 2.5])
@@ -307,8 +330,10 @@ def test_truncation_moves_samples_into_the_modes():
 
 
 def test_image_metrics_on_points_are_one_clear_error():
-    with pytest.raises(GanzooError, match="fid does not apply to ring8, which holds 2-D points \\(try: modes\\)"):
-        evaluate(RingGenerator(), dataset="ring8", n=500, metrics="fid")
+    """Metrics of the evaluator's class logits (or of pixels) have no meaning for points."""
+    with pytest.raises(GanzooError, match="class-histogram does not apply to ring8, which holds 2-D points "
+                                          "\\(try: modes, precision, recall\\)"):
+        evaluate(RingGenerator(), dataset="ring8", n=500, metrics="class-histogram")
 
 
 def test_evaluate_with_too_few_samples_is_one_clear_error(fashion_test):
@@ -345,7 +370,7 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     rc, out, err = results[2]
     assert rc == 0, err
     report = json.loads(out)
-    assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl", "spread"}
+    assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl", "spread", "precision", "recall"}
     rc, out, err = results[3]
     assert rc == 0 and "hq_fraction" in out
     errors = zip(results[4:7] + results[9:11] + results[13:], ("did you mean 'modes'",

@@ -10,7 +10,9 @@ found once in input space, which suits low-dimensional data such as the 2-D mixt
 images, pixel-space clusters are a much coarser guide.
 
 k-means is written here in a few lines of torch rather than taken from scikit-learn: it is
-the only thing ganzoo would need from it, and this way it runs on the run's device and seed.
+the only thing ganzoo would need from it. It runs on the CPU, before the data moves to the
+run's device, so a seed gives the same clusters on every device and rank; checkpoints keep
+the centroids, so a resumed run never re-clusters.
 """
 from __future__ import annotations
 
@@ -59,11 +61,14 @@ class ClusterLabels(Dataset):
     """``base`` with every sample labelled by its nearest of ``k`` k-means centroids.
 
     The centroids are fitted once, on up to ``FIT_SAMPLES`` samples of ``base`` drawn with
-    ``seed``, so a resumed run finds the same ones. ``class_prior`` holds the clusters' shares of
-    that sample: a generator trained on these labels samples them with those frequencies.
+    ``seed``, unless ``centroids`` (a resumed run's, from its checkpoint) are given.
+    ``class_prior`` holds the clusters' shares of that sample: a generator trained on these
+    labels samples them with those frequencies. Other attributes (a mixture's ``centers``,
+    ...) are ``base``'s.
     """
 
-    def __init__(self, base: Dataset, k: int, seed: int = 0, fit_samples: int = FIT_SAMPLES):
+    def __init__(self, base: Dataset, k: int, seed: int = 0, fit_samples: int = FIT_SAMPLES,
+                 centroids: torch.Tensor | None = None):
         if k < 2:
             raise GanzooError(f"cluster labels need k >= 2 clusters, got {k}")
         self.base = base
@@ -71,7 +76,15 @@ class ClusterLabels(Dataset):
         self.num_classes, self.class_names = k, ()
         x, _ = base.batch(0, min(len(base), fit_samples), seed)
         fit = features(x)
-        self.centroids = kmeans(fit, k, seed)
+        if centroids is None:
+            try:
+                centroids = kmeans(fit, k, seed)
+            except GanzooError as exc:
+                raise GanzooError(f"--cluster-labels {k}: {exc}") from None
+        elif tuple(centroids.shape) != (k, fit.shape[1]):
+            raise GanzooError(f"--cluster-labels {k}: the saved centroids have shape "
+                              f"{tuple(centroids.shape)}, not ({k}, {fit.shape[1]})")
+        self.centroids = centroids.to(fit)
         counts = torch.bincount(self.assign(x), minlength=k).double()
         self.class_prior = tuple(round(float(c), 6) for c in counts / counts.sum())
 
@@ -90,3 +103,8 @@ class ClusterLabels(Dataset):
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def __getattr__(self, name):  # only called for attributes not found on the wrapper
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)

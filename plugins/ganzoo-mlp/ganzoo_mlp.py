@@ -41,8 +41,6 @@ class MLPOptions(ArchOptions):
     leak: float = 0.2  # LeakyReLU negative slope (G and D)
     pack: int = 1  # PacGAN (Lin et al. 2018): D scores packs of this many samples of one kind
     # (the batch size must divide by it; R1/R2/GP take each pack's gradient norm)
-    label_dim: int = 16  # cmlp: size of the class embedding G reads next to z...
-    label_init_std: float = 0.1  # ...and its initial std: small, so z drives G's variation
 
     def __post_init__(self):
         self.data_shape, self.g_hidden, self.d_hidden = (
@@ -54,10 +52,8 @@ class MLPOptions(ArchOptions):
         if self.pack > 1 and self.num_classes:
             raise GanzooError("mlp option pack works unconditionally only: cmlp scores each sample "
                               "against its own label")
-        if not self.label_init_std >= 0:
-            raise GanzooError(f"mlp option label_init_std must be >= 0, got {self.label_init_std}")
-        if any(h < 1 for h in self.g_hidden + self.d_hidden + (self.label_dim,)):
-            raise GanzooError("mlp options g_hidden, d_hidden and label_dim take positive widths")
+        if any(h < 1 for h in self.g_hidden + self.d_hidden):
+            raise GanzooError("mlp options g_hidden and d_hidden take positive layer widths")
 
     @property
     def activation(self) -> str:
@@ -72,6 +68,14 @@ class CMLPOptions(MLPOptions):
     mix the labels of a batch, and the samples of each label collapsed (grid25: spread 0.09σ)."""
 
     g_batchnorm: bool = False
+    label_dim: int = 16  # size of the class embedding G reads next to z...
+    label_init_std: float = 0.1  # ...and its initial std: small, so z drives G's variation
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.label_dim < 1 or not self.label_init_std >= 0:
+            raise GanzooError(f"cmlp options label_dim must be >= 1 and label_init_std >= 0, "
+                              f"got {self.label_dim} and {self.label_init_std}")
 
 
 class MLPGenerator(Generator):
@@ -80,10 +84,11 @@ class MLPGenerator(Generator):
     def __init__(self, options: MLPOptions):
         super().__init__(options)
         o, layers, width = options, [], options.latent_dim
-        self.label_embed = nn.Embedding(o.num_classes, o.label_dim) if o.num_classes else None
-        if self.label_embed is not None:
-            nn.init.normal_(self.label_embed.weight, 0.0, o.label_init_std)
-        width += o.label_dim if o.num_classes else 0
+        self.label_embed = None
+        if o.num_classes:  # cmlp (CMLPOptions); a plain MLPOptions gets cmlp's defaults
+            self.label_embed = nn.Embedding(o.num_classes, getattr(o, "label_dim", 16))
+            nn.init.normal_(self.label_embed.weight, 0.0, getattr(o, "label_init_std", 0.1))
+            width += self.label_embed.embedding_dim
         for i, h in enumerate(o.g_hidden):
             layers.append(nn.Linear(width, h))
             if o.g_batchnorm and (i > 0 or o.bn_first):
