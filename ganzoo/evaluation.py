@@ -31,7 +31,8 @@ CACHE_ENV = "GANZOO_CACHE"
 # -- choosing metrics -------------------------------------------------------------
 def default_metrics(dataset, conditional: bool = False) -> list[str]:
     """Images: FID, KID, precision, recall, density, coverage, the class histogram when
-    the data has labels, label accuracy for conditional models. Points: modes."""
+    the data has labels, label accuracy for conditional models. Points: modes, and k-NN
+    precision and recall in their raw coordinates."""
     if not getattr(dataset, "is_image", True):
         return list(POINT_METRICS)
     names = list(IMAGE_METRICS)

@@ -5,7 +5,7 @@ from ganzoo.zoo import shipped_cards
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage", "class_kl", "label_accuracy")
-POINT_KEYS = ("modes", "hq_fraction", "kl", "spread")
+POINT_KEYS = ("modes", "hq_fraction", "kl", "spread", "precision", "recall")
 
 
 def fmt(v):

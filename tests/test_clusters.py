@@ -63,7 +63,7 @@ def test_cluster_labels_of_grid25_are_its_modes_with_their_frequencies():
     prior = torch.tensor(labelled.class_prior)
     assert prior.sum().item() == pytest.approx(1.0, abs=1e-4)
     assert prior.sub(1 / 25).abs().max() < 0.01  # 20,000 fitting samples: se of a share ~0.0014
-    # the same seed finds the same clusters (a resumed run relabels its data identically)
+    # the same seed finds the same clusters (on one machine; a resumed run reuses the saved ones)
     assert torch.equal(ClusterLabels(grid25(), 25, seed=0).centroids, labelled.centroids)
 
 
@@ -230,6 +230,8 @@ def test_a_points_npz_follows_the_prior(tmp_path):
     (dict(arch_options={"class_prior": "0.5,0.5"}), "cmlp option class_prior is not set by hand"),
     (dict(cluster_labels=0), r"cmlp is conditional and needs a labelled dataset; ring8 has no labels "
                              r"\(--cluster-labels K labels it with k-means clusters\)"),
+    (dict(eval_every=5, eval_metrics=("modes", "label-accuracy")),
+     r"label-accuracy does not apply: this model's labels are 8 k-means cluster ids"),
 ])
 def test_cluster_label_misuse_is_one_line(tmp_path, kw, msg):
     with pytest.raises(GanzooError, match=msg):

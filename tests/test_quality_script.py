@@ -18,7 +18,7 @@ def test_the_mode_table_trains_its_default_settings_and_prints_a_json_row():
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert (row["dataset"], row["loss"], row["seeds"], row["first_seed"], row["steps"]) == ("ring8", "hinge", 1, 3, 20)
     assert len(row["runs"]) == 1 and 0 <= row["modes"] <= 8 and 0 <= row["hq_percent"] <= 100 and row["kl"] >= 0
-    assert row["spread"] >= 0 and set(row["runs"][0]) == {"modes", "hq_percent", "kl", "spread", "recall", "seconds"}
+    assert row["spread"] >= 0 and 0 <= row["recall"] <= 1 and set(row["runs"][0]) == {"modes", "hq_percent", "kl", "spread", "recall", "seconds"}
 
 
 def test_settings_the_script_owns_are_refused_with_one_line():
