@@ -179,8 +179,8 @@ def _load_dataset(name: str, split: str):
     return create_dataset(name, split=split)
 
 
-def _evaluator_for(evaluator, name: str, metrics, device: str, dataset=None):
-    if not _needs(metrics) & {"features", "logits"} or dataset is not None and not dataset.is_image:
+def _evaluator_for(evaluator, name: str, metrics, device: str, dataset):
+    if not _needs(metrics) & {"features", "logits"} or not dataset.is_image:
         return None  # points need no evaluator: their features are their coordinates
     from .metrics.evaluator import Evaluator, load_evaluator
 

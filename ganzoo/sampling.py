@@ -12,11 +12,8 @@ from .images import save_grid, save_scatter, to_uint8
 from .latents import check_truncation
 
 
-def sample_labels(n: int, num_classes: int, class_index: int | None,
-                  prior=(), generator: torch.Generator | None = None) -> torch.Tensor | None:
-    """Labels for ``n`` samples: all ``class_index``; else drawn from ``prior`` (a model trained on
-    labels of unequal frequencies, e.g. cluster ids); else classes in equal blocks (one class per
-    grid row)."""
+def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Tensor | None:
+    """Labels for ``n`` samples: all ``class_index``, else classes in blocks (one class per grid row)."""
     if not num_classes:
         if class_index is not None:
             raise GanzooError("--class needs a conditional model; this one is unconditional")
@@ -25,9 +22,6 @@ def sample_labels(n: int, num_classes: int, class_index: int | None,
         if not 0 <= class_index < num_classes:
             raise GanzooError(f"--class must be in 0..{num_classes - 1}, got {class_index}")
         return torch.full((n,), class_index, dtype=torch.long)
-    if prior:
-        p = torch.tensor(prior, dtype=torch.float64)
-        return torch.multinomial(p, n, replacement=True, generator=generator)
     per_class = math.ceil(n / num_classes)
     return torch.arange(num_classes).repeat_interleave(per_class)[:n]
 
@@ -44,8 +38,10 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
     # without truncation, call sample_latent as plugins written before it existed expect
     z = (G.sample_latent(n, generator=g, device="cpu") if truncation is None
          else G.sample_latent(n, generator=g, device="cpu", truncation=truncation))
-    prior = () if by_class else getattr(G.options, "class_prior", ())
-    labels = sample_labels(n, G.num_classes, class_index, prior, generator=g)
+    if class_index is None and not by_class and getattr(G.options, "class_prior", ()):
+        labels = G.sample_labels(n, generator=g, device="cpu")  # the model's label frequencies
+    else:
+        labels = sample_labels(n, G.num_classes, class_index)
     outs = []
     for i in range(0, n, batch_size):
         zl = z[i:i + batch_size].to(device)
