@@ -7,7 +7,7 @@
 
 ``modes`` trains ``cmlp`` on each 2-D mixture with each loss (the settings in
 ``MODE_SETTINGS``, the same for every loss: the mlp networks conditioned on k-means
-cluster labels; ``--settings '{"arch": "mlp", "cluster_labels": 0}'`` runs them
+cluster labels; ``--settings '{"arch": "mlp", "methods": []}'`` runs them
 unconditionally) and reports, over seeds, the mean ±
 standard error of modes covered, % high-quality samples, KL to uniform, the
 modes' spread in σ and k-NN recall in the 2-D plane (held-out data: spread
@@ -35,16 +35,16 @@ from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
 from ganzoo.evaluation import evaluate
 from ganzoo.latents import check_truncation
-from ganzoo.trainer import train
+from ganzoo.training import train
 
 # One setting for every loss: the classic MLP networks, conditioned (cmlp) on the ids of 50
-# k-means clusters of the data (--cluster-labels 50, the self-conditioned GAN): without labels
+# k-means clusters of the data (--method cluster-labels:k=50, the self-conditioned GAN): without labels
 # 2 seeds of 5 dropped grid25 modes whatever else was tried, with them every seed covers every
 # mode at once (docs/benchmarks.md; 50 clusters assume nothing about the number of modes). G is
 # fed 2-D noise as in PacGAN (with 100-D noise the share of high-quality samples after 2000 steps
 # was 65% instead of 80%), a 512-wide batch, Adam at 1e-3 decayed linearly to 0 (precision
 # matters at σ = 0.01), EMA.
-MODE_SETTINGS = dict(arch="cmlp", cluster_labels=50, arch_options={"latent_dim": 2}, batch_size=512,
+MODE_SETTINGS = dict(arch="cmlp", methods=["cluster-labels:k=50"], arch_options={"latent_dim": 2}, batch_size=512,
                      lr_g=1e-3, lr_d=1e-3, lr_schedule="linear", ema_decay=0.999, progress=False,
                      log_every=500, sample_every=10**9, checkpoint_every=10**9)
 # Fixed-time Fashion-MNIST runs: the DCGAN architecture with the hinge loss and top-k training
@@ -52,7 +52,8 @@ MODE_SETTINGS = dict(arch="cmlp", cluster_labels=50, arch_options={"latent_dim":
 # hinge alone over three, at a cost in FID; hinge alone beat the paper's non-saturating loss,
 # 0.559-0.568); the conditional model with the hinge loss and the auxiliary class loss
 # (without it: label accuracy 0.64 in 300 s, with it 0.94; docs/benchmarks.md).
-IMAGE_SETTINGS = {"dcgan": dict(loss="hinge", top_k=0.5), "cgan": dict(loss="hinge", class_weight=1.0)}
+IMAGE_SETTINGS = {"dcgan": dict(loss="hinge", methods=["top-k:fraction=0.5"]),
+                  "cgan": dict(loss="hinge", methods=["class-loss:weight=1.0"])}
 PUBLISHED = {  # PacGAN (Lin et al. 2018) Table 1, 10 trials
     ("ring8", "GAN"): (6.3, 98.2, 0.45), ("ring8", "PacGAN best"): (7.9, 95.6, 0.07),
     ("grid25", "GAN"): (17.3, 94.8, 0.70), ("grid25", "PacGAN best"): (24.8, 93.6, 0.04),
@@ -77,8 +78,18 @@ def mode_settings(overrides: dict) -> dict:
     """MODE_SETTINGS with ``overrides`` (--settings) on top; ``arch_options`` merge key by key."""
     refuse_reserved(overrides, {"dataset", "loss", "seed", "steps", "out", "num_threads"},
                     "--datasets, --losses, --seeds, --steps, --num-threads")
+    from ganzoo.methods import SHORTCUTS, shortcut_specs
+
+    overrides = dict(overrides)
+    # 0.7's method keys ("cluster_labels": 0, "instance_noise": 2) replace that method's entry
+    legacy = {k: overrides.pop(k) for k in list(overrides) if k in SHORTCUTS}
     arch_options = {**MODE_SETTINGS["arch_options"], **overrides.get("arch_options", {})}
-    return {**MODE_SETTINGS, **overrides, "arch_options": arch_options}
+    merged = {**MODE_SETTINGS, **overrides, "arch_options": arch_options}
+    if legacy:
+        replaced = {SHORTCUTS[k][0] for k in legacy}
+        merged["methods"] = [m for m in merged.get("methods", []) if m.split(":")[0] not in replaced]
+        merged["methods"] += shortcut_specs(legacy)
+    return merged
 
 
 KEYS = ("modes", "hq_percent", "kl", "spread", "recall", "seconds")
@@ -93,9 +104,10 @@ def run_modes(args):
                 results = []
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     t0 = time.perf_counter()
-                    cfg = TrainConfig(dataset=dataset, loss=loss, seed=seed, steps=args.steps,
-                                      out=f"{tmp}/{dataset}-{loss}-{seed}",
-                                      num_threads=args.num_threads, **mode_settings(args.settings))
+                    cfg = TrainConfig.from_dict(dict(dataset=dataset, loss=loss, seed=seed, steps=args.steps,
+                                                     out=f"{tmp}/{dataset}-{loss}-{seed}",
+                                                     num_threads=args.num_threads,
+                                                     **mode_settings(args.settings)))
                     run = train(cfg)
                     scores = evaluate(str(run / "export"), n=2500, metrics=["modes", "recall"], seed=seed)
                     modes, hq, kl, spread, recall, secs = (
@@ -130,9 +142,10 @@ def run_images(args):
             settings = args.settings.get(arch, IMAGE_SETTINGS.get(arch, {}))
             refuse_reserved(settings, {"arch", "dataset", "steps", "max_seconds", "seed", "out", "progress",
                                        "log_every", "sample_every", "checkpoint_every"}, "--archs, --seconds")
-            cfg = TrainConfig(arch=arch, dataset="fashion-mnist", steps=10**9, max_seconds=args.seconds,
-                              seed=0, out=f"{tmp}/{arch}", progress=False, log_every=100,
-                              sample_every=10**9, checkpoint_every=10**9, **settings)
+            cfg = TrainConfig.from_dict(dict(arch=arch, dataset="fashion-mnist", steps=10**9,
+                                             max_seconds=args.seconds, seed=0, out=f"{tmp}/{arch}",
+                                             progress=False, log_every=100, sample_every=10**9,
+                                             checkpoint_every=10**9, **settings))
             t0 = time.perf_counter()
             run = train(cfg)
             seconds = time.perf_counter() - t0
@@ -140,7 +153,7 @@ def run_images(args):
             for truncation in [None] + args.truncations:
                 scores = evaluate(str(run / "export"), n=args.n, seed=0, truncation=truncation)
                 row = {"arch": arch, "dataset": "fashion-mnist", "loss": cfg.loss,
-                       "class_weight": cfg.class_weight, "top_k": cfg.top_k, "seconds": seconds,
+                       "methods": list(cfg.methods), "seconds": seconds,
                        "steps": steps, "truncation": truncation, **scores}
                 rows.append(row)
                 print(json.dumps(row) if args.json else

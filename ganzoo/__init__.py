@@ -6,14 +6,15 @@ __version__ = "0.7.0"
 from .errors import GanzooError, PluginConflictError, UnknownNameError
 from .hookspecs import hookimpl
 from .interfaces import AdversarialLoss, ArchOptions, Discriminator, Generator, Regularizer
-from .registry import (create_dataset, create_discriminator, create_generator, create_loss,
+from .catalog import (create_dataset, create_discriminator, create_generator, create_loss,
                        create_metric, create_regularizer, get_architecture, list_architectures,
-                       list_datasets, list_losses, list_metrics, list_models, list_regularizers)
+                       list_datasets, list_losses, list_methods, list_metrics, list_models,
+                      list_regularizers)
 
 
 def load_generator(model: str, device: str = "cpu"):
     """Load a generator from an export directory, a run directory or a zoo id."""
-    from .export import load_generator as _load
+    from .references import load_generator as _load
 
     return _load(model, device=device)
 
@@ -23,6 +24,6 @@ __all__ = [
     "PluginConflictError", "Regularizer", "UnknownNameError", "create_dataset",
     "create_discriminator", "create_generator", "create_loss", "create_metric",
     "create_regularizer", "get_architecture", "hookimpl", "list_architectures",
-    "list_datasets", "list_losses", "list_metrics", "list_models", "list_regularizers",
+    "list_datasets", "list_losses", "list_methods", "list_metrics", "list_models", "list_regularizers",
     "load_generator",
 ]

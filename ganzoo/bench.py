@@ -184,7 +184,7 @@ class GanzooSide:
     """ganzoo's run, built once; step 0 is FLOP-counted, then ``warmup`` untimed steps."""
 
     def __init__(self, cfg: BenchConfig):
-        from .trainer import build_run, train_step
+        from .training import build_run, train_step
 
         self._train_step = train_step
         self.out = tempfile.mkdtemp(prefix="ganzoo-bench-")
@@ -354,7 +354,7 @@ class ReferenceSide:
     DataLoader workers), then one FLOP-counted step."""
 
     def __init__(self, cfg: BenchConfig, options: dict, device: torch.device):
-        from .registry import create_dataset
+        from .catalog import create_dataset
 
         data = create_dataset(cfg.dataset, split=cfg.split, root=cfg.data_root)  # native size
         if not hasattr(data, "data"):
@@ -394,7 +394,7 @@ def _ratio(a, b):
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict:
     """Measure and return the figures ``ganzoo bench --json`` prints."""
     from .distributed import pick_device
-    from .trainer import _cores
+    from .training.build import _cores
 
     cfg = cfg.resolved()
     device = pick_device(cfg.device)

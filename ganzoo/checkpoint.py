@@ -1,14 +1,39 @@
-"""The one checkpoint format shared by every plugin.
+"""The one checkpoint format shared by every plugin: this module builds, saves, loads,
+upgrades and describes it; nothing else reads its keys.
 
-A checkpoint is a single ``torch.save`` file holding only tensors, numbers,
-strings, lists and dicts, so it loads with ``torch.load(weights_only=True)``:
-no arbitrary object is ever unpickled. It is written to a temporary file in
-the same directory and renamed into place, so a crash mid-write leaves the
-previous checkpoint intact.
+A checkpoint is a single ``torch.save`` file holding only tensors, numbers, strings, lists
+and dicts, so it loads with ``torch.load(weights_only=True)``: no arbitrary object is ever
+unpickled. It is written to a temporary file in the same directory and renamed into place,
+so a crash mid-write leaves the previous checkpoint intact.
+
+Keys of ``ganzoo-checkpoint/1`` (ganzoo >= 0.8):
+
+=================  ==========================================================================
+``format``         ``"ganzoo-checkpoint/1"``
+``step``           generator steps done
+``generator``      G's ``state_dict`` (raw weights)
+``discriminator``  D's ``state_dict``
+``ema``            the EMA generator's ``state_dict``, or None (``--no-ema``)
+``opt_g/opt_d``    the optimisers' ``state_dict``
+``config``         the run's :class:`~ganzoo.config.TrainConfig` as a JSON string
+``arch``           architecture name; ``options``: its options as a JSON string
+``plugin``         distribution providing the architecture, and ``plugin_version``
+``ganzoo_version`` the version that wrote the file
+``world_size``     processes that trained it (a resume must use as many)
+``dataset``        dataset name; ``class_names``: its label names
+``methods``        ``{method name: its state_dict()}`` (e.g. cluster centroids, ADA's p)
+``sampling``       what a sampler of G needs (``class_prior``, ``labels``), from the methods
+=================  ==========================================================================
+
+No RNG state is saved: every random draw of a step is seeded from (seed, step, rank).
+Checkpoints of ganzoo 0.7 (an ``rng`` key, ``cluster_centroids``, method flags in the config,
+``class_prior`` among the options) are upgraded on load by :func:`upgrade`.
 """
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +46,7 @@ FORMAT = "ganzoo-checkpoint/1"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
+# -- where checkpoints live ---------------------------------------------------------------
 def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
@@ -45,12 +71,54 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     return ckpts[-1]
 
 
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints."""
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+# -- building and saving -----------------------------------------------------------------
+def checkpoint_state(run, step: int) -> dict[str, Any]:
+    """The checkpoint of ``run`` (a :class:`ganzoo.training.Run`) after ``step`` steps."""
+    from . import __version__
+
+    return {
+        "format": FORMAT,
+        "step": step,
+        "generator": run.G_raw.state_dict(),
+        "discriminator": run.D_raw.state_dict(),
+        "ema": run.ema.module.state_dict() if run.ema is not None else None,
+        "opt_g": run.opt_g.state_dict(),
+        "opt_d": run.opt_d.state_dict(),
+        "config": json.dumps(run.cfg.to_dict()),
+        "arch": run.arch.name,
+        "options": json.dumps(run.options.to_dict()),
+        "plugin": run.plugin,
+        "plugin_version": run.plugin_version,
+        "ganzoo_version": __version__,
+        "world_size": run.dist.world_size,
+        "dataset": run.cfg.dataset,
+        "class_names": list(getattr(run.data, "class_names", ()) or ()),
+        "methods": run.methods.state_dict(),
+        "sampling": run.methods.sampling(),
+    }
+
+
+def save_run_checkpoint(run, step: int) -> Path:
+    """Write ``run``'s checkpoint at ``step`` and prune the oldest beyond ``keep_checkpoints``."""
+    path = save_checkpoint(checkpoint_state(run, step), checkpoint_path(run.run_dir, step))
+    prune_checkpoints(run.run_dir, run.cfg.keep_checkpoints)
+    return path
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` atomically (temp file, fsync, rename)."""
     return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
 
 
+# -- loading ------------------------------------------------------------------------------
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state of a checkpoint file (or of a run directory's latest), upgraded to this format."""
     path = Path(path)
     if path.is_dir():
         path = latest_checkpoint(path)
@@ -63,10 +131,82 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise GanzooError(f"checkpoint {str(path)!r} is unreadable or corrupted ({first[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GanzooError(f"{str(path)!r} is not a ganzoo checkpoint (format {FORMAT})")
+    return upgrade(state)
+
+
+def upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of ganzoo 0.7 in today's layout (same format name, older keys)."""
+    state.pop("rng", None)  # written by <= 0.7, never read: steps are seeded
+    config = json.loads(state.get("config") or "{}")
+    options = json.loads(state.get("options") or "{}")
+    if "methods" not in state:
+        centroids = state.pop("cluster_centroids", None)
+        state["methods"] = {"cluster-labels": {"centroids": centroids}} if centroids is not None else {}
+    if "sampling" not in state:
+        state["sampling"] = legacy_sampling(options, config.get("cluster_labels"))
+    if "class_prior" in options:
+        options.pop("class_prior")
+        state["options"] = json.dumps(options)
     return state
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints."""
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+def legacy_sampling(options: dict, cluster_labels: Any) -> dict[str, Any]:
+    """The ``sampling`` table of a 0.7 model: its prior was the option ``class_prior`` and its
+    cluster-label count the config/export key ``cluster_labels``."""
+    out: dict[str, Any] = {}
+    if options.get("class_prior"):
+        out["class_prior"] = list(options["class_prior"])
+    if cluster_labels:
+        out["labels"] = f"{int(cluster_labels)} k-means cluster ids"
+    return out
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint, read through named accessors."""
+
+    state: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Checkpoint":
+        return cls(load_checkpoint(path))
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.state["config"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return json.loads(self.state["options"])
+
+    def generator_weights(self, ema: bool = True) -> tuple[dict, str]:
+        """``(state_dict, "ema" | "raw")``: the EMA weights when asked for and kept."""
+        if ema and self.state.get("ema") is not None:
+            return self.state["ema"], "ema"
+        return self.state["generator"], "raw"
+
+    def describe(self) -> dict[str, Any]:
+        """What an export's config.json records about the model (see :mod:`ganzoo.export`)."""
+        s = self.state
+        return {"architecture": s["arch"], "plugin": s.get("plugin"), "plugin_version": s.get("plugin_version"),
+                "options": self.options, "dataset": s.get("dataset"),
+                "class_names": list(s.get("class_names") or []), "step": self.step,
+                "methods": list(self.config.get("methods") or []), "sampling": dict(s.get("sampling") or {})}
+
+
+def restore(state: dict[str, Any], world_size: int, G, D, opt_g, opt_d, ema) -> int:
+    """Load a checkpoint's weights and optimiser states into a built run; returns its step."""
+    if state.get("world_size", 1) != world_size:
+        raise GanzooError(f"this checkpoint was written by {state.get('world_size', 1)} process(es); "
+                          f"resume it with the same number (got {world_size})")
+    G.load_state_dict(state["generator"])
+    D.load_state_dict(state["discriminator"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    if ema is not None and state.get("ema") is not None:
+        ema.module.load_state_dict(state["ema"])
+    return int(state["step"])

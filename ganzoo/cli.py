@@ -11,7 +11,7 @@ from . import __version__
 from .errors import GanzooError
 
 LIST_KINDS = {"architectures": "architecture", "losses": "loss", "regularizers": "regularizer",
-              "datasets": "dataset", "metrics": "metric", "models": "model"}
+              "methods": "method", "datasets": "dataset", "metrics": "metric", "models": "model"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,10 +37,10 @@ def _warn_failed_plugins():
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of {name, kind, plugin, version, description}.")
 def list_command(kind_or_pattern, pattern, as_json):
-    """List what is registered: [architectures|losses|regularizers|datasets|metrics|models] [PATTERN]."""
-    from .registry import get_registry
+    """List what is registered: [architectures|losses|regularizers|methods|datasets|metrics|models] [PATTERN]."""
+    from .catalog import get_catalog
 
-    registry = get_registry()
+    catalog = get_catalog()
     singular = {v: v for v in LIST_KINDS.values()}
     if kind_or_pattern in LIST_KINDS or kind_or_pattern in singular:
         kinds = [LIST_KINDS.get(kind_or_pattern) or singular[kind_or_pattern]]
@@ -50,7 +50,7 @@ def list_command(kind_or_pattern, pattern, as_json):
 
             raise UnknownNameError("list kind", kind_or_pattern, LIST_KINDS)
         kinds, pattern = list(LIST_KINDS.values()), kind_or_pattern
-    entries = [e for kind in kinds for e in registry.entries(kind, pattern)]
+    entries = [e for kind in kinds for e in catalog.entries(kind, pattern)]
     _warn_failed_plugins()
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
@@ -74,9 +74,9 @@ def _table(header, rows):
 def plugins_command(as_json):
     """Show loaded plugins: distribution, version, hooks, status or error."""
     from .plugins import plugin_records
-    from .registry import get_registry
+    from .catalog import get_catalog
 
-    get_registry()  # registration errors (collisions) are recorded too
+    get_catalog()  # registration errors (collisions) are recorded too
     records = plugin_records()
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
@@ -90,12 +90,12 @@ def plugins_command(as_json):
 def info_command(name):
     """Describe an architecture (options, defaults, parameter counts) or any registered name."""
     from .options import describe_type, option_types
-    from .registry import KINDS, get_registry
+    from .catalog import KINDS, get_catalog
 
-    registry = get_registry()
-    found = [registry.get(k, name) for k in KINDS if name in registry.names(k)]
+    catalog = get_catalog()
+    found = [catalog.get(k, name) for k in KINDS if name in catalog.names(k)]
     if not found:
-        all_names = {n for k in KINDS for n in registry.names(k)}
+        all_names = {n for k in KINDS for n in catalog.names(k)}
         from .errors import UnknownNameError
 
         raise UnknownNameError("name", name, all_names)
@@ -116,6 +116,13 @@ def info_command(name):
             count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
             click.echo(f"  parameters (default options{', 10 classes' if extra else ''}): "
                        f"G {count(G):,}  D {count(D):,}")
+        elif entry.kind == "method":
+            from .options import defaults
+
+            types_ = option_types(entry.obj)
+            click.echo(f"  options (--method {entry.name}:KEY=VALUE,...):")
+            for key, default in defaults(entry.obj).items():
+                click.echo(f"    {key} = {default!r}  [{describe_type(types_[key])}]")
         elif entry.kind == "loss":
             rec = getattr(entry.obj, "recommended", None)
             if rec:
@@ -138,68 +145,74 @@ def uninstall_command(args, yes):
 
 
 # -- training ----------------------------------------------------------------------
-def _floats(text):
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated pair like 0.5,0.999") from None
+# Shortcut flags for method options: `--top-k 0.5` is `--method top-k:fraction=0.5`.
+SHORTCUT_HELP = {
+    "top_k": "Shortcut for --method top-k:fraction=X (G learns from the share X of fakes D scores highest).",
+    "instance_noise": "Shortcut for --method instance-noise:std=X (noise on D's inputs, decaying to 0).",
+    "instance_noise_until": "With --instance-noise: share of the run after which the noise is gone (default 0.5).",
+    "class_weight": "Shortcut for --method class-loss:weight=X (auxiliary class loss of a conditional D).",
+    "cluster_labels": "Shortcut for --method cluster-labels:k=K (train on k-means cluster ids as labels).",
+}
+
+
+def config_options(command):
+    """Add one click option per :class:`~ganzoo.config.TrainConfig` field (its help and flag
+    come from the field's metadata), plus the method shortcut flags: the options are declared once."""
+    import dataclasses
+    import typing
+
+    from .config import TrainConfig
+    from .methods import SHORTCUTS
+    from .options import option_types
+
+    types_ = option_types(TrainConfig)
+    for f in reversed(dataclasses.fields(TrainConfig)):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        tp = types_[f.name]
+        inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
+            typing.Union, getattr(__import__("types"), "UnionType", typing.Union)) else [tp]
+        base = inner[0]
+        origin = typing.get_origin(base)
+        kwargs: dict = {"help": meta.get("help"), "default": None}
+        decls = [flag, f.name]
+        if base is bool:
+            decls = [f"{flag}/--no-{flag[2:]}", f.name]
+        elif origin is typing.Literal:
+            kwargs["type"] = click.Choice([str(v) for v in typing.get_args(base)])
+        elif origin is tuple and f.name in ("regularizers", "methods"):
+            kwargs.update(multiple=True, default=())
+        elif base in (int, float):
+            kwargs["type"] = base
+        command = click.option(*decls, **kwargs)(command)
+    for key in reversed(list(SHORTCUTS)):
+        kind = int if key == "cluster_labels" else float
+        command = click.option("--" + key.replace("_", "-"), key, type=kind,
+                               help=SHORTCUT_HELP.get(key))(command)
+    return command
+
+
+def _changes_from_flags(flags: dict) -> dict:
+    """The config changes a user's flags ask for (None and empty repeats mean "not given")."""
+    from .methods import shortcut_specs
+
+    changes = {k: v for k, v in flags.items() if v is not None and v != ()}
+    shortcuts = shortcut_specs(changes)  # --top-k 0.5 → top-k:fraction=0.5 (removed from changes)
+    if shortcuts:
+        changes["methods"] = (*changes.get("methods", ()), *shortcuts)
+    return changes
 
 
 @cli.command("train")
 @click.argument("arch", required=False)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML/YAML/JSON config; flags override it.")
-@click.option("--dataset", help="Dataset name (see `ganzoo list datasets`).")
-@click.option("--data-root", help="Folder holding the dataset files.")
-@click.option("--split", help="Dataset split to train on (default train).")
-@click.option("--image-size", type=int, help="Resize images once to this size.")
-@click.option("--loss", help="Loss name (see `ganzoo list losses`).")
-@click.option("--reg", "regs", multiple=True, help="Regulariser NAME[:WEIGHT], repeatable (gp, r1, r2).")
-@click.option("--no-reg", is_flag=True, help="No regulariser, even if the loss recommends one.")
-@click.option("--steps", type=int, help="Generator steps.")
-@click.option("--epochs", type=float, help="Train for this many epochs instead of --steps.")
-@click.option("--max-seconds", type=float, help="Wall-clock budget; stops at the first log step past it.")
-@click.option("--batch-size", type=int)
-@click.option("--optimizer", help="Optimizer name from timm's factory (adam, adamw, ...).")
-@click.option("--lr-g", type=float)
-@click.option("--lr-d", type=float)
-@click.option("--betas-g", help="e.g. 0.5,0.999")
-@click.option("--betas-d", help="e.g. 0.5,0.999")
-@click.option("--d-steps", type=int, help="Discriminator steps per generator step.")
-@click.option("--class-weight", type=float,
-              help="Conditional models: weight of the auxiliary classification loss (0 = off).")
-@click.option("--top-k", type=float,
-              help="Top-k training: share of the fakes, those D scores highest, the G step learns from (default 1).")
-@click.option("--instance-noise", type=float,
-              help="Std of Gaussian noise added to D's inputs, real and fake, decaying linearly to 0 (default 0 = off).")
-@click.option("--instance-noise-until", type=float,
-              help="Share of the run after which the instance noise is gone (default 0.5).")
-@click.option("--cluster-labels", type=int,
-              help="Train a conditional ARCH on the ids of K k-means clusters of the data as labels.")
-@click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]),
-              help="Learning-rate schedule over the run (linear/cosine decay to 0).")
-@click.option("--ema/--no-ema", default=None, help="Keep an EMA of generator weights (timm ModelEmaV3).")
-@click.option("--ema-decay", type=float)
-@click.option("--seed", type=int)
-@click.option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps.")
-@click.option("--out", help="Run directory.")
-@click.option("--init", help="Start the generator from a zoo model, export or run dir.")
 @click.option("--arch-opt", "arch_opts", multiple=True, help="Architecture option KEY=VALUE, repeatable.")
-@click.option("--log-every", type=int)
-@click.option("--sample-every", type=int)
-@click.option("--checkpoint-every", type=int)
-@click.option("--keep-checkpoints", type=int)
-@click.option("--eval-every", type=int, help="Run metrics every N steps (0 = never).")
-@click.option("--eval-metrics", help="Comma-separated metric names for --eval-every.")
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA.")
-@click.option("--channels-last/--no-channels-last", default=None)
-@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the networks.")
-@click.option("--num-threads", type=int, help="CPU threads per process.")
-@click.option("--sync-bn/--no-sync-bn", default=None, help="DDP: SyncBatchNorm instead of per-rank batch norm.")
-@click.option("--progress/--no-progress", default=None)
+@click.option("--no-reg", is_flag=True, help="No regulariser, even if the loss recommends one.")
 @click.option("--nproc", type=int, help="Launch N data-parallel processes with torchrun.")
-def train_command(arch, config_file, regs, no_reg, arch_opts, nproc, **flags):
+@config_options
+def train_command(arch, config_file, arch_opts, no_reg, nproc, **flags):
     """Train ARCH on a dataset with a loss chosen by name."""
     from .config import TrainConfig
     from .options import parse_key_values
@@ -207,28 +220,19 @@ def train_command(arch, config_file, regs, no_reg, arch_opts, nproc, **flags):
     if nproc and nproc > 1:
         _relaunch_with_torchrun(nproc)
     cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-    changes = {k: v for k, v in flags.items() if v is not None}
-    if "compile_" in changes:
-        changes["compile"] = changes.pop("compile_")
-    if "sync_bn" in changes:
-        changes["sync_batchnorm"] = changes.pop("sync_bn")
-    for key in ("betas_g", "betas_d"):
-        if key in changes:
-            changes[key] = _floats(changes[key])
-    if "eval_metrics" in changes:
-        changes["eval_metrics"] = tuple(m for m in changes["eval_metrics"].split(",") if m)
+    changes = _changes_from_flags(flags)
     if arch:
         changes["arch"] = arch
     elif not config_file:
         raise click.UsageError("missing ARCH (e.g. `ganzoo train dcgan`), or give --config FILE")
-    if regs:
-        changes["regularizers"] = tuple(regs)
     if no_reg:
         changes["regularizers"] = ()
     if arch_opts:
         changes["arch_options"] = parse_key_values(arch_opts, "--arch-opt")
+    if "methods" in changes:  # --method flags add to a config file's methods
+        changes["methods"] = (*cfg.methods, *changes["methods"])
     cfg = cfg.replace(**changes)
-    from .trainer import train
+    from .training import train
 
     run_dir = train(cfg)
     _after_training(run_dir)
@@ -264,14 +268,9 @@ def _relaunch_with_torchrun(nproc: int):
 @click.option("--progress/--no-progress", default=True)
 def resume_command(run_dir, steps, progress):
     """Continue a run from its latest checkpoint."""
-    from .checkpoint import latest_checkpoint, load_checkpoint
-    from .config import TrainConfig
-    from .trainer import train
+    from .training import resume
 
-    state = load_checkpoint(latest_checkpoint(run_dir))
-    saved = TrainConfig.from_dict(json.loads(state["config"]))
-    cfg = saved.replace(steps=steps or saved.steps, progress=progress)
-    _after_training(train(cfg, resume=run_dir))
+    _after_training(resume(run_dir, steps, progress))
 
 
 @cli.command("export")
@@ -310,9 +309,9 @@ def sample_command(model, n, out, class_, seed, nrow, device, truncation):
 # -- entry point -------------------------------------------------------------------------
 def _add_plugin_commands():
     from .plugins import failed_plugin_names, pm
-    from .registry import get_registry
+    from .catalog import get_catalog
 
-    get_registry()  # loads plugins; one that failed or collided adds no command either
+    get_catalog()  # loads plugins; one that failed or collided adds no command either
     failed = failed_plugin_names()
     for impl in pm.hook.register_commands.get_hookimpls():
         if impl.plugin_name in failed:

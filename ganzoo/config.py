@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from .errors import GanzooError
 from .options import build_options
@@ -17,66 +17,76 @@ DEFAULT_BETAS = (0.5, 0.999)
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
+def option(default=None, help: str = "", flag: str | None = None, cli: bool = True, **kw):
+    """A config field with its command-line help: ``ganzoo train``'s flags are generated from
+    these fields (``flag`` overrides the ``--name-with-dashes`` default; ``cli=False`` hides it)."""
+    meta = {"help": help, "flag": flag, "cli": cli}
+    if "default_factory" in kw:
+        return field(default_factory=kw["default_factory"], metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
-    arch: str = "dcgan"
-    arch_options: dict = field(default_factory=dict)
-    dataset: str = "fashion-mnist"
-    data_root: Optional[str] = None
-    split: str = "train"
-    image_size: Optional[int] = None
-    loss: str = "non-saturating"
+    """Every training option, declared once: the CLI flags, config-file keys and the run's
+    recorded config.json all come from these fields."""
+
+    arch: str = option("dcgan", "Architecture name (see `ganzoo list architectures`).", cli=False)
+    arch_options: dict = option(help="Architecture options (--arch-opt KEY=VALUE).", cli=False,
+                                default_factory=dict)
+    dataset: str = option("fashion-mnist", "Dataset name (see `ganzoo list datasets`).")
+    data_root: Optional[str] = option(None, "Folder holding the dataset files.")
+    split: str = option("train", "Dataset split to train on.")
+    image_size: Optional[int] = option(None, "Resize images once to this size.")
+    loss: str = option("non-saturating", "Loss name (see `ganzoo list losses`).")
     # "NAME" or "NAME:WEIGHT"; None = what the loss recommends (e.g. gp:10 for wasserstein)
-    regularizers: Optional[tuple[str, ...]] = None
-    steps: int = 2000
-    epochs: Optional[float] = None  # when set, overrides steps
-    max_seconds: Optional[float] = None  # wall-clock budget: stop (and checkpoint) at the first log step past it
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr_g: Optional[float] = None  # None = the loss's recommendation, else 2e-4
-    lr_d: Optional[float] = None
-    betas_g: Optional[tuple[float, ...]] = None  # None = the loss's recommendation, else (0.5, 0.999)
-    betas_d: Optional[tuple[float, ...]] = None
-    d_steps: Optional[int] = None  # discriminator steps per generator step; None = loss's or 1
-    # auxiliary classification (AC-GAN, Odena et al. 2017; P2GAN, Han et al. 2021): D's class
-    # head learns the labels of real images, G makes fakes it classifies as their label
-    class_weight: float = 0.0
-    # top-k training (Sinha et al. 2020): the generator step learns only from this share of
-    # the fake batch, the fakes D scores highest (1 = all of them)
-    top_k: float = 1.0
-    # instance noise (Sønderby et al. 2016): Gaussian noise of this std (data units) is added to
-    # every input of D, real and fake, in both steps, decaying linearly to 0 at the
-    # instance_noise_until share of the run (0 = off)
-    instance_noise: float = 0.0
-    instance_noise_until: float = 0.5
-    # self-conditioning (Liu et al. 2020): a conditional architecture trains on the ids of this
-    # many k-means clusters of the data (found once, in input space) as its labels (0 = off)
-    cluster_labels: int = 0
-    lr_schedule: str = "constant"  # constant | linear (to 0 at the last step) | cosine
-    ema: bool = True
-    ema_decay: float = 0.999
-    seed: int = 0
-    device: str = "auto"
-    out: Optional[str] = None  # run directory; None = runs/<arch>-<dataset>
-    init: Optional[str] = None  # start from a zoo model / export (fine-tuning)
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    eval_every: int = 0
-    eval_metrics: tuple[str, ...] = ()
-    eval_samples: int = 2500  # PacGAN's protocol uses 2,500 samples
-    amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
-    channels_last: bool = True  # for conv nets
-    compile: bool = False
-    num_threads: Optional[int] = None  # CPU threads per process; None = cores / local ranks
-    sync_batchnorm: bool = False  # DDP only: SyncBatchNorm instead of per-rank statistics
-    progress: bool = True
+    regularizers: Optional[tuple[str, ...]] = option(
+        None, "Regulariser NAME[:WEIGHT], repeatable (gp, r1, r2); default: the loss's recommendation.",
+        flag="--reg")
+    # training methods, "NAME[:KEY=VALUE,...]" in order (see `ganzoo list methods`)
+    methods: tuple[str, ...] = option(
+        (), "Training method NAME[:KEY=VALUE,...], repeatable (see `ganzoo list methods`).", flag="--method")
+    steps: int = option(2000, "Generator steps.")
+    epochs: Optional[float] = option(None, "Train for this many epochs instead of --steps.")
+    max_seconds: Optional[float] = option(None, "Wall-clock budget; stops (and checkpoints) at the first log step past it.")
+    batch_size: int = option(64, "Samples per batch.")
+    optimizer: str = option("adam", "Optimizer name from timm's factory (adam, adamw, ...).")
+    lr_g: Optional[float] = option(None, "Generator learning rate (default: the loss's, else 2e-4).")
+    lr_d: Optional[float] = option(None, "Discriminator learning rate (default: the loss's, else 2e-4).")
+    betas_g: Optional[tuple[float, ...]] = option(None, "Adam betas of G, e.g. 0.5,0.999.")
+    betas_d: Optional[tuple[float, ...]] = option(None, "Adam betas of D, e.g. 0.5,0.999.")
+    d_steps: Optional[int] = option(None, "Discriminator steps per generator step (default: the loss's, else 1).")
+    lr_schedule: Literal["constant", "linear", "cosine"] = option(
+        "constant", "Learning-rate schedule over the run (linear/cosine decay to 0).")
+    ema: bool = option(True, "Keep an EMA of generator weights (timm ModelEmaV3).")
+    ema_decay: float = option(0.999, "Decay of the generator EMA.")
+    seed: int = option(0, "Seed of weights, data order and every random draw.")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps.")
+    out: Optional[str] = option(None, "Run directory (default runs/ARCH-DATASET).")
+    init: Optional[str] = option(None, "Start the generator from a zoo model, export or run dir.")
+    log_every: int = option(50, "Log losses every N steps.")
+    sample_every: int = option(500, "Write a sample grid every N steps.")
+    checkpoint_every: int = option(500, "Checkpoint every N steps.")
+    keep_checkpoints: int = option(3, "Checkpoints kept (the newest).")
+    eval_every: int = option(0, "Run metrics every N steps (0 = never).")
+    eval_metrics: tuple[str, ...] = option((), "Comma-separated metric names for --eval-every.")
+    eval_samples: int = option(2500, "Samples per in-training evaluation.")  # PacGAN's protocol: 2,500
+    amp: bool = option(True, "bf16 autocast on CUDA (ignored elsewhere).")
+    channels_last: bool = option(True, "channels_last memory format for conv nets.")
+    compile: bool = option(False, "torch.compile the networks.")
+    num_threads: Optional[int] = option(None, "CPU threads per process (default: cores / local ranks).")
+    sync_batchnorm: bool = option(False, "DDP: SyncBatchNorm instead of per-rank batch norm.", flag="--sync-bn")
+    progress: bool = option(True, "Show a progress bar.")
 
     # -- construction ----------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        from .methods import shortcut_specs
+
         values = dict(values)
+        legacy = shortcut_specs(values)  # 0.7 keys (top_k = 0.5, ...) become method specs
+        if legacy:
+            values["methods"] = (*_as_tuple(values.get("methods")), *legacy)
         arch_options = values.pop("arch_options", None) or {}
         if not isinstance(arch_options, dict):
             raise GanzooError("arch_options must be a table of KEY = VALUE")
@@ -122,22 +132,6 @@ class TrainConfig:
                 raise GanzooError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.d_steps is not None and self.d_steps < 1:
             raise GanzooError(f"d-steps must be >= 1, got {self.d_steps}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise GanzooError(f"lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if not (math.isfinite(self.class_weight) and self.class_weight >= 0):
-            raise GanzooError(f"class-weight must be >= 0, got {self.class_weight}")
-        if not 0.0 < self.top_k <= 1.0:
-            raise GanzooError(f"top-k must be a share of the batch in (0, 1] (0.5 keeps the top half), "
-                              f"got {self.top_k}")
-        if not (math.isfinite(self.instance_noise) and self.instance_noise >= 0):
-            raise GanzooError(f"instance-noise must be a finite std >= 0 in data units (0 = off), "
-                              f"got {self.instance_noise}")
-        if not 0.0 < self.instance_noise_until <= 1.0:
-            raise GanzooError(f"instance-noise-until must be a share of the run in (0, 1] (0.5: the noise "
-                              f"is gone halfway), got {self.instance_noise_until}")
-        if self.cluster_labels < 0 or self.cluster_labels == 1:
-            raise GanzooError(f"cluster-labels must be 0 (off) or a number of clusters >= 2, "
-                              f"got {self.cluster_labels}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         for name in ("betas_g", "betas_d"):
@@ -146,6 +140,12 @@ class TrainConfig:
                 raise GanzooError(f"{name.replace('_', '-')} must be two numbers in [0, 1), got {b}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise GanzooError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+
+
+def _as_tuple(value) -> tuple:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def parse_regularizer(spec: str) -> tuple[str, float | None]:

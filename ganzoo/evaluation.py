@@ -46,7 +46,7 @@ def default_metrics(dataset, conditional: bool = False) -> list[str]:
 def create_metrics(names) -> list:
     """Metric instances for ``names`` (a list or a comma-separated string); unknown names
     raise with close-match suggestions."""
-    from .registry import create_metric
+    from .catalog import create_metric
 
     if isinstance(names, str):
         names = [n for n in names.replace(" ", "").split(",") if n]
@@ -174,7 +174,7 @@ def _check_shapes(G, dataset, name: str) -> None:
 
 
 def _load_dataset(name: str, split: str):
-    from .registry import create_dataset
+    from .catalog import create_dataset
 
     return create_dataset(name, split=split)
 
@@ -190,19 +190,28 @@ def _evaluator_for(evaluator, name: str, metrics, device: str, dataset):
 
 
 def check_evaluable(dataset: str, metrics=None, n: int = 10000, conditional: bool = False,
-                    device: str = "cpu", cluster_labels: int = 0) -> None:
-    """Raise the error :func:`evaluate` would raise for these settings, before any training."""
+                    device: str = "cpu", sampling: dict | None = None) -> None:
+    """Raise the error :func:`evaluate` would raise for these settings, before any training
+    (``sampling``: what the trained generator will carry, see :func:`labels_of`)."""
     data = _load_dataset(dataset, REFERENCE_SPLIT)
-    chosen = create_metrics(metrics or default_metrics(data, conditional=conditional and not cluster_labels))
-    _refuse_label_accuracy(chosen, cluster_labels, dataset)
+    labels = labels_of(sampling)
+    chosen = create_metrics(metrics or default_metrics(data, conditional=conditional and labels is None))
+    _refuse_label_accuracy(chosen, labels, dataset)
     _check_sample_count(chosen, n)
     _evaluator_for(None, dataset, chosen, device, data)
 
 
-def _refuse_label_accuracy(chosen, cluster_labels: int, name: str) -> None:
-    if cluster_labels and any(m.name in CONDITIONAL_METRICS for m in chosen):
-        raise GanzooError(f"label-accuracy does not apply: this model's labels are {cluster_labels} k-means "
-                          f"cluster ids (--cluster-labels), not the classes of {name}")
+def labels_of(sampling: dict | None) -> str | None:
+    """What a conditional model's labels are when they are not the dataset's classes (the
+    ``labels`` entry of its ``sampling`` table, e.g. "50 k-means cluster ids"), else None."""
+    labels = (sampling or {}).get("labels")
+    return None if labels in (None, "", "classes") else str(labels)
+
+
+def _refuse_label_accuracy(chosen, labels: str | None, name: str) -> None:
+    if labels and any(m.name in CONDITIONAL_METRICS for m in chosen):
+        raise GanzooError(f"label-accuracy does not apply: this model's labels are {labels}, "
+                          f"not the classes of {name}")
 
 
 def _score(metrics, real, fake, ctx) -> dict[str, float]:
@@ -222,14 +231,13 @@ def _context(dataset, device: str, seed: int) -> dict:
 # -- public entry points ----------------------------------------------------------------
 def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, metrics=None,
              device: str = "cpu", seed: int = 0, *, evaluator=None, batch_size: int = 500,
-             plot: str | Path | None = None, truncation: float | None = None,
-             cluster_labels: int | None = None) -> dict[str, float]:
+             plot: str | Path | None = None, truncation: float | None = None) -> dict[str, float]:
     """Score ``n`` samples of a generator (an export dir, a run dir, a zoo id or a
     :class:`ganzoo.Generator`) against the test split of ``dataset`` (default: the
     dataset the model was trained on). ``evaluator`` is a dataset name, an evaluator
     directory or a loaded Evaluator (default: the shipped one of ``dataset``).
-    ``cluster_labels`` says the model's labels are that many k-means cluster ids (default:
-    what its export says), so label accuracy does not apply.
+    Label accuracy does not apply when the model's ``sampling`` table says its labels are not
+    the dataset's classes (e.g. k-means cluster ids).
     ``plot`` writes the samples as a PNG (a scatter over the mode centres for points,
     a grid of the first 64 for images). ``truncation`` samples with the truncation
     trick (:mod:`ganzoo.latents`). Returns ``{key: value}``."""
@@ -241,7 +249,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
 
     G = model_or_generator
     if not isinstance(G, torch.nn.Module):
-        from .export import load_generator
+        from .references import load_generator
 
         G = load_generator(str(G), device=device)
     name = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
@@ -250,10 +258,9 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     if n < 1:
         raise GanzooError(f"-n must be >= 1, got {n}")
     data = _load_dataset(name, REFERENCE_SPLIT)
-    if cluster_labels is None:
-        cluster_labels = (getattr(G, "export_config", None) or {}).get("cluster_labels") or 0
-    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and not cluster_labels))
-    _refuse_label_accuracy(chosen, cluster_labels, name)
+    labels_are = labels_of(getattr(G, "sampling", None))
+    chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and labels_are is None))
+    _refuse_label_accuracy(chosen, labels_are, name)
     _check_data_kind(chosen, data, name)
     _check_shapes(G, data, name)
     _check_sample_count(chosen, n)

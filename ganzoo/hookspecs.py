@@ -53,3 +53,10 @@ def register_models(register):
 @hookspec
 def register_commands(cli):
     """Add extra click commands to the ``ganzoo`` command group."""
+
+
+@hookspec
+def register_methods(register):
+    """Register training methods: ``register(name, MethodCls, description=None)`` where
+    ``MethodCls`` is a dataclass derived from :class:`ganzoo.methods.TrainingMethod` whose
+    fields are its options (``--method NAME:FIELD=VALUE,...``)."""

@@ -29,9 +29,6 @@ class ArchOptions:
     # the latent prior: "normal" = N(0, I); "uniform" = U(-1, 1) in every coordinate (the DCGAN
     # paper's). Every caller draws through Generator.sample_latent, so an export samples right.
     latent_distribution: Literal["normal", "uniform"] = "normal"
-    # a conditional model's p(label): the training labels' frequencies when they are not uniform
-    # (e.g. k-means cluster ids, --cluster-labels); empty = uniform. Filled in by the trainer.
-    class_prior: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -47,6 +44,10 @@ class Generator(nn.Module):
     """
 
     output_range: Optional[tuple[float, float]] = (-1.0, 1.0)
+    #: what a sampler needs beyond the weights, set by the trainer from its training methods
+    #: and restored from an export: ``class_prior`` (label frequencies; uniform when absent)
+    #: and ``labels`` (what the labels are when not the dataset's classes). Never an option.
+    sampling: dict = {}
 
     def __init__(self, options: ArchOptions):
         super().__init__()
@@ -87,13 +88,13 @@ class Generator(nn.Module):
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor | None:
-        """Class labels drawn from ``options.class_prior`` (uniform when it is empty) for a
+        """Class labels drawn from ``sampling["class_prior"]`` (uniform when absent) for a
         conditional generator, else ``None``."""
         if not self.num_classes:
             return None
         if device is None:
             device = next(self.parameters()).device
-        prior = getattr(self.options, "class_prior", ())
+        prior = (getattr(self, "sampling", None) or {}).get("class_prior")
         if prior:
             where = generator.device if generator is not None else device
             p = torch.tensor(prior, dtype=torch.float64, device=where)
@@ -187,3 +188,25 @@ class Regularizer:
     def __call__(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                  labels: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+def check_sampling(sampling, num_classes: int, where: str) -> dict:
+    """A ``sampling`` table read from a file, validated: ``class_prior`` empty or
+    ``num_classes`` probabilities >= 0 summing to 1; ``labels`` a string."""
+    import math
+
+    from .errors import GanzooError
+
+    if not isinstance(sampling, dict):
+        raise GanzooError(f"{where}: sampling must be a table, got {type(sampling).__name__}")
+    prior = sampling.get("class_prior") or []
+    if prior:
+        ok = (isinstance(prior, list) and len(prior) == num_classes
+              and all(isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in prior)
+              and math.isclose(sum(prior), 1.0, abs_tol=1e-4))
+        if not ok:
+            raise GanzooError(f"{where}: sampling.class_prior must be empty (uniform) or num_classes="
+                              f"{num_classes} probabilities >= 0 summing to 1")
+    if "labels" in sampling and not isinstance(sampling["labels"], str):
+        raise GanzooError(f"{where}: sampling.labels must be a string")
+    return dict(sampling)

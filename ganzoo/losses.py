@@ -85,20 +85,6 @@ class RelativisticAverage(AdversarialLoss):
         return self._pair(fake_logits, real_logits)
 
 
-def top_k_logits(fake_logits: torch.Tensor, share: float, pack: int = 1) -> torch.Tensor:
-    """The ``⌊share·N⌋`` highest of N fake logits (whole packs of ``pack`` repeated logits, at
-    least one pack), for top-k training (Sinha et al. 2020): the generator learns from the fakes
-    the discriminator scores as most real. Selection is by D's score, as in the paper, whatever
-    the loss. The loss sees only the kept logits, so the others get no direct gradient (a
-    batch-norm D still couples them through its batch statistics); for the relativistic loss
-    the fake baseline becomes the mean of the kept fakes."""
-    if share >= 1.0:
-        return fake_logits
-    n = len(fake_logits)
-    k = max(pack, int(share * n + 1e-9) // pack * pack)  # + 1e-9: 0.29 * 100 is 28.999...
-    return fake_logits.topk(k, dim=0).values
-
-
 def _grad_norm_sq(discriminator, x, labels) -> torch.Tensor:
     """Per-sample squared norm of dD(x)/dx, keeping the graph for the backward pass; per pack
     for a discriminator that scores packs of k samples (its logits repeat each pack's k times,

@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = (
     "ganzoo.default_plugins.datasets",
     "ganzoo.default_plugins.metrics",
     "ganzoo.default_plugins.models",
+    "ganzoo.default_plugins.methods",
     "ganzoo.default_plugins.bench",
 )
 

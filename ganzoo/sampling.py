@@ -31,14 +31,14 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
              truncation: float | None = None, by_class: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples of an eval-mode generator, reproducible for a seed; the latents come
     from ``G.sample_latent`` (truncated to [-t, t] with ``truncation`` t), drawn on the CPU.
-    A conditional model's labels follow its ``class_prior`` unless ``by_class`` asks for
+    A conditional model's labels follow its ``sampling['class_prior']`` unless ``by_class`` asks for
     equal blocks (a grid with one class per row)."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     # without truncation, call sample_latent as plugins written before it existed expect
     z = (G.sample_latent(n, generator=g, device="cpu") if truncation is None
          else G.sample_latent(n, generator=g, device="cpu", truncation=truncation))
-    if class_index is None and not by_class and getattr(G.options, "class_prior", ()):
+    if class_index is None and not by_class and (getattr(G, "sampling", None) or {}).get("class_prior"):
         labels = G.sample_labels(n, generator=g, device="cpu")  # the model's label frequencies
     else:
         labels = sample_labels(n, G.num_classes, class_index)
@@ -52,7 +52,7 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
 
 def write_samples(model, n: int, out: str | Path, class_index: int | None = None, seed: int = 0,
                   nrow: int | None = None, device: str = "cpu", truncation: float | None = None) -> Path:
-    from .export import load_generator
+    from .references import load_generator
 
     if n < 1:
         raise GanzooError(f"-n must be >= 1, got {n}")
@@ -86,7 +86,7 @@ def _mixture_centers(G) -> torch.Tensor | None:
     if not name:
         return None
     try:
-        from .registry import create_dataset
+        from .catalog import create_dataset
 
         return getattr(create_dataset(name), "centers", None)
     except GanzooError:

@@ -8,7 +8,7 @@ Use it in a plugin's own tests::
         check_architecture("tinyconv", data_shape=(3, 32, 32))
 
 :func:`check_architecture` takes a registered name or a
-:class:`ganzoo.registry.Architecture` (so a plugin can be checked before it is
+:class:`ganzoo.catalog.Architecture` (so a plugin can be checked before it is
 installed), builds the options from ``**options`` and runs every ``check_*``
 function of this module in turn. The first failure raises ``AssertionError``
 naming the architecture, the options and the property that failed; an
@@ -37,7 +37,7 @@ import tempfile
 import torch
 
 from .interfaces import ArchOptions, Discriminator, Generator, pack_of
-from .registry import Architecture, Registry, get_architecture
+from .catalog import Architecture, Catalog, get_architecture
 
 __all__ = ["check_architecture", "architectures_from", "check_options", "check_construction",
            "check_shapes", "check_output_range", "check_labels", "check_gradients", "check_dtype",
@@ -58,7 +58,7 @@ def _arch(name_or_arch) -> Architecture:
         return name_or_arch
     if isinstance(name_or_arch, str):
         return get_architecture(name_or_arch)
-    raise TypeError(f"expected an architecture name or a ganzoo.registry.Architecture, "
+    raise TypeError(f"expected an architecture name or a ganzoo.catalog.Architecture, "
                     f"got {type(name_or_arch).__name__}")
 
 
@@ -66,7 +66,7 @@ def architectures_from(plugin) -> dict[str, Architecture]:
     """Run a plugin module's ``register_architectures`` hook as the registry would, without
     installing or loading it; returns ``{name: Architecture}``."""
     staged: list = []
-    register = Registry()._registrar("architecture", staged, getattr(plugin, "__name__", "plugin"), "test")
+    register = Catalog()._registrar("architecture", staged, getattr(plugin, "__name__", "plugin"), "test")
     plugin.register_architectures(register=register)
     return {entry.name: entry.obj for entry in staged}
 
@@ -336,7 +336,7 @@ def check_joint_scoring(arch, options: ArchOptions, device="cpu") -> None:
     (no batch norm and ``per_sample`` not False), each logit must depend on its own sample
     only: ``D(cat(a, b))[:n] == D(a)``. Checked in eval mode (no dropout, no spectral-norm
     power iteration) and in train mode for a discriminator without dropout."""
-    from .trainer import DiscriminatorPair
+    from .training import DiscriminatorPair
 
     g, d = build(arch, options, device)
     if not DiscriminatorPair(d).joint:

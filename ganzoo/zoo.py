@@ -86,15 +86,15 @@ def shipped_cards() -> list[ModelCard]:
     return [read_card(p) for p in sorted(root.glob("*/card.toml"))] if root.is_dir() else []
 
 
-def _check_plugin(card: ModelCard) -> None:
-    from .registry import get_registry
+def check_plugin(card: ModelCard) -> None:
+    from .catalog import get_catalog
 
-    registry = get_registry()
-    if card.architecture not in registry.names("architecture"):
+    catalog = get_catalog()
+    if card.architecture not in catalog.names("architecture"):
         raise GanzooError(f"model {card.id} needs architecture {card.architecture!r} from plugin "
                           f"{card.plugin}{' ' + card.plugin_versions if card.plugin_versions else ''}, "
                           f"which is not installed or failed to load (see `ganzoo plugins`)")
-    entry = registry.get("architecture", card.architecture)
+    entry = catalog.get("architecture", card.architecture)
     if entry.plugin != card.plugin:
         raise GanzooError(f"model {card.id} needs {card.architecture!r} from {card.plugin}, "
                           f"but it is provided by {entry.plugin}")
@@ -126,15 +126,3 @@ def weights_dir(card: ModelCard) -> Path:
         download([f"{base}/generator.safetensors"], target / "generator.safetensors", card.sha256,
                  what=f"{card.id} weights")
     return target
-
-
-def load_zoo_generator(model_id: str, device: str = "cpu"):
-    """Verify (plugin, version, sha256) and load a zoo model's generator."""
-    from .export import load_export
-    from .registry import get_model_card
-
-    card = get_model_card(model_id)
-    _check_plugin(card)
-    G = load_export(weights_dir(card), device=device, expected_sha256=card.sha256)
-    G.model_card = card
-    return G

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from ganzoo import __version__
+from ganzoo.config import TrainConfig
 from ganzoo.checkpoint import latest_checkpoint, load_checkpoint
 from ganzoo.evaluation import evaluate
 from ganzoo.export import export_run, sha256_of
-from ganzoo.registry import get_registry
+from ganzoo.catalog import get_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 LICENCES = {
@@ -68,7 +69,7 @@ def main():
 
     run = Path(args.run)
     state = load_checkpoint(latest_checkpoint(run))
-    cfg = json.loads(state["config"])
+    cfg = TrainConfig.from_dict(json.loads(state["config"])).to_dict()  # 0.7 method keys → methods
     out = REPO / "registry" / "models" / args.id
     export_run(run, out, dtype=torch.float16 if args.half else None)
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -81,18 +82,12 @@ def main():
     G = __import__("ganzoo").load_generator(str(out))
     kind = "image" if len(G.data_shape) == 3 else "points"
     write_samples(G, n=80 if G.num_classes else (64 if kind == "image" else 2500), out=gallery, seed=0)
-    entry = get_registry().get("architecture", state["arch"])
+    entry = get_catalog().get("architecture", state["arch"])
     major, minor = (entry.plugin_version.split(".") + ["0"])[:2]
     card = {
         "id": args.id,
         "description": f"{state['arch']} trained on {cfg['dataset']} with the {cfg['loss']} loss"
-                       + (f" and the auxiliary class loss (weight {cfg['class_weight']:g})"
-                          if cfg.get("class_weight") else "")
-                       + (f", top-k training (share {cfg['top_k']:g})" if cfg.get("top_k", 1) < 1 else "")
-                       + (f", instance noise (std {cfg['instance_noise']:g}, gone at "
-                          f"{cfg.get('instance_noise_until', 0.5):g} of the run)" if cfg.get("instance_noise") else "")
-                       + (f", on the ids of {cfg['cluster_labels']} k-means clusters as labels"
-                          if cfg.get("cluster_labels") else ""),
+                       + (f" and the training methods {', '.join(cfg['methods'])}" if cfg.get("methods") else ""),
         "architecture": state["arch"],
         "plugin": state["plugin"],
         "plugin_versions": f">={major}.{minor},<{int(major) + 1}",

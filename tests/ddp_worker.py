@@ -5,7 +5,7 @@ import torch
 
 from ganzoo import distributed
 from ganzoo.config import TrainConfig
-from ganzoo.trainer import build_run, train_step
+from ganzoo.training import build_run, train_step
 
 out, steps = sys.argv[1], int(sys.argv[2])
 run = build_run(TrainConfig(arch="mlp", dataset="ring8", batch_size=32, out=out, progress=False,

@@ -7,6 +7,7 @@ so the two can never silently disagree.
 from __future__ import annotations
 
 import importlib.metadata
+import fnmatch
 import json
 import re
 import subprocess
@@ -21,7 +22,7 @@ pytest.importorskip("ganzoo_dcgan", reason="pip install -e plugins/ganzoo-dcgan"
 pytest.importorskip("ganzoo_cgan", reason="pip install -e plugins/ganzoo-cgan")
 
 LIST_JSON_KEYS = ["name", "kind", "plugin", "version", "description"]  # documented in docs/cli.md
-KIND_ORDER = ["architecture", "loss", "regularizer", "dataset", "metric", "model"]
+KIND_ORDER = ["architecture", "loss", "regularizer", "method", "dataset", "metric", "model"]
 
 
 def rows(table: str) -> dict[str, list[str]]:
@@ -92,9 +93,11 @@ def test_list_architectures_table_attributes_each_to_its_distribution(discovery)
 def test_list_pattern_is_a_glob(discovery):
     rc, out, err = discovery["gan_pattern"]
     assert rc == 0 and err == ""
-    assert list(rows(out)) == ["cgan", "dcgan"]
+    matched = list(rows(out))
+    assert {"cgan", "dcgan"} <= set(matched) and "mlp" not in matched and "cmlp" not in matched
+    assert matched == [n for n in ganzoo.list_architectures() if fnmatch.fnmatch(n, "*gan*")]
     rc, out, _ = discovery["gan_pattern_json"]
-    assert [o["name"] for o in json.loads(out)] == ["cgan", "dcgan"]
+    assert [o["name"] for o in json.loads(out)] == matched
 
 
 def test_list_plain_pattern_is_a_substring(discovery):

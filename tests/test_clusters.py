@@ -11,7 +11,7 @@ from ganzoo.data.clusters import ClusterLabels, kmeans
 from ganzoo.errors import GanzooError
 from ganzoo.metrics.modes import mode_statistics
 from ganzoo.sampling import generate, write_samples
-from ganzoo.trainer import train
+from ganzoo.training import train
 
 
 def blobs(centres, n_per, std, seed=0):
@@ -99,7 +99,8 @@ def test_cluster_labels_pass_the_mixture_through():
 # -- the label prior ----------------------------------------------------------------------
 def test_a_generator_draws_labels_from_its_class_prior():
     arch = ganzoo.get_architecture("cmlp")
-    G = arch.create_generator(data_shape=(2,), num_classes=4, class_prior=(0.6, 0.3, 0.1, 0.0))
+    G = arch.create_generator(data_shape=(2,), num_classes=4)
+    G.sampling = {"class_prior": [0.6, 0.3, 0.1, 0.0]}  # what an export's sampling table restores
     labels = G.sample_labels(20000, generator=torch.Generator().manual_seed(0))
     share = torch.bincount(labels, minlength=4).double() / 20000
     assert torch.allclose(share, torch.tensor([0.6, 0.3, 0.1, 0.0], dtype=torch.float64), atol=0.015)
@@ -109,7 +110,8 @@ def test_a_generator_draws_labels_from_its_class_prior():
 
 def test_generate_follows_the_prior_unless_asked_for_one_class_per_row():
     arch = ganzoo.get_architecture("cmlp")
-    G = arch.create_generator(data_shape=(2,), num_classes=3, class_prior=(0.8, 0.2, 0.0)).eval()
+    G = arch.create_generator(data_shape=(2,), num_classes=3).eval()
+    G.sampling = {"class_prior": [0.8, 0.2, 0.0]}
     _, labels = generate(G, 3000, seed=0)
     assert torch.bincount(labels, minlength=3)[2] == 0 and 0.77 < (labels == 0).float().mean() < 0.83
     _, again = generate(G, 3000, seed=0)
@@ -120,13 +122,14 @@ def test_generate_follows_the_prior_unless_asked_for_one_class_per_row():
     assert fixed.tolist() == [2] * 5
 
 
-@pytest.mark.parametrize("prior, got", [((0.5, 0.5), "got 2 summing to 1"),
-                                        ((0.5, 0.2, 0.2), "got 3 summing to 0.9"),
-                                        ((1.2, -0.1, -0.1), "got 3 summing to 1")])
-def test_a_bad_class_prior_is_one_line(prior, got):
-    with pytest.raises(GanzooError, match=r"cmlp option class_prior must be empty \(uniform\) or "
-                                          rf"num_classes=3 probabilities >= 0 summing to 1, {got}"):
-        ganzoo.get_architecture("cmlp").make_options(data_shape=(2,), num_classes=3, class_prior=prior)
+@pytest.mark.parametrize("prior", [[0.5, 0.5], [0.5, 0.2, 0.2], [1.2, -0.1, -0.1], ["a", 0.5, 0.5]])
+def test_a_bad_class_prior_in_an_export_is_one_line(prior):
+    from ganzoo.interfaces import check_sampling
+
+    with pytest.raises(GanzooError, match=r"config.json: sampling.class_prior must be empty \(uniform\) or "
+                                          r"num_classes=3 probabilities >= 0 summing to 1"):
+        check_sampling({"class_prior": prior}, 3, "x/config.json")
+    assert check_sampling({"class_prior": [0.5, 0.25, 0.25]}, 3, "x")["class_prior"] == [0.5, 0.25, 0.25]
 
 
 # -- cmlp ---------------------------------------------------------------------------------
@@ -166,7 +169,7 @@ def cluster_cfg(tmp_path, **kw):
                 out=str(tmp_path / "run"), progress=False, log_every=3, sample_every=1000,
                 checkpoint_every=6, num_threads=1, arch_options={"g_hidden": "64,64", "d_hidden": "64,64"})
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)  # cluster_labels=K: the shortcut of cluster-labels:k=K
 
 
 def test_training_on_cluster_labels_covers_every_mode(tmp_path):
@@ -176,12 +179,14 @@ def test_training_on_cluster_labels_covers_every_mode(tmp_path):
     run_dir = train(cfg)
     export = run_dir / "export"
     config = json.loads((export / "config.json").read_text())
-    assert config["architecture"] == "cmlp" and config["num_classes"] == 8 and config["cluster_labels"] == 8
-    prior = config["options"]["class_prior"]
+    assert config["architecture"] == "cmlp" and config["num_classes"] == 8
+    assert config["methods"] == ["cluster-labels:k=8"] and "class_prior" not in config["options"]
+    prior = config["sampling"]["class_prior"]
     assert len(prior) == 8 and sum(prior) == pytest.approx(1, abs=1e-4)
+    assert config["sampling"]["labels"] == "8 k-means cluster ids"
     G = ganzoo.load_generator(str(export))
-    assert G.options.class_prior == tuple(prior)
-    assert ganzoo.load_generator(str(run_dir)).export_config["cluster_labels"] == 8  # from the run dir too
+    assert G.sampling == config["sampling"]
+    assert ganzoo.load_generator(str(run_dir)).sampling == config["sampling"]  # from the run dir too
     x, labels = generate(G, 2500, seed=0)
     data = ring8()
     stats = mode_statistics(x, data.centers, data.sigma, radius_in_sigmas=10)
@@ -195,7 +200,7 @@ def test_resume_with_cluster_labels_reuses_the_saved_centroids(tmp_path, monkeyp
 
     straight = train(cluster_cfg(tmp_path, out=str(tmp_path / "a")))
     half = train(cluster_cfg(tmp_path, out=str(tmp_path / "b"), steps=6))
-    saved = generator_state(half)["cluster_centroids"]
+    saved = generator_state(half)["methods"]["cluster-labels"]["centroids"]
     assert saved.shape == (8, 2)
 
     def no_refit(*args, **kwargs):
@@ -204,9 +209,9 @@ def test_resume_with_cluster_labels_reuses_the_saved_centroids(tmp_path, monkeyp
     monkeypatch.setattr("ganzoo.data.clusters.kmeans", no_refit)
     resumed = train(TrainConfig(steps=12, progress=False), resume=half)
     assert_same_weights(straight, resumed)
-    assert torch.equal(generator_state(resumed)["cluster_centroids"], saved)
+    assert torch.equal(generator_state(resumed)["methods"]["cluster-labels"]["centroids"], saved)
     assert generator_state(train(cluster_cfg(tmp_path, out=str(tmp_path / "c"), cluster_labels=0,
-                                             arch="mlp")))["cluster_centroids"] is None
+                                             arch="mlp")))["methods"] == {}
 
 
 def test_a_points_npz_follows_the_prior(tmp_path):
@@ -216,7 +221,7 @@ def test_a_points_npz_follows_the_prior(tmp_path):
     import numpy as np
 
     labels = torch.from_numpy(np.load(out)["labels"])
-    prior = torch.tensor(ganzoo.load_generator(str(run_dir / "export")).options.class_prior).double()
+    prior = torch.tensor(ganzoo.load_generator(str(run_dir / "export")).sampling["class_prior"]).double()
     assert prior.max() - prior.min() > 0.1  # e.g. 3, 3 and 2 modes: 0.375, 0.375, 0.25
     share = torch.bincount(labels, minlength=3).double() / 4000
     assert (share - prior).abs().max() < 0.025  # equal blocks would miss by > 0.04
@@ -225,11 +230,11 @@ def test_a_points_npz_follows_the_prior(tmp_path):
 @pytest.mark.parametrize("kw, msg", [
     (dict(arch="mlp"), r"--cluster-labels trains on cluster ids as class labels: it needs a conditional "
                        r"architecture \(.*cmlp.*\); mlp is not"),
-    (dict(cluster_labels=1), r"cluster-labels must be 0 \(off\) or a number of clusters >= 2, got 1"),
-    (dict(cluster_labels=-3), r"cluster-labels must be 0 \(off\) or a number of clusters >= 2, got -3"),
-    (dict(arch_options={"class_prior": "0.5,0.5"}), "cmlp option class_prior is not set by hand"),
+    (dict(cluster_labels=1), r"cluster-labels must be a number of clusters >= 2, got 1"),
+    (dict(cluster_labels=-3), r"cluster-labels must be a number of clusters >= 2, got -3"),
+    (dict(arch_options={"class_prior": "0.5,0.5"}), "unknown cmlp option 'class_prior'"),
     (dict(cluster_labels=0), r"cmlp is conditional and needs a labelled dataset; ring8 has no labels "
-                             r"\(--cluster-labels K labels it with k-means clusters\)"),
+                             r"\(--method cluster-labels:k=K labels it with k-means clusters\)"),
     (dict(eval_every=5, eval_metrics=("modes", "label-accuracy")),
      r"label-accuracy does not apply: this model's labels are 8 k-means cluster ids"),
 ])

@@ -206,11 +206,12 @@ def test_evaluate_a_perfect_conditional_model(fashion_test):
 
 
 def test_a_model_on_cluster_labels_is_not_scored_on_label_accuracy(fashion_test):
-    """Its labels are k-means cluster ids (--cluster-labels), not Fashion-MNIST's classes."""
+    """Its labels are k-means cluster ids (cluster-labels method), not Fashion-MNIST's classes."""
     if not (SHIPPED / CARD).is_file():
         pytest.skip("no shipped fashion-mnist evaluator")
     G = ReplayGenerator(fashion_test.subset(5000), conditional=True)
-    G.export_config = {"dataset": "fashion-mnist", "cluster_labels": 10}
+    G.export_config = {"dataset": "fashion-mnist"}
+    G.sampling = {"labels": "10 k-means cluster ids"}  # as the cluster-labels method records it
     scores = evaluate(G, n=500)
     assert "label_accuracy" not in scores and scores["classes_covered"] == 10
     with pytest.raises(GanzooError, match="label-accuracy does not apply: this model's labels are 10 "
@@ -225,8 +226,10 @@ def test_cluster_label_models_are_not_checked_for_label_accuracy(fashion_test):
         pytest.skip("no shipped fashion-mnist evaluator")
 
     with pytest.raises(GanzooError, match="label-accuracy does not apply: this model's labels are 7 k-means"):
-        check_evaluable("fashion-mnist", "fid,label-accuracy", 500, conditional=True, cluster_labels=7)
-    check_evaluable("fashion-mnist", None, 500, conditional=True, cluster_labels=7)  # defaults leave it out
+        check_evaluable("fashion-mnist", "fid,label-accuracy", 500, conditional=True,
+                        sampling={"labels": "7 k-means cluster ids"})
+    check_evaluable("fashion-mnist", None, 500, conditional=True,
+                    sampling={"labels": "7 k-means cluster ids"})  # defaults leave it out
 
 
 def test_evaluate_rejects_a_model_of_the_wrong_shape(fashion_test):

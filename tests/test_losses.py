@@ -130,7 +130,7 @@ def test_r1_r2_closed_form_and_gradient_reaches_d():
 
 
 def test_top_k_logits_keeps_the_highest_share_in_whole_packs():
-    from ganzoo.losses import top_k_logits
+    from ganzoo.methods.top_k import top_k_logits
 
     x = torch.randn(100)
     assert top_k_logits(x, 1.0) is x
@@ -143,7 +143,7 @@ def test_top_k_logits_keeps_the_highest_share_in_whole_packs():
 
 @pytest.mark.parametrize("name", ["minimax", "non-saturating", "hinge", "wasserstein", "least-squares"])
 def test_top_k_gives_the_dropped_fakes_no_gradient(name):
-    from ganzoo.losses import top_k_logits
+    from ganzoo.methods.top_k import top_k_logits
 
     torch.manual_seed(0)
     fake = torch.randn(8, 2, requires_grad=True)
@@ -160,7 +160,7 @@ def test_unknown_loss_suggests_close_match():
 
 
 def test_a_third_party_loss_registers_through_the_same_hook():
-    from ganzoo.registry import Registry
+    from ganzoo.catalog import Catalog
     from ganzoo import plugins, hookimpl
 
     class Doubled(AdversarialLoss):
@@ -177,7 +177,7 @@ def test_a_third_party_loss_registers_through_the_same_hook():
     plugins._records["test-third-party-loss"] = plugins.PluginRecord(
         "test-third-party-loss", "ganzoo-doubled", "1.0", __name__)
     try:
-        reg = Registry()
+        reg = Catalog()
         reg.fill()
         entry = reg.get("loss", "doubled")
         assert entry.plugin == "ganzoo-doubled" and entry.obj is Doubled

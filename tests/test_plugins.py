@@ -31,7 +31,7 @@ from torch import nn
 import ganzoo
 from ganzoo import hookimpl, hookspecs, plugins
 from ganzoo.errors import GanzooError, PluginConflictError, UnknownNameError
-from ganzoo.registry import Registry, reset_registry
+from ganzoo.catalog import Catalog, reset_catalog
 
 pytest.importorskip("ganzoo_mlp", reason="pip install -e plugins/ganzoo-mlp")
 pytest.importorskip("ganzoo_dcgan", reason="pip install -e plugins/ganzoo-dcgan")
@@ -353,7 +353,7 @@ def test_name_collision_is_a_clear_error_and_the_first_keeps_the_name(tmp_path, 
     assert "parameters (default options): G " in info  # the original still builds
 
 
-# -- Registry semantics, in-process with a fresh plugin manager (nothing installed) ---------------
+# -- Catalog semantics, in-process with a fresh plugin manager (nothing installed) ---------------
 class TinyG(nn.Module):
     def __init__(self, options):
         super().__init__()
@@ -398,7 +398,7 @@ def test_registry_stages_each_plugin_and_commits_all_or_nothing(fresh_plugins):
     c = fresh_plugins("dist-c", register_losses=c_losses)
     d = fresh_plugins("dist-d", register_architectures=lambda register: arch(register, "delta"))
 
-    reg = Registry()
+    reg = Catalog()
     reg.fill()
     assert reg.names("architecture") == ["alpha", "delta"]
     assert reg.names("loss") == ["a-loss"]  # neither b-loss nor c-loss: all or nothing
@@ -418,7 +418,7 @@ def test_the_cores_own_names_cannot_be_taken_over(fresh_plugins):
     core = fresh_plugins("ganzoo.default_plugins.losses", plugin=core_losses)
     core.distribution = "ganzoo"
     thief = fresh_plugins("evil", register_losses=lambda register: register("hinge", object))
-    reg = Registry()
+    reg = Catalog()
     reg.fill()
     assert reg.get("loss", "hinge").plugin == "ganzoo"
     assert "'hinge' is registered by both ganzoo and evil" in thief.error
@@ -427,7 +427,7 @@ def test_the_cores_own_names_cannot_be_taken_over(fresh_plugins):
 def test_the_same_name_may_exist_in_different_kinds(fresh_plugins):
     fresh_plugins("dist-a", register_losses=lambda register: register("same", object),
                   register_metrics=lambda register: register("same", object))
-    reg = Registry()
+    reg = Catalog()
     reg.fill()
     assert reg.names("loss") == reg.names("metric") == ["same"]
 
@@ -442,7 +442,7 @@ def test_the_same_name_may_exist_in_different_kinds(fresh_plugins):
 def test_malformed_architecture_registration_fails_only_that_plugin(fresh_plugins, call, error):
     bad = fresh_plugins("bad", register_architectures=call)
     good = fresh_plugins("good", register_architectures=lambda register: arch(register, "fine"))
-    reg = Registry()
+    reg = Catalog()
     reg.fill()
     assert reg.names("architecture") == ["fine"]
     assert (bad.error, good.error) == (error, None)
@@ -454,7 +454,7 @@ def test_a_plugin_registering_one_name_twice_is_an_error(fresh_plugins):
         register("twin", generator=nn.Linear, discriminator=nn.Linear, options=ganzoo.ArchOptions)
 
     rec = fresh_plugins("dist-twice", register_architectures=twice)
-    reg = Registry()
+    reg = Catalog()
     reg.fill()
     assert reg.names("architecture") == []
     assert rec.status == "failed" and "'twin'" in rec.error
@@ -463,7 +463,7 @@ def test_a_plugin_registering_one_name_twice_is_an_error(fresh_plugins):
 def test_registry_get_unknown_name_lists_close_matches(fresh_plugins):
     fresh_plugins("dist-a", register_architectures=lambda register: (arch(register, "stylegan"),
                                                                        arch(register, "dcgan")))
-    reg = Registry()
+    reg = Catalog()
     reg.fill()
     with pytest.raises(UnknownNameError) as info:
         reg.get("architecture", "stylegn")
@@ -478,11 +478,14 @@ def test_registry_get_unknown_name_lists_close_matches(fresh_plugins):
 
 # -- the Python API ----------------------------------------------------------------------------------
 def test_list_functions_take_patterns():
-    assert ganzoo.list_architectures("*gan*") == ["cgan", "dcgan"]
+    gans = ganzoo.list_architectures("*gan*")
+    assert {"cgan", "dcgan"} <= set(gans) and gans == sorted(gans) and not {"mlp", "cmlp"} & set(gans)
+    assert ganzoo.list_architectures("d*gan") == ["dcgan"]
     assert ganzoo.list_architectures("mlp") == ["cmlp", "mlp"]  # a plain pattern is a substring
     assert ganzoo.list_architectures("no-such-*") == []
     assert {"mlp", "dcgan", "cgan"} <= set(ganzoo.list_architectures())
     assert ganzoo.list_losses("hinge") == ["hinge"]
+    assert {"top-k", "instance-noise", "class-loss", "cluster-labels"} <= set(ganzoo.list_methods())
     assert "ring8" in ganzoo.list_datasets("ring*")
 
 
@@ -541,7 +544,7 @@ def test_listing_and_describing_builds_no_model(monkeypatch):
     def no_model(self, *args, **kwargs):
         raise AssertionError(f"{type(self).__name__} was built while only listing")
 
-    reset_registry()
+    reset_catalog()
     try:
         monkeypatch.setattr(nn.Module, "__init__", no_model)
         assert {"mlp", "dcgan", "cgan"} <= set(ganzoo.list_architectures())
@@ -551,4 +554,4 @@ def test_listing_and_describing_builds_no_model(monkeypatch):
         assert ganzoo.get_architecture("dcgan").option_defaults()["ngf"] > 0
         monkeypatch.undo()
     finally:
-        reset_registry()  # the next user fills it again, with nn.Module intact
+        reset_catalog()  # the next user fills it again, with nn.Module intact

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import ganzoo
-from ganzoo import registry, zoo
+from ganzoo import catalog, zoo
 from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
-from ganzoo.trainer import train
+from ganzoo.training import train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,15 +52,15 @@ def fake_registry(tmp_path, monkeypatch, ring_export):
     root = tmp_path / "registry"
     write_card(root / "models" / "tiny-ring", ring_export)
     monkeypatch.setenv("GANZOO_REGISTRY", str(root))
-    registry.reset_registry()
+    catalog.reset_catalog()
     yield root
     monkeypatch.delenv("GANZOO_REGISTRY")
-    registry.reset_registry()
+    catalog.reset_catalog()
 
 
 def test_zoo_models_are_listed_through_the_hook(fake_registry):
     assert ganzoo.list_models() == ["tiny-ring"]
-    entry = registry.get_registry().get("model", "tiny-ring")
+    entry = catalog.get_catalog().get("model", "tiny-ring")
     assert entry.plugin == "ganzoo" and entry.description == "mlp on ring8; modes=8"
 
 
@@ -87,7 +87,7 @@ def test_card_needing_a_missing_or_incompatible_plugin(tmp_path, monkeypatch, ri
                plugin="ganzoo-stylegan9", plugin_versions=">=2")
     write_card(root / "models" / "needs-newer", ring_export, plugin_versions=">=9.0")
     monkeypatch.setenv("GANZOO_REGISTRY", str(root))
-    registry.reset_registry()
+    catalog.reset_catalog()
     try:
         with pytest.raises(GanzooError, match="needs architecture 'stylegan9' from plugin ganzoo-stylegan9 >=2"):
             ganzoo.load_generator("needs-missing")
@@ -95,7 +95,7 @@ def test_card_needing_a_missing_or_incompatible_plugin(tmp_path, monkeypatch, ri
             ganzoo.load_generator("needs-newer")
     finally:
         monkeypatch.delenv("GANZOO_REGISTRY")
-        registry.reset_registry()
+        catalog.reset_catalog()
 
 
 def test_unknown_model_id_suggests(fake_registry):
@@ -131,7 +131,7 @@ def test_plugin_card_with_url_downloads_once_and_verifies(tmp_path, monkeypatch,
 
     from ganzoo import plugins
 
-    registry.reset_registry()
+    catalog.reset_catalog()
     plugins.load_plugins()
     plugins.pm.register(Plugin, name="test-remote-zoo")
     plugins._records["test-remote-zoo"] = plugins.PluginRecord("test-remote-zoo", "ganzoo-remote", "1.0", __name__)
@@ -149,7 +149,7 @@ def test_plugin_card_with_url_downloads_once_and_verifies(tmp_path, monkeypatch,
             ganzoo.load_generator("remote-ring")
         assert not (tmp_path / "cache" / "ganzoo" / "models" / "remote-ring" / "generator.safetensors").exists()
     finally:
-        registry.reset_registry()
+        catalog.reset_catalog()
 
 
 def test_fine_tune_from_a_zoo_model(fake_registry, tmp_path):
@@ -169,8 +169,8 @@ SHIPPED = sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/c
 @pytest.mark.skipif(not SHIPPED, reason="no model shipped in registry/models yet")
 @pytest.mark.parametrize("model_id", SHIPPED)
 def test_shipped_card_verifies_and_samples(model_id, tmp_path):
-    registry.reset_registry()
-    card = registry.get_model_card(model_id)
+    catalog.reset_catalog()
+    card = catalog.get_model_card(model_id)
     G = ganzoo.load_generator(model_id)
     from ganzoo.export import sha256_of
 
@@ -198,8 +198,8 @@ RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.10, 0.15, 5.0
 def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
     from ganzoo.evaluation import evaluate
 
-    registry.reset_registry()
-    card = registry.get_model_card(model_id)
+    catalog.reset_catalog()
+    card = catalog.get_model_card(model_id)
     is_image = len(card.raw["data_shape"]) == 3
     scores = evaluate(model_id, n=5000 if is_image else 2500, seed=0)
     for key, want in card.metrics.items():

@@ -37,7 +37,7 @@ def _format(key: str, value: float) -> str:
 def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot, truncation, as_json):
     """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split."""
     from ..evaluation import evaluate, evaluate_real
-    from ..export import load_generator
+    from ..references import load_generator
     from ..latents import check_truncation
 
     if not real and not model:

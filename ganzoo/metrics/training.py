@@ -38,7 +38,7 @@ def split_spec(spec: str) -> tuple[str, int | None, int | None]:
 
 
 def load_split(dataset: str, spec: str, root: str | None = None) -> InMemoryDataset:
-    from ..registry import create_dataset
+    from ..catalog import create_dataset
 
     name, start, stop = split_spec(spec)
     ds = create_dataset(dataset, split=name, **({"root": root} if root else {}))

@@ -1,10 +1,11 @@
-"""Named registries of architectures, losses, regularisers, datasets, metrics
-and pretrained models, filled through the plugin hooks (timm-style API)."""
+"""The catalog of registered names: architectures, losses, regularisers, datasets, metrics,
+training methods and pretrained models, filled through the plugin hooks (timm-style API).
+
+(Called the catalog so that "registry" means one thing: the model zoo folder ``registry/``.)"""
 from __future__ import annotations
 
 import fnmatch
 import inspect
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ KINDS = {
     "dataset": "register_datasets",
     "metric": "register_metrics",
     "model": "register_models",
+    "method": "register_methods",
 }
 
 
@@ -58,12 +60,6 @@ class Architecture:
         opts = build_options(self.options, values, what=f"{self.name} option")
         if self.conditional and opts.num_classes < 1:
             raise GanzooError(f"{self.name} is conditional: num_classes must be >= 1")
-        prior = getattr(opts, "class_prior", ())
-        if prior and (len(prior) != opts.num_classes or min(prior) < 0
-                      or not math.isclose(sum(prior), 1.0, abs_tol=1e-4)):
-            raise GanzooError(f"{self.name} option class_prior must be empty (uniform) or "
-                              f"num_classes={opts.num_classes} probabilities >= 0 summing to 1, "
-                              f"got {len(prior)} summing to {sum(prior):.4g}")
         return opts
 
     def option_defaults(self) -> dict:
@@ -76,7 +72,7 @@ class Architecture:
         return self.discriminator(options if options is not None else self.make_options(**values))
 
 
-class Registry:
+class Catalog:
     def __init__(self):
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
 
@@ -149,21 +145,21 @@ class Registry:
             raise UnknownNameError(kind, name, self._entries[kind]) from None
 
 
-_registry: Registry | None = None
+_catalog: Catalog | None = None
 
 
-def get_registry() -> Registry:
-    global _registry
-    if _registry is None:
-        _registry = Registry()
-        _registry.fill()
-    return _registry
+def get_catalog() -> Catalog:
+    global _catalog
+    if _catalog is None:
+        _catalog = Catalog()
+        _catalog.fill()
+    return _catalog
 
 
-def reset_registry() -> None:
+def reset_catalog() -> None:
     """Forget loaded plugins and registrations (tests use this after installing one)."""
-    global _registry
-    _registry = None
+    global _catalog
+    _catalog = None
     for name, _ in list(plugins.pm.list_name_plugin()):
         plugins.pm.unregister(name=name)
     plugins._records.clear()
@@ -174,11 +170,11 @@ def reset_registry() -> None:
 
 # -- timm-style public API ------------------------------------------------------
 def list_architectures(pattern: str | None = None) -> list[str]:
-    return get_registry().names("architecture", pattern)
+    return get_catalog().names("architecture", pattern)
 
 
 def get_architecture(name: str) -> Architecture:
-    return get_registry().get("architecture", name).obj
+    return get_catalog().get("architecture", name).obj
 
 
 def create_generator(name: str, **options):
@@ -190,40 +186,44 @@ def create_discriminator(name: str, **options):
 
 
 def list_losses(pattern: str | None = None) -> list[str]:
-    return get_registry().names("loss", pattern)
+    return get_catalog().names("loss", pattern)
 
 
 def create_loss(name: str, **options):
-    return get_registry().get("loss", name).obj(**options)
+    return get_catalog().get("loss", name).obj(**options)
 
 
 def list_regularizers(pattern: str | None = None) -> list[str]:
-    return get_registry().names("regularizer", pattern)
+    return get_catalog().names("regularizer", pattern)
 
 
 def create_regularizer(name: str, weight: float | None = None, **options):
-    return get_registry().get("regularizer", name).obj(weight=weight, **options)
+    return get_catalog().get("regularizer", name).obj(weight=weight, **options)
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:
-    return get_registry().names("dataset", pattern)
+    return get_catalog().names("dataset", pattern)
 
 
 def create_dataset(name: str, **options):
-    return get_registry().get("dataset", name).obj(**options)
+    return get_catalog().get("dataset", name).obj(**options)
 
 
 def list_metrics(pattern: str | None = None) -> list[str]:
-    return get_registry().names("metric", pattern)
+    return get_catalog().names("metric", pattern)
 
 
 def create_metric(name: str, **options):
-    return get_registry().get("metric", name).obj(**options)
+    return get_catalog().get("metric", name).obj(**options)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    return get_registry().names("model", pattern)
+    return get_catalog().names("model", pattern)
 
 
 def get_model_card(name: str):
-    return get_registry().get("model", name).obj
+    return get_catalog().get("model", name).obj
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    return get_catalog().names("method", pattern)

@@ -1,0 +1,19 @@
+"""Built-in training methods, registered through the public hook like a plugin's."""
+from ganzoo.hookspecs import hookimpl
+from ganzoo.methods.class_loss import ClassLoss
+from ganzoo.methods.cluster_labels import ClusterLabels
+from ganzoo.methods.instance_noise import InstanceNoise
+from ganzoo.methods.top_k import TopK
+
+METHODS = {
+    "top-k": TopK,
+    "instance-noise": InstanceNoise,
+    "class-loss": ClassLoss,
+    "cluster-labels": ClusterLabels,
+}
+
+
+@hookimpl
+def register_methods(register):
+    for name, cls in METHODS.items():
+        register(name, cls)

@@ -1,0 +1,159 @@
+"""Training methods: the interface (:mod:`.base`), spec parsing and the per-run stack.
+
+A method is named on the command line as ``--method NAME[:KEY=VALUE,...]`` (repeatable) and
+in a config file as ``methods = ["NAME:KEY=VALUE", ...]``. A value may itself hold commas
+(``diffaugment:policy=color,translation``): a piece without ``=`` continues the previous value.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from ..errors import GanzooError
+from .base import StepContext, TrainingMethod
+
+__all__ = ["MethodStack", "StepContext", "TrainingMethod", "create_method", "parse_method_spec",
+           "SHORTCUTS", "shortcut_specs"]
+
+# Flags (and 0.7 config keys) that are shortcuts for a method option, with the value that
+# means "off": ``--top-k 0.5`` is ``--method top-k:fraction=0.5``.
+SHORTCUTS: dict[str, tuple[str, str, Any]] = {
+    "top_k": ("top-k", "fraction", 1.0),
+    "instance_noise": ("instance-noise", "std", 0.0),
+    "instance_noise_until": ("instance-noise", "until", None),  # an option of the one above
+    "class_weight": ("class-loss", "weight", 0.0),
+    "cluster_labels": ("cluster-labels", "k", 0),
+}
+
+
+def shortcut_specs(values: dict[str, Any]) -> list[str]:
+    """Method specs for shortcut keys in ``values`` (which are removed from it); a key at its
+    "off" value adds no method. ``instance_noise_until`` only refines ``instance_noise``."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, (method, option, off) in SHORTCUTS.items():
+        if key not in values:
+            continue
+        value = values.pop(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
+            raise GanzooError(f"option {key}={value!r} is not a valid number")
+        if off is None or value is None or value == off:
+            if off is None and value is not None:
+                found.setdefault(method, {})[option] = value
+            continue
+        found.setdefault(method, {})["__on__"] = True
+        found[method][option] = value
+    specs = []
+    for method, opts in found.items():
+        if not opts.pop("__on__", False):
+            continue  # e.g. instance_noise_until without instance_noise
+        specs.append(method + ":" + ",".join(f"{k}={v}" for k, v in opts.items()))
+    return specs
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"top-k:fraction=0.5"`` → ``("top-k", {"fraction": "0.5"})``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise GanzooError(f"method {spec!r} must look like NAME or NAME:KEY=VALUE,...")
+    name, _, rest = spec.strip().partition(":")
+    options: dict[str, str] = {}
+    last = None
+    for piece in (p for p in rest.split(",") if p.strip()) if rest else ():
+        key, sep, value = piece.partition("=")
+        if sep:
+            last = key.strip()
+            if not last:
+                raise GanzooError(f"method {spec!r}: option {piece!r} must look like KEY=VALUE")
+            options[last] = value.strip()
+        elif last is not None:
+            options[last] += "," + piece.strip()
+        else:
+            raise GanzooError(f"method {spec!r}: option {piece!r} must look like KEY=VALUE")
+    return name.strip(), options
+
+
+def create_method(spec: str) -> TrainingMethod:
+    """A method instance from its spec (options converted and validated)."""
+    from ..catalog import get_catalog
+    from ..options import build_options
+
+    name, options = parse_method_spec(spec)
+    cls = get_catalog().get("method", name).obj
+    method = build_options(cls, options, what=f"{name} option")
+    method.name = name
+    return method
+
+
+class MethodStack:
+    """The methods of one run, called through the interface in their given order."""
+
+    def __init__(self, methods: Iterable[TrainingMethod]):
+        self.methods = list(methods)
+        names = [m.name for m in self.methods]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise GanzooError(f"method {twice[0]!r} is given twice; give it once with all its options")
+        self.needs_class_logits = any(m.needs_class_logits for m in self.methods)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[str]) -> "MethodStack":
+        return cls(create_method(s) for s in specs)
+
+    def __iter__(self):
+        return iter(self.methods)
+
+    def __len__(self):
+        return len(self.methods)
+
+    def check(self, arch) -> None:
+        for m in self.methods:
+            m.check(arch)
+
+    def wrap_dataset(self, data, seed: int):
+        for m in self.methods:
+            data = m.wrap_dataset(data, seed)
+        return data
+
+    def transform(self, x: torch.Tensor, ctx: StepContext, which: str) -> torch.Tensor:
+        for m in self.methods:
+            x = m.transform(x, ctx, which)
+        return x
+
+    def d_terms(self, loss: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for m in self.methods:
+            term = m.d_terms(ctx)
+            if term is not None:
+                loss = loss + term
+        return loss
+
+    def g_logits(self, fake_logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for m in self.methods:
+            fake_logits = m.g_logits(fake_logits, ctx)
+        return fake_logits
+
+    def g_terms(self, loss: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for m in self.methods:
+            term = m.g_terms(ctx)
+            if term is not None:
+                loss = loss + term
+        return loss
+
+    def end_step(self, ctx: StepContext) -> None:
+        for m in self.methods:
+            m.end_step(ctx)
+
+    def log(self) -> dict[str, float]:
+        return {f"{m.name}/{k}": v for m in self.methods for k, v in m.log().items()}
+
+    def sampling(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.methods:
+            out.update(m.sampling())
+        return out
+
+    def state_dict(self) -> dict[str, dict]:
+        return {m.name: m.state_dict() for m in self.methods}
+
+    def load_state_dict(self, state: dict[str, dict] | None) -> None:
+        for m in self.methods:
+            m.load_state_dict((state or {}).get(m.name) or {})

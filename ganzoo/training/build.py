@@ -1,0 +1,198 @@
+"""Building a run: config resolved, data loaded, networks, optimisers, EMA and methods made,
+a checkpoint's state restored. Everything the loop needs is in one :class:`Run`."""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import distributed
+from ..catalog import create_dataset, create_loss, create_regularizer, get_catalog
+from ..config import TrainConfig, parse_regularizer
+from ..errors import GanzooError
+from ..images import to_model_range
+from ..interfaces import pack_of
+from ..methods import MethodStack
+from .step import DiscriminatorPair
+
+
+@dataclass
+class Run:
+    """Everything the loop needs, built once by :func:`build_run`."""
+
+    cfg: TrainConfig
+    dist: distributed.DistInfo
+    arch: Any
+    options: Any
+    plugin: str
+    plugin_version: str
+    data: Any
+    G: nn.Module  # possibly DDP/compiled; G_raw / D_raw are the plain modules
+    G_raw: nn.Module
+    D_raw: nn.Module
+    d_pair: nn.Module
+    ema: Any
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    loss: Any
+    regularizers: list
+    methods: MethodStack
+    run_dir: Path
+    memory_format: torch.memory_format
+    start_step: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    def autocast(self):
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def prepare(self, real: torch.Tensor) -> torch.Tensor:
+        x = to_model_range(real, self.G_raw.output_range)
+        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
+
+    def sampler(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.G_raw
+
+
+def _load_data(cfg: TrainConfig):
+    data = create_dataset(cfg.dataset, split=cfg.split, root=cfg.data_root, image_size=cfg.image_size)
+    if len(data) < cfg.batch_size:
+        raise GanzooError(f"{cfg.dataset} has {len(data)} samples, fewer than --batch-size {cfg.batch_size}")
+    return data
+
+
+def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
+    """The architecture's options (over ``base``), with data shape and classes from the dataset."""
+    if arch.conditional and data.num_classes == 0:
+        raise GanzooError(f"{arch.name} is conditional and needs a labelled dataset; {cfg.dataset} has "
+                          f"no labels (--method cluster-labels:k=K labels it with k-means clusters)")
+    values = {**(base or {}), **cfg.arch_options}
+    user = {k: values[k] for k in ("data_shape", "num_classes") if k in values}
+    values.update(data_shape=tuple(data.shape), num_classes=data.num_classes if arch.conditional else 0)
+    if user:
+        asked = arch.make_options(**{**values, **user})
+        for key in user:
+            if getattr(asked, key) != values[key]:
+                hint = " (use --image-size to resize the data)" if key == "data_shape" else ""
+                raise GanzooError(f"{arch.name} option {key}={getattr(asked, key)} does not match "
+                                  f"dataset {cfg.dataset}, which has {key}={values[key]}{hint}")
+    return arch.make_options(**values)
+
+
+def _optimizer(module: nn.Module, cfg: TrainConfig, lr: float, betas, device: torch.device):
+    from timm.optim import create_optimizer_v2  # timm is imported lazily: it costs seconds
+
+    kwargs: dict[str, Any] = {}
+    if "adam" in cfg.optimizer:
+        kwargs["betas"] = tuple(betas)
+    if cfg.optimizer in ("adam", "adamw") and device.type in ("cpu", "cuda"):
+        kwargs["fused"] = True
+    try:
+        return create_optimizer_v2(module, opt=cfg.optimizer, lr=lr, weight_decay=0.0, **kwargs)
+    except (AssertionError, ValueError, TypeError) as exc:
+        from timm.optim import list_optimizers
+
+        if cfg.optimizer not in list_optimizers():
+            from ..errors import UnknownNameError
+
+            raise UnknownNameError("optimizer", cfg.optimizer, list_optimizers()) from None
+        raise GanzooError(f"optimizer {cfg.optimizer!r}: {exc}") from None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def has_conv(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
+
+
+def _init_model(cfg: TrainConfig, arch):
+    """The --init model (fine-tuning): the architecture and its options come from it."""
+    from ..references import load_generator
+
+    init = load_generator(cfg.init, device="cpu")
+    if init.export_config["architecture"] != arch.name:
+        raise GanzooError(f"--init {cfg.init} is a {init.export_config['architecture']} model, not {arch.name}")
+    return init
+
+
+def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
+    """A :class:`Run` for ``cfg``; with ``state`` (a loaded checkpoint) it continues that run."""
+    info = distributed.setup(cfg.device)
+    device = info.device
+    loss = create_loss(cfg.loss)
+    cfg = cfg.resolved(loss.recommended)
+    cfg.validate()
+    entry = get_catalog().get("architecture", cfg.arch)
+    arch = entry.obj
+    methods = MethodStack.from_specs(cfg.methods)
+    methods.check(arch)  # before any data is loaded
+    if state is not None:
+        methods.load_state_dict(state.get("methods"))
+    regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
+    data = methods.wrap_dataset(_load_data(cfg), cfg.seed)
+    init = _init_model(cfg, arch) if cfg.init else None
+    options = _arch_options(arch, cfg, data, base=init.options.to_dict() if init else None)
+
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads or max(1, _cores() // info.local_world_size))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    G_raw = arch.create_generator(options).to(device)
+    D_raw = arch.create_discriminator(options).to(device)
+    G_raw.sampling = methods.sampling()  # what samplers of this G need (a label prior, ...)
+    pack = pack_of(D_raw)
+    if not isinstance(pack, int) or pack < 1:
+        raise GanzooError(f"{arch.name}'s discriminator has pack = {pack!r}; it must be an int >= 1")
+    if cfg.batch_size % pack:
+        raise GanzooError(f"{arch.name}'s discriminator scores packs of {pack} samples: --batch-size "
+                          f"must be a multiple of {pack}, got {cfg.batch_size}")
+    if init is not None:
+        G_raw.load_state_dict(init.state_dict())
+    memory_format = torch.contiguous_format
+    if cfg.channels_last and has_conv(D_raw) and len(options.data_shape) == 3:
+        memory_format = torch.channels_last
+        G_raw.to(memory_format=memory_format)
+        D_raw.to(memory_format=memory_format)
+    if info.distributed and cfg.sync_batchnorm:
+        G_raw = nn.SyncBatchNorm.convert_sync_batchnorm(G_raw)
+        D_raw = nn.SyncBatchNorm.convert_sync_batchnorm(D_raw)
+
+    opt_g = _optimizer(G_raw, cfg, cfg.lr_g, cfg.betas_g, device)
+    opt_d = _optimizer(D_raw, cfg, cfg.lr_d, cfg.betas_d, device)
+    ema = None
+    if cfg.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(G_raw, decay=cfg.ema_decay, use_warmup=True)
+        ema.module.eval()
+
+    start_step = 0
+    if state is not None:
+        from ..checkpoint import restore
+
+        start_step = restore(state, info.world_size, G_raw, D_raw, opt_g, opt_d, ema)
+
+    G, d_pair = G_raw, DiscriminatorPair(D_raw)
+    if cfg.compile:
+        G, d_pair = torch.compile(G), torch.compile(d_pair)
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        G, d_pair = DDP(G, device_ids=ids), DDP(d_pair, device_ids=ids)
+
+    return Run(cfg, info, arch, options, entry.plugin, entry.plugin_version, data.to(device), G,
+               G_raw, D_raw, d_pair, ema, opt_g, opt_d, loss, regularizers, methods, Path(cfg.out),
+               memory_format, start_step)

@@ -1,0 +1,184 @@
+"""The training loop: steps, logging, checkpoints, and one way out.
+
+The loop runs until the last step, the time budget or an interrupt; whichever it was, it
+leaves through the same end: a checkpoint at the step it reached, a sample grid, and (when
+the run finished) the export.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from .. import distributed
+from ..checkpoint import latest_checkpoint, load_checkpoint, save_run_checkpoint
+from ..config import TrainConfig
+from ..errors import GanzooError
+from .build import build_run
+from .rundir import RunLogger, progress_bar, refuse_to_overwrite
+from .step import train_step
+
+
+class NonFiniteLoss(GanzooError):
+    pass
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Train a new run, or continue run directory ``resume`` (with ``cfg``'s ``steps`` and
+    ``progress``); returns the run directory."""
+    if resume is None:
+        return _train(cfg, None)
+    state = load_checkpoint(latest_checkpoint(resume))
+    saved = TrainConfig.from_dict(json.loads(state["config"]))
+    return _train(saved.replace(steps=cfg.steps, out=str(resume), progress=cfg.progress), state)
+
+
+def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True) -> Path:
+    """Continue a run from its latest checkpoint (to ``steps`` in total, default its own)."""
+    state = load_checkpoint(latest_checkpoint(run_dir))  # read once
+    saved = TrainConfig.from_dict(json.loads(state["config"]))
+    return _train(saved.replace(steps=steps or saved.steps, out=str(run_dir), progress=progress), state)
+
+
+def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
+    if cfg.epochs is None:
+        return cfg.steps
+    per_epoch = max(1, n_samples // (cfg.batch_size * cfg.d_steps * world_size))
+    return max(1, math.ceil(cfg.epochs * per_epoch))
+
+
+def _start(cfg: TrainConfig, state: dict | None):
+    """Build the run and check it can go (before anything is written); returns (run, total, logger)."""
+    logger = None
+    try:  # a refused run leaves the process group too
+        run = build_run(cfg, state)
+        cfg, info = run.cfg, run.dist
+        total = total_steps(cfg, len(run.data), info.world_size)
+        if run.start_step >= total:
+            raise GanzooError(f"the run is already at step {run.start_step} of {total}; "
+                              f"ask for more with --steps")
+        if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
+            from ..evaluation import check_evaluable
+
+            check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
+                            run.arch.conditional, str(run.device), run.G_raw.sampling)
+        if state is None:
+            refuse_to_overwrite(run.run_dir, info)
+        logger = RunLogger(run) if info.is_main else None
+        if logger:
+            logger.write_config()
+        return run, total, logger
+    except BaseException:
+        if logger:
+            logger.close()
+        distributed.cleanup()
+        raise
+
+
+def _train(cfg: TrainConfig, state: dict | None) -> Path:
+    run, total, logger = _start(cfg, state)
+    cfg, info = run.cfg, run.dist
+    stopper = _InterruptFlag()
+    sums = torch.zeros(2, device=run.device)
+    step = run.start_step
+    last_saved = None
+    t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
+    bar = progress_bar(cfg, total, step, info.is_main)
+    stop = None  # why the loop ended early: "time" or "interrupt"
+    try:
+        with stopper:
+            while step < total:
+                d_loss, g_loss = train_step(run, step, total)
+                sums += torch.stack((d_loss, g_loss))
+                step += 1
+                bar.update(1)
+                done = step == total
+                if step % cfg.log_every == 0 or done:
+                    _check_finite(sums, step, last_saved)
+                    now = time.perf_counter()
+                    n_imgs = (step - step_last) * cfg.batch_size * cfg.d_steps * info.world_size
+                    avg = (sums / max(1, step - step_last)).tolist()
+                    record = {"step": step, "d_loss": avg[0], "g_loss": avg[1],
+                              "img_per_s": n_imgs / max(now - t_last, 1e-9), "elapsed_s": now - t0,
+                              **run.methods.log()}
+                    sums.zero_()
+                    t_last, step_last = now, step
+                    bar.set_postfix(d=f"{avg[0]:.3f}", g=f"{avg[1]:.3f}",
+                                    img_s=f"{record['img_per_s']:.0f}", refresh=False)
+                    if logger:
+                        logger.log(record)
+                    out_of_time = cfg.max_seconds is not None and now - t0 >= cfg.max_seconds
+                    if not done and distributed.any_rank(stopper.requested or out_of_time, info):
+                        stop = "interrupt" if stopper.requested else "time"
+                elif not info.distributed and stopper.requested:
+                    stop = "interrupt"
+                if stop:
+                    break
+                if logger and (step % cfg.sample_every == 0 or done):
+                    logger.sample_grid(step)
+                if cfg.eval_every and step % cfg.eval_every == 0 and logger:
+                    logger.evaluate(step)
+                if step % cfg.checkpoint_every == 0 or done:
+                    _check_finite(sums, step, last_saved)
+                    last_saved = save_run_checkpoint(run, step) if info.is_main else last_saved
+        if stop:  # the one way out of an early stop: keep what was done
+            _check_finite(sums, step, last_saved)
+            if info.is_main:
+                save_run_checkpoint(run, step)
+                logger.sample_grid(step)
+                bar.close()
+            if stop == "interrupt":
+                if info.is_main:
+                    print(f"interrupted at step {step}: checkpoint saved; continue with "
+                          f"`ganzoo resume {shlex.quote(str(run.run_dir))}`", flush=True)
+                raise KeyboardInterrupt
+            if info.is_main:
+                print(f"time budget of {cfg.max_seconds:g} s reached at step {step}", flush=True)
+        if info.is_main:
+            from ..export import export_run
+
+            export_run(run.run_dir, run.run_dir / "export")
+        distributed.barrier()  # success only: a failed rank must not leave the others waiting
+    finally:
+        bar.close()
+        if logger:
+            logger.close()
+        distributed.cleanup()
+    return run.run_dir
+
+
+def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None) -> None:
+    if not bool(torch.isfinite(sums).all()):
+        where = (f"the last good checkpoint is {last_saved}" if last_saved
+                 else "no checkpoint was written yet")
+        raise NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
+                            f"rate or another loss); {where}")
+
+
+class _InterruptFlag:
+    """First Ctrl-C asks the loop to stop at a step boundary (and checkpoint); a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
