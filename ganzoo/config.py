@@ -38,6 +38,9 @@ class TrainConfig:
     data_root: Optional[str] = option(None, "Folder holding the dataset files.")
     split: str = option("train", "Dataset split to train on.")
     image_size: Optional[int] = option(None, "Resize images once to this size.")
+    # limited-data training: a seeded subset of the split, N samples or a share ("0.1", "10%")
+    subset: Optional[str] = option(None, "Train on a seeded subset: N samples or a share (0.1 or 10%).")
+    subset_seed: int = option(0, "Seed of --subset's draw (kept apart from --seed: same data, other runs).")
     loss: str = option("non-saturating", "Loss name (see `ganzoo list losses`).")
     # "NAME" or "NAME:WEIGHT"; None = what the loss recommends (e.g. gp:10 for wasserstein)
     regularizers: Optional[tuple[str, ...]] = option(

@@ -65,6 +65,10 @@ class Run:
 
 def _load_data(cfg: TrainConfig):
     data = create_dataset(cfg.dataset, split=cfg.split, root=cfg.data_root, image_size=cfg.image_size)
+    if cfg.subset is not None:
+        from ..data.subset import subset
+
+        data = subset(data, cfg.subset, cfg.subset_seed)
     if len(data) < cfg.batch_size:
         raise GanzooError(f"{cfg.dataset} has {len(data)} samples, fewer than --batch-size {cfg.batch_size}")
     return data
