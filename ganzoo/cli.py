@@ -306,6 +306,15 @@ def sample_command(model, n, out, class_, seed, nrow, device, truncation):
     click.echo(f"wrote {path}")
 
 
+def _add_serve():
+    from .serve.command import serve  # imports only click: `ganzoo --help` stays fast
+
+    cli.add_command(serve)
+
+
+_add_serve()
+
+
 # -- entry point -------------------------------------------------------------------------
 def _add_plugin_commands():
     from .plugins import failed_plugin_names, pm

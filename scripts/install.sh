@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install ganzoo, its three built-in architecture plugins, the test tools and
-# the Fashion-MNIST data (Debian package) on a fresh Debian/Ubuntu machine.
+# Install ganzoo, its three built-in architecture plugins, the test tools (pytest, httpx2,
+# selenium + Debian's chromium) and the Fashion-MNIST data (Debian package) on a fresh
+# Debian/Ubuntu machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,14 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && comm
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+# Headless Chromium + its driver for tests/test_serve_browser.py (`ganzoo serve` end to end,
+# through selenium). Not fatal: without a browser that one test file is skipped, with the reason.
+if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } && command -v apt-get >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "warning: could not install chromium and chromium-driver; tests/test_serve_browser.py will be skipped" >&2
 fi
 
 # torch is pinned here, not in pyproject.toml: this pair installs together
