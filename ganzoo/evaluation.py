@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import GanzooError
+from .fileio import atomic_write
 
 IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 LABELLED_METRICS = ("class-histogram",)
@@ -82,7 +83,7 @@ def cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV)
     if root:
         return Path(root).expanduser() / "refstats"
-    from .data.files import cache_dir as ganzoo_cache
+    from .fileio import cache_dir as ganzoo_cache
 
     return ganzoo_cache("refstats")
 
@@ -109,16 +110,10 @@ def reference_embedding(name: str, dataset, evaluator, split: str = REFERENCE_SP
         except (SafetensorError, OSError, KeyError):
             pass  # a damaged cache entry is recomputed below
     features, logits = evaluator.embed(dataset.data, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({"features": features.contiguous(), "logits": logits.contiguous()}, str(tmp),
-                  metadata={"dataset": name, "split": split, "evaluator_sha256": evaluator.sha256,
-                            "data_sha256": data_hash})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: save_file(
+        {"features": features.contiguous(), "logits": logits.contiguous()}, str(tmp),
+        metadata={"dataset": name, "split": split, "evaluator_sha256": evaluator.sha256,
+                  "data_sha256": data_hash}))
     return features, logits
 
 

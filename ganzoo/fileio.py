@@ -10,6 +10,25 @@ from typing import Callable
 from .errors import GanzooError
 
 
+def cache_dir(name: str) -> Path:
+    """``~/.cache/ganzoo/<name>`` (or ``$XDG_CACHE_HOME/ganzoo/<name>``): ganzoo's one cache
+    root (datasets, reference statistics, downloaded zoo weights); not created here."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "ganzoo" / name
+
+
+def read_toml(path: str | Path, what: str = "TOML file") -> dict:
+    """A TOML document as a dict (tomllib, or tomli on Python 3.10); one line if unreadable."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise GanzooError(f"{what} {str(path)!r} is unreadable ({exc})") from None
+
+
 def sha256_of(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

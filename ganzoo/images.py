@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+from .fileio import atomic_write
+
 
 def to_model_range(x: torch.Tensor, output_range: tuple[float, float] | None) -> torch.Tensor:
     """uint8 images → floats in ``output_range``; float data (points) pass through."""
@@ -29,12 +31,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: in
     arr = grid.permute(1, 2, 0).numpy()
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 def save_scatter(points: torch.Tensor, path: str | Path, centers: torch.Tensor | None = None,
@@ -66,9 +63,4 @@ def save_scatter(points: torch.Tensor, path: str | Path, centers: torch.Tensor |
         for c in centers.float().cpu():
             x, y = to_px(c)
             draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(220, 30, 30), width=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

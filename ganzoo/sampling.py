@@ -74,10 +74,13 @@ def write_samples(model, n: int, out: str | Path, class_index: int | None = None
     arrays = {"images": to_uint8(x, G.output_range).numpy()} if is_image else {"points": x.numpy()}
     if labels is not None:
         arrays["labels"] = labels.numpy()
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
-    return out
+    from .fileio import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a tmp name
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(out, write)
 
 
 def _mixture_centers(G) -> torch.Tensor | None:

@@ -31,8 +31,9 @@ def registry_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ganzoo" / "models"
+    from .fileio import cache_dir as ganzoo_cache
+
+    return ganzoo_cache("models")
 
 
 @dataclass
@@ -69,14 +70,9 @@ class ModelCard:
 
 
 def read_card(path: Path) -> ModelCard:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise GanzooError(f"model card {str(path)!r} is unreadable ({exc})") from None
+    from .fileio import read_toml
+
+    data = read_toml(path, "model card")
     return ModelCard.from_dict(data, directory=path.parent, where=str(path))
 
 

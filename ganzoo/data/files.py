@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import GanzooError
+from ..fileio import cache_dir  # noqa: F401 (the one cache root, used by the loaders)
 
 DATA_ENV = "GANZOO_DATA"
 
 
-def cache_dir(name: str) -> Path:
-    """``~/.cache/ganzoo/<name>`` (or ``$XDG_CACHE_HOME/ganzoo/<name>``); not created here."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "ganzoo" / name
 
 
 def check_split(dataset: str, split: str, accepted: Iterable[str]) -> str:
