@@ -12,8 +12,8 @@ from torch import nn
 
 import ganzoo
 from ganzoo import GanzooError, UnknownNameError
-from ganzoo.bench import (PRESETS, BenchConfig, ReferenceLoop, count_flops, get_preset,
-                          matmul_peak, reference_transform)
+from ganzoo.bench import PRESETS, BenchConfig, count_flops, get_preset, matmul_peak
+from ganzoo.bench_reference import ReferenceLoop, reference_transform
 from ganzoo.data.base import InMemoryDataset
 
 pytest.importorskip("ganzoo_mlp", reason="pip install -e plugins/ganzoo-mlp")

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +34,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import models as core
+from .params import (INTERP_PARAMS, SAMPLE_PARAMS, ApiError, _class, _int, _params,  # noqa: F401
+                     _truncation)
+from .cache import CACHE_SIZE, Loaded, ModelCache  # noqa: F401
+from .guard import Guard
 from .runs import Run, RunError, RunIndex
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -44,23 +45,7 @@ MAX_SAMPLES = 256  # n cap of one request
 MAX_NROW = 256
 MAX_STEPS = 32  # interpolation strip length cap
 MAX_SEED = 2**63 - 1
-CACHE_SIZE = 8  # generators kept loaded (the index shows every zoo model: keep them all)
 
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 # -- JSON ----------------------------------------------------------------------------
@@ -94,120 +79,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 # -- the model cache -------------------------------------------------------------------
-@dataclass
-class Loaded:
-    G: Any
-    info: dict
-    stamp: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class ModelCache:
-    """A bounded LRU cache of loaded generators, one per key, safe across threads."""
-
-    def __init__(self, size: int = CACHE_SIZE):
-        self.size = max(1, int(size))
-        self._items: OrderedDict[str, Loaded] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {}
-        self.loads = 0  # how many times a loader ran (tests and the benchmark read it)
-
-    def _hit(self, key: str, stamp: Any) -> Loaded | None:
-        item = self._items.get(key)
-        if item is not None and item.stamp == stamp:
-            self._items.move_to_end(key)
-            return item
-        return None
-
-    def get(self, key: str, stamp: Any, loader: Callable[[], Any]) -> Loaded:
-        with self._lock:
-            item = self._hit(key, stamp)
-            if item is not None:
-                return item
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:  # one load per key at a time; others wait for it
-            with self._lock:
-                item = self._hit(key, stamp)
-                if item is not None:
-                    return item
-            G = loader()
-            self.loads += 1
-            item = Loaded(G, core.generator_info(G), stamp)
-            with self._lock:
-                self._items[key] = item
-                self._items.move_to_end(key)
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            return item
-
-    def keys(self) -> list[str]:
-        with self._lock:
-            return list(self._items)
-
-
-# -- parameters ---------------------------------------------------------------------------
-_INT = re.compile(r"[+-]?\d{1,20}")
-
-
-def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
-        if key not in allowed:
-            raise ApiError(400, f"unknown parameter {key!r} (allowed: {', '.join(allowed) or 'none'})")
-        if key in out:
-            raise ApiError(400, f"parameter {key!r} given more than once")
-        out[key] = value
-    return out
-
-
-def _int(params: dict, key: str, default: int | None, lo: int, hi: int) -> int | None:
-    text = params.get(key)
-    if text is None:
-        return default
-    if not _INT.fullmatch(text.strip()):
-        raise ApiError(400, f"{key} must be an integer, got {text[:40]!r}")
-    value = int(text)
-    if not lo <= value <= hi:
-        raise ApiError(400, f"{key} must be in {lo}..{hi}, got {value}")
-    return value
-
-
-def _truncation(params: dict) -> float | None:
-    text = params.get("truncation")
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0) or len(text) > 40:
-        raise ApiError(400, f"truncation must be a positive number of standard deviations "
-                            f"(e.g. 1.5), got {text[:40]!r}")
-    return value
-
-
-def _class(params: dict, info: dict) -> int | None:
-    text = params.get("class")
-    if text is None:
-        return None
-    n = info["num_classes"]
-    if not n:
-        raise ApiError(400, "class given, but this model is unconditional")
-    names = info.get("class_names") or []
-    if _INT.fullmatch(text.strip()):
-        value = int(text)
-        if 0 <= value < n:
-            return value
-    elif text in names:
-        return names.index(text)
-    known = f"0..{n - 1}" + (f" or one of {', '.join(names)}" if names else "")
-    raise ApiError(400, f"unknown class {text[:40]!r} (classes: {known})")
-
-
-SAMPLE_PARAMS = ("seed", "n", "truncation", "class", "nrow")
-INTERP_PARAMS = ("seed_a", "seed_b", "steps", "truncation", "class")
-
-
 # -- sources: what a sampling URL points at ---------------------------------------------------
 @dataclass
 class Source:
@@ -518,48 +389,6 @@ async def not_found(request: Request, exc: HTTPException) -> Response:
     if request.url.path.startswith("/api/") or exc.status_code != 404:
         return error_response(exc.status_code, exc.detail or "not found")
     return HTMLResponse(NOT_FOUND_PAGE.format(what="No such page."), status_code=404)
-
-
-def _host_name(header: str) -> str:
-    """The name part of a Host header: ``[::1]:8000`` → ``[::1]``, ``localhost:8000`` → ``localhost``."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[:header.find("]") + 1] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-class Guard:
-    """Refuses request paths that try to climb out (``..``, ``.``, ``\\``, NUL, encoded
-    slashes) before routing, and Host headers not in ``allowed_hosts`` (when given: a page
-    on another site that DNS-rebinds its name to 127.0.0.1 cannot read the app); adds
-    security headers to every response."""
-
-    def __init__(self, app, allowed_hosts: list[str] | None = None):
-        self.app = app
-        self.allowed = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path: str = scope.get("path", "")
-        raw: bytes = (scope.get("raw_path") or path.encode()).split(b"?")[0].lower()
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
-            await send(message)
-
-        if self.allowed is not None:
-            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
-            if _host_name(host) not in self.allowed:
-                refuse = error_response(400, f"host {host[:100]!r} not allowed: open the app as "
-                                             f"http://localhost:PORT/ or http://127.0.0.1:PORT/")
-                return await refuse(scope, receive, send_with_headers)
-        if (b"%2f" in raw or b"%5c" in raw or b"%00" in raw or "\\" in path or "\x00" in path
-                or any(seg in (".", "..") for seg in path.split("/"))):
-            refuse = error_response(400, "path not allowed (no '..', '.', backslashes or encoded slashes)")
-            return await refuse(scope, receive, send_with_headers)
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(run_dirs=(), *, cache_size: int = CACHE_SIZE, max_samples: int = MAX_SAMPLES,

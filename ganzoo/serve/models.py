@@ -160,7 +160,7 @@ def generator_info(G) -> dict:
             "kind": "image" if len(data_shape) == 3 else "points",
             "num_classes": num_classes,
             "class_names": names if len(names) == num_classes else [],
-            "cluster_labels": int(config.get("cluster_labels") or 0),
+            "labels": (getattr(G, "sampling", None) or {}).get("labels", "classes"),
             "sha256": config.get("sha256"),
             "parameters": sum(p.numel() for p in G.parameters())}
 
