@@ -1,10 +1,12 @@
-"""Shared fixtures: run the ``ganzoo`` CLI in a fresh Python process.
+"""Shared fixtures: run the ``ganzoo`` CLI.
 
-Every CLI test runs in a subprocess, so the plugins it sees are the ones
-installed at that moment, loaded from scratch. Start-up (``import torch``)
-costs seconds, so tests that need several commands in one unchanged
-environment use ``run_cli_many``, which runs them one after the other in
-a single fresh process, each with its own stdout/stderr and exit code.
+``run_cli`` and ``run_cli_many`` run commands **in this process** through click's
+``CliRunner`` (each with its own stdout/stderr and exit code, through ``ganzoo.cli.main``
+and its error handling, exactly as the console script), which saves the seconds of a fresh
+``import torch`` per command. Where a fresh process is the point (a plugin installed for
+the test through ``env`` such as PYTHONPATH, another ``python``), they run it in a
+subprocess: the plugins it sees are then the ones installed at that moment, loaded from
+scratch; ``run_cli_many`` runs all its commands in one such process.
 Both are fixtures returning the function.
 """
 from __future__ import annotations
@@ -36,8 +38,39 @@ def cli_env(env: dict | None = None) -> dict:
     return out
 
 
+def _in_process(args, cwd=None):
+    """``ganzoo ARGS...`` through ``ganzoo.cli.main`` in this process (click's CliRunner)."""
+    import traceback
+
+    import click
+    from click.testing import CliRunner
+
+    from ganzoo.cli import main
+
+    @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                     "help_option_names": []})
+    @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+    def entry(argv):
+        main(list(argv))
+
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(entry, [str(a) for a in args], catch_exceptions=True)
+    finally:
+        os.chdir(here)
+    err = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        err += "".join(traceback.format_exception(*result.exc_info))  # what the interpreter prints
+    return result.exit_code, result.stdout, err
+
+
 def _run_cli(args, env=None, python=None, cwd=None):
-    """``python -m ganzoo ARGS...`` in a subprocess → ``(returncode, stdout, stderr)``."""
+    """``ganzoo ARGS...`` → ``(returncode, stdout, stderr)``: in this process, or in a fresh
+    ``python -m ganzoo`` when ``env`` or ``python`` asks for another environment."""
+    if env is None and python is None:
+        return _in_process(args, cwd)
     proc = subprocess.run([python or sys.executable, "-m", "ganzoo", *args], capture_output=True,
                           text=True, env=cli_env(env), cwd=cwd, timeout=TIMEOUT)
     return proc.returncode, proc.stdout, proc.stderr
@@ -67,12 +100,15 @@ sys.__stdout__.write(json.dumps(results))
 
 
 def _run_cli_many(argvs, env=None, python=None, cwd=None):
-    """Run several ``ganzoo`` command lines in ONE fresh process (same environment for all).
+    """Run several ``ganzoo`` command lines: in this process, or (with ``env`` or ``python``)
+    in ONE fresh process with that environment.
 
-    Returns a list of ``(returncode, stdout, stderr)``; anything the process
+    Returns a list of ``(returncode, stdout, stderr)``; anything the fresh process
     itself wrote to stderr before the first command (import-time warnings)
     is counted as the first command's.
     """
+    if env is None and python is None:
+        return [_in_process(a, cwd) for a in argvs]
     proc = subprocess.run([python or sys.executable, "-c", _MANY, json.dumps([list(a) for a in argvs])],
                           capture_output=True, text=True, env=cli_env(env), cwd=cwd, timeout=TIMEOUT)
     if proc.returncode != 0:

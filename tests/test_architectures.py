@@ -242,6 +242,7 @@ def test_dcgan_rejects_unsupported_sizes(shape):
         assert "28, 32 or 64" in msg and str(tuple(shape)) in msg and "\n" not in msg
 
 
+@pytest.mark.slow
 def test_dcgan_spectral_norm_discriminator():
     """spectral_norm swaps D's BatchNorm for spectral norm on every conv: largest singular value 1."""
     torch.manual_seed(0)

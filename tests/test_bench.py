@@ -80,6 +80,7 @@ def restore_threads():
 
 
 # -- the command ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_json_has_every_figure_as_a_positive_finite_number(ran):
     rc, out, err = ran["json"]
     assert rc == 0, err

@@ -172,6 +172,7 @@ def cluster_cfg(tmp_path, **kw):
     return TrainConfig.from_dict(base)  # cluster_labels=K: the shortcut of cluster-labels:k=K
 
 
+@pytest.mark.slow
 def test_training_on_cluster_labels_covers_every_mode(tmp_path):
     """ring8 with 8 cluster labels: 800 steps put every label's samples on its own mode."""
     cfg = cluster_cfg(tmp_path, steps=800, batch_size=256, lr_g=1e-3, lr_d=1e-3, lr_schedule="linear",

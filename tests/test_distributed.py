@@ -20,6 +20,7 @@ def torchrun(nproc, *args, cwd):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_two_ranks_keep_identical_parameters_on_disjoint_data(tmp_path):
     r = torchrun(2, str(HERE / "ddp_worker.py"), str(tmp_path), "5", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -30,6 +31,7 @@ def test_two_ranks_keep_identical_parameters_on_disjoint_data(tmp_path):
         assert torch.equal(a["params"][k], b["params"][k]), f"{k} differs between ranks"
 
 
+@pytest.mark.slow
 def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
     run = tmp_path / "run"
     common = ["-m", "ganzoo", "train", "mlp", "--dataset", "ring8", "--batch-size", "32",

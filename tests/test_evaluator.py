@@ -100,6 +100,7 @@ def bars(n=640, seed=0):
     return InMemoryDataset(x.clamp(0, 255).to(torch.uint8), labels, 10, "bars")
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_is_reproducible():
     data = bars()
     a = train_evaluator(data, data, batch_size=64, max_steps=30, seed=3)
@@ -153,6 +154,7 @@ def noise(x, sigma, seed=0):
     return (x.float() + sigma * torch.randn(x.shape, generator=g)).round().clamp(0, 255).to(torch.uint8)
 
 
+@pytest.mark.slow
 def test_fid_and_kid_of_real_images_grow_with_noise_and_blur(evaluator, fashion_test):
     a, b = fashion_test.data[:1000], fashion_test.data[1000:2000]
     ref = evaluator.embed(a)[0]
@@ -190,6 +192,7 @@ class ReplayGenerator(Generator):
         return to_model_range(self.data.data[idx], self.output_range)
 
 
+@pytest.mark.slow
 def test_evaluate_a_perfect_conditional_model(fashion_test):
     if not (SHIPPED / CARD).is_file():
         pytest.skip("no shipped fashion-mnist evaluator")
@@ -348,6 +351,7 @@ def test_evaluate_with_too_few_samples_is_one_clear_error(fashion_test):
 
 
 # -- the command line --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_eval_command_on_an_export(tmp_path, run_cli_many):
     run, export = tmp_path / "run", tmp_path / "export"
     env = {"GANZOO_CACHE": str(tmp_path / "cache")}
@@ -400,6 +404,7 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert truncated.std(0).max() < 1e-3 < plain.std(0).max()
 
 
+@pytest.mark.slow
 def test_evaluator_train_command_is_reproducible_and_loadable(tmp_path, run_cli_many, fashion_test):
     argv = ["evaluator", "train", "fashion-mnist", "--train-split", "test[:1000]", "--test-split",
             "test[9000:]", "--limit", "512", "--max-steps", "8", "--out"]

@@ -181,6 +181,7 @@ def toy_project(tmp_path) -> Path:
     return write_project(tmp_path / "ganzoo-toy", "ganzoo-toy", "ganzoo_toy", TOY_SOURCE, "toy")
 
 
+@pytest.mark.slow
 def test_pip_installed_plugin_is_discovered_and_uninstall_removes_it(
         venv_python, toy_project, run_cli, run_cli_many):
     assert not installed(venv_python, "ganzoo-toy")
@@ -224,6 +225,7 @@ def test_pip_installed_plugin_is_discovered_and_uninstall_removes_it(
             pip(venv_python, "uninstall", "-y", "-q", "ganzoo-toy")
 
 
+@pytest.mark.slow
 def test_ganzoo_install_and_uninstall_commands(venv_python, toy_project, run_cli):
     try:
         rc, out, err = run_cli(["install", *PIP_INSTALL, str(toy_project)], python=venv_python,

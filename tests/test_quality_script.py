@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 
 
@@ -11,6 +13,7 @@ def quality(*args):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_mode_table_trains_its_default_settings_and_prints_a_json_row():
     done = quality("modes", "--datasets", "ring8", "--losses", "hinge", "--seeds", "1", "--first-seed", "3",
                    "--steps", "20", "--num-threads", "1", "--json")
@@ -21,6 +24,7 @@ def test_the_mode_table_trains_its_default_settings_and_prints_a_json_row():
     assert row["spread"] >= 0 and 0 <= row["recall"] <= 1 and set(row["runs"][0]) == {"modes", "hq_percent", "kl", "spread", "recall", "seconds"}
 
 
+@pytest.mark.slow
 def test_settings_the_script_owns_are_refused_with_one_line():
     done = quality("modes", "--steps", "20", "--settings", '{"steps": 5, "seed": 1}')
     assert done.returncode != 0 and "Traceback" not in done.stderr

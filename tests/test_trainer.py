@@ -52,6 +52,7 @@ def assert_same_weights(run_a, run_b):
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
 
 
+@pytest.mark.slow
 def test_training_on_ring8_finds_the_modes(tmp_path):
     """A few hundred steps put the EMA generator's samples near all modes (loose radius: 10σ)."""
     cfg = ring_cfg(tmp_path, steps=600, batch_size=256, loss="non-saturating", lr_g=1e-3, lr_d=1e-3,

@@ -193,6 +193,7 @@ def test_shipped_card_verifies_and_samples(model_id, tmp_path):
 RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.10, 0.15, 5.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED, reason="no model shipped in registry/models yet")
 @pytest.mark.parametrize("model_id", SHIPPED)
 def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
@@ -216,6 +217,7 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
             assert abs(got - want) < RATE_TOL, f"{key}: card {want}, measured {got}"
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_zoo_and_every_subpackage(tmp_path):
     """A plain `pip install ganzoo` (no checkout) must still find the zoo and the evaluators."""
     import zipfile
