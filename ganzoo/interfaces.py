@@ -44,6 +44,9 @@ class Generator(nn.Module):
     """
 
     output_range: Optional[tuple[float, float]] = (-1.0, 1.0)
+    #: True when the truncation trick acts inside ``forward(z, labels, truncation=t)`` (e.g.
+    #: StyleGAN's ψ towards the mean w) rather than by truncating z in ``sample_latent``
+    truncation_in_forward: bool = False
     #: what a sampler needs beyond the weights, set by the trainer from its training methods
     #: and restored from an export: ``class_prior`` (label frequencies; uniform when absent)
     #: and ``labels`` (what the labels are when not the dataset's classes). Never an option.

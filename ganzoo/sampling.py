@@ -35,9 +35,7 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
     equal blocks (a grid with one class per row)."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    # without truncation, call sample_latent as plugins written before it existed expect
-    z = (G.sample_latent(n, generator=g, device="cpu") if truncation is None
-         else G.sample_latent(n, generator=g, device="cpu", truncation=truncation))
+    z, forward_kw = latents_for(G, n, g, truncation)
     if class_index is None and not by_class and (getattr(G, "sampling", None) or {}).get("class_prior"):
         labels = G.sample_labels(n, generator=g, device="cpu")  # the model's label frequencies
     else:
@@ -46,8 +44,19 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
     for i in range(0, n, batch_size):
         zl = z[i:i + batch_size].to(device)
         ll = None if labels is None else labels[i:i + batch_size].to(device)
-        outs.append(G(zl, ll).float().cpu())
+        outs.append(G(zl, ll, **forward_kw).float().cpu())
     return torch.cat(outs), labels
+
+
+def latents_for(G, n: int, generator: torch.Generator, truncation: float | None):
+    """``(z, forward keyword arguments)`` for ``n`` samples with the truncation trick at
+    ``truncation``: in z (``sample_latent`` truncates the prior) unless the generator sets
+    ``truncation_in_forward`` (StyleGAN's ψ, towards the mean of w, applied in ``forward``)."""
+    if truncation is None:  # call sample_latent as plugins written before truncation expect
+        return G.sample_latent(n, generator=generator, device="cpu"), {}
+    if getattr(G, "truncation_in_forward", False):
+        return G.sample_latent(n, generator=generator, device="cpu"), {"truncation": truncation}
+    return G.sample_latent(n, generator=generator, device="cpu", truncation=truncation), {}
 
 
 def write_samples(model, n: int, out: str | Path, class_index: int | None = None, seed: int = 0,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install ganzoo, its three built-in architecture plugins, the test tools (pytest, httpx2,
+# Install ganzoo, its built-in architecture plugins (mlp, dcgan, cgan, sngan, biggan, stylegan2), the test tools (pytest, httpx2,
 # selenium + Debian's chromium) and the Fashion-MNIST data (Debian package) on a fresh
 # Debian/Ubuntu machine.
 set -euo pipefail
@@ -23,4 +23,5 @@ fi
 # (timm needs torchvision); other machines may use any torch >= 2.4.
 python3 -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' \
-  -e plugins/ganzoo-mlp -e plugins/ganzoo-dcgan -e plugins/ganzoo-cgan
+  -e plugins/ganzoo-mlp -e plugins/ganzoo-dcgan -e plugins/ganzoo-cgan \
+  -e plugins/ganzoo-sngan -e plugins/ganzoo-biggan -e plugins/ganzoo-stylegan2

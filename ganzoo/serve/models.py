@@ -179,12 +179,12 @@ def render_samples(G, fmt: str, n: int, seed: int, class_index: int | None,
 
 
 def _latent(G, seed: int, truncation: float | None):
+    """``(z, forward keyword arguments)`` of one sample, as ``ganzoo sample`` draws it."""
     import torch
 
-    g = torch.Generator().manual_seed(seed)
-    if truncation is None:
-        return G.sample_latent(1, generator=g, device="cpu")
-    return G.sample_latent(1, generator=g, device="cpu", truncation=truncation)
+    from ganzoo.sampling import latents_for
+
+    return latents_for(G, 1, torch.Generator().manual_seed(seed), truncation)
 
 
 def _slerp(a, b, t):
@@ -213,14 +213,14 @@ def render_interpolation(G, seed_a: int, seed_b: int, steps: int, class_index: i
     from ganzoo.images import to_uint8
 
     with torch.no_grad():
-        za, zb = _latent(G, seed_a, truncation), _latent(G, seed_b, truncation)
+        (za, forward_kw), (zb, _) = _latent(G, seed_a, truncation), _latent(G, seed_b, truncation)
         shape = za.shape[1:]
         z = _slerp(za.reshape(-1).float(), zb.reshape(-1).float(), torch.linspace(0, 1, steps))
         z = z.reshape(steps, *shape).to(za.dtype)
         device = next(G.parameters()).device
         labels = (torch.full((steps,), class_index or 0, dtype=torch.long, device=device)
                   if getattr(G, "num_classes", 0) else None)
-        x = G(z.to(device), labels).float().cpu()
+        x = G(z.to(device), labels, **forward_kw).float().cpu()
     grid = make_grid(to_uint8(x, G.output_range), nrow=steps, padding=2, pad_value=0)
     arr = grid.permute(1, 2, 0).numpy()
     if arr.shape[2] == 1:
