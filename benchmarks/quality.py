@@ -6,7 +6,7 @@
                                         [--truncations 1.5,1.0]
 
 ``modes`` trains ``cmlp`` on each 2-D mixture with each loss (the settings in
-``MODE_SETTINGS``, the same for every loss: the mlp networks conditioned on k-means
+the recipe ``cmlp-DATASET``, the same for every loss: the mlp networks conditioned on k-means
 cluster labels; ``--settings '{"arch": "mlp", "methods": []}'`` runs them
 unconditionally) and reports, over seeds, the mean ±
 standard error of modes covered, % high-quality samples, KL to uniform, the
@@ -16,7 +16,7 @@ with PacGAN's protocol (2,500 samples, 3σ). ``images`` trains each
 architecture on Fashion-MNIST for a fixed wall-clock budget and scores it with
 the shipped evaluator, untruncated and at each of ``--truncations`` (the
 truncation trick, on the same trained model). Every run goes through
-``ganzoo.trainer.train`` exactly as ``ganzoo train`` does; add ``--json`` for
+``ganzoo.training.train`` exactly as ``ganzoo train`` does; add ``--json`` for
 machine-readable rows.
 """
 from __future__ import annotations
@@ -37,23 +37,24 @@ from ganzoo.evaluation import evaluate
 from ganzoo.latents import check_truncation
 from ganzoo.training import train
 
-# One setting for every loss: the classic MLP networks, conditioned (cmlp) on the ids of 50
-# k-means clusters of the data (--method cluster-labels:k=50, the self-conditioned GAN): without labels
-# 2 seeds of 5 dropped grid25 modes whatever else was tried, with them every seed covers every
-# mode at once (docs/benchmarks.md; 50 clusters assume nothing about the number of modes). G is
-# fed 2-D noise as in PacGAN (with 100-D noise the share of high-quality samples after 2000 steps
-# was 65% instead of 80%), a 512-wide batch, Adam at 1e-3 decayed linearly to 0 (precision
-# matters at σ = 0.01), EMA.
-MODE_SETTINGS = dict(arch="cmlp", methods=["cluster-labels:k=50"], arch_options={"latent_dim": 2}, batch_size=512,
-                     lr_g=1e-3, lr_d=1e-3, lr_schedule="linear", ema_decay=0.999, progress=False,
-                     log_every=500, sample_every=10**9, checkpoint_every=10**9)
-# Fixed-time Fashion-MNIST runs: the DCGAN architecture with the hinge loss and top-k training
-# at 0.5 (untruncated precision 0.609-0.610 in 300 s over two runs, against 0.596-0.604 for
-# hinge alone over three, at a cost in FID; hinge alone beat the paper's non-saturating loss,
-# 0.559-0.568); the conditional model with the hinge loss and the auxiliary class loss
-# (without it: label accuracy 0.64 in 300 s, with it 0.94; docs/benchmarks.md).
-IMAGE_SETTINGS = {"dcgan": dict(loss="hinge", methods=["top-k:fraction=0.5"]),
-                  "cgan": dict(loss="hinge", methods=["class-loss:weight=1.0"])}
+# The settings come from the recipes the built-in plugins register (`ganzoo info cmlp-grid25`,
+# `ganzoo info dcgan-fashion-mnist-300s`): the script trains exactly what `ganzoo train --recipe`
+# does, with its own flags for dataset, loss, seed and steps (or seconds). Modes: the classic
+# MLP networks conditioned (cmlp) on 50 k-means cluster labels, one setting for every loss.
+# Images: dcgan with the hinge loss and top-k 0.5, cgan with the hinge loss and the class loss.
+RUNTIME = dict(progress=False, log_every=500, sample_every=10**9, checkpoint_every=10**9)
+
+
+def recipe_values(name: str, drop=("dataset", "steps", "loss", "max_seconds", "log_every",
+                                   "sample_every", "checkpoint_every")) -> dict:
+    from ganzoo.recipes import get_recipe
+
+    values = dict(get_recipe(name).values)
+    for key in drop:
+        values.pop(key, None)
+    return values
+
+
 PUBLISHED = {  # PacGAN (Lin et al. 2018) Table 1, 10 trials
     ("ring8", "GAN"): (6.3, 98.2, 0.45), ("ring8", "PacGAN best"): (7.9, 95.6, 0.07),
     ("grid25", "GAN"): (17.3, 94.8, 0.70), ("grid25", "PacGAN best"): (24.8, 93.6, 0.04),
@@ -74,8 +75,9 @@ def refuse_reserved(overrides: dict, reserved: set, flags: str) -> None:
                  f"({flags}) choose those")
 
 
-def mode_settings(overrides: dict) -> dict:
-    """MODE_SETTINGS with ``overrides`` (--settings) on top; ``arch_options`` merge key by key."""
+def mode_settings(overrides: dict, dataset: str = "grid25") -> dict:
+    """Recipe cmlp-DATASET's values with ``overrides`` (--settings) on top; ``arch_options``
+    merge key by key."""
     refuse_reserved(overrides, {"dataset", "loss", "seed", "steps", "out", "num_threads"},
                     "--datasets, --losses, --seeds, --steps, --num-threads")
     from ganzoo.methods import SHORTCUTS, shortcut_specs
@@ -83,8 +85,9 @@ def mode_settings(overrides: dict) -> dict:
     overrides = dict(overrides)
     # 0.7's method keys ("cluster_labels": 0, "instance_noise": 2) replace that method's entry
     legacy = {k: overrides.pop(k) for k in list(overrides) if k in SHORTCUTS}
-    arch_options = {**MODE_SETTINGS["arch_options"], **overrides.get("arch_options", {})}
-    merged = {**MODE_SETTINGS, **overrides, "arch_options": arch_options}
+    base = {**recipe_values(f"cmlp-{dataset}"), **RUNTIME}
+    arch_options = {**base["arch_options"], **overrides.get("arch_options", {})}
+    merged = {**base, **overrides, "arch_options": arch_options}
     if legacy:
         replaced = {SHORTCUTS[k][0] for k in legacy}
         merged["methods"] = [m for m in merged.get("methods", []) if m.split(":")[0] not in replaced]
@@ -107,7 +110,7 @@ def run_modes(args):
                     cfg = TrainConfig.from_dict(dict(dataset=dataset, loss=loss, seed=seed, steps=args.steps,
                                                      out=f"{tmp}/{dataset}-{loss}-{seed}",
                                                      num_threads=args.num_threads,
-                                                     **mode_settings(args.settings)))
+                                                     **mode_settings(args.settings, dataset)))
                     run = train(cfg)
                     scores = evaluate(str(run / "export"), n=2500, metrics=["modes", "recall"], seed=seed)
                     modes, hq, kl, spread, recall, secs = (
@@ -139,7 +142,9 @@ def run_images(args):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
-            settings = args.settings.get(arch, IMAGE_SETTINGS.get(arch, {}))
+            settings = args.settings.get(arch) or recipe_values(
+                f"{arch}-fashion-mnist-300s", drop=("arch", "dataset", "steps", "max_seconds", "log_every",
+                                                    "sample_every", "checkpoint_every"))
             refuse_reserved(settings, {"arch", "dataset", "steps", "max_seconds", "seed", "out", "progress",
                                        "log_every", "sample_every", "checkpoint_every"}, "--archs, --seconds")
             cfg = TrainConfig.from_dict(dict(arch=arch, dataset="fashion-mnist", steps=10**9,
@@ -186,13 +191,13 @@ def main():
     m.add_argument("--json", action="store_true")
     m.add_argument("--num-threads", type=int, default=None, help="CPU threads per run (default: all cores)")
     m.add_argument("--settings", type=json.loads, default={},
-                   help='JSON overriding MODE_SETTINGS for every run, e.g. \'{"instance_noise": 2}\'')
+                   help='JSON overriding the cmlp-DATASET recipe for every run, e.g. \'{"instance_noise": 2}\'')
     i = sub.add_parser("images")
     i.add_argument("--seconds", type=float, default=300)
     i.add_argument("--archs", default="dcgan,cgan")
     i.add_argument("-n", type=int, default=10000)
     i.add_argument("--settings", type=json.loads, default={},
-                   help='JSON overriding IMAGE_SETTINGS per arch, e.g. \'{"cgan": {"loss": "hinge"}}\'')
+                   help='JSON replacing the ARCH-fashion-mnist-300s recipe per arch, e.g. \'{"cgan": {"loss": "hinge"}}\'')
     i.add_argument("--truncations", type=truncations, default=[],
                    help="also score each model with latents truncated to [-T, T], e.g. 1.5,1.0")
     i.add_argument("--json", action="store_true")

@@ -22,6 +22,7 @@ KINDS = {
     "metric": "register_metrics",
     "model": "register_models",
     "method": "register_methods",
+    "recipe": "register_recipes",
 }
 
 
@@ -86,6 +87,11 @@ class Catalog:
                     raise TypeError(f"unexpected architecture fields: {', '.join(extra)}")
                 obj.description = description or _first_line(obj.generator)
                 description = obj.description
+            if kind == "recipe":
+                from .recipes import make_recipe
+
+                obj = make_recipe(name, obj, description, plugin, extra)
+                description, extra = obj.description, {}
             if not isinstance(name, str) or not name:
                 raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
             staged.append(Entry(kind, name, obj, plugin, version,

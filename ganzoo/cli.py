@@ -11,7 +11,8 @@ from . import __version__
 from .errors import GanzooError
 
 LIST_KINDS = {"architectures": "architecture", "losses": "loss", "regularizers": "regularizer",
-              "methods": "method", "datasets": "dataset", "metrics": "metric", "models": "model"}
+              "methods": "method", "recipes": "recipe", "datasets": "dataset", "metrics": "metric",
+              "models": "model"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,7 +38,7 @@ def _warn_failed_plugins():
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of {name, kind, plugin, version, description}.")
 def list_command(kind_or_pattern, pattern, as_json):
-    """List what is registered: [architectures|losses|regularizers|methods|datasets|metrics|models] [PATTERN]."""
+    """List what is registered: [architectures|losses|regularizers|methods|recipes|datasets|metrics|models] [PATTERN]."""
     from .catalog import get_catalog
 
     catalog = get_catalog()
@@ -87,12 +88,18 @@ def plugins_command(as_json):
 
 @cli.command("info")
 @click.argument("name")
-def info_command(name):
+@click.option("--toml", "as_toml", is_flag=True, help="A recipe: print it as a config file for --config.")
+def info_command(name, as_toml):
     """Describe an architecture (options, defaults, parameter counts) or any registered name."""
     from .options import describe_type, option_types
     from .catalog import KINDS, get_catalog
 
     catalog = get_catalog()
+    if as_toml:
+        from .recipes import get_recipe, to_toml
+
+        click.echo(to_toml(_resolved(get_recipe(name).config())), nl=False)
+        return
     found = [catalog.get(k, name) for k in KINDS if name in catalog.names(k)]
     if not found:
         all_names = {n for k in KINDS for n in catalog.names(k)}
@@ -123,6 +130,15 @@ def info_command(name):
             click.echo(f"  options (--method {entry.name}:KEY=VALUE,...):")
             for key, default in defaults(entry.obj).items():
                 click.echo(f"    {key} = {default!r}  [{describe_type(types_[key])}]")
+        elif entry.kind == "recipe":
+            recipe = entry.obj
+            if recipe.default_for:
+                pairs = ", ".join(f"`ganzoo train {a} --dataset {d}`" for a, d in recipe.default_for)
+                click.echo(f"  default of: {pairs}")
+            click.echo(f"  run it: ganzoo train --recipe {entry.name} [FLAGS to override]")
+            click.echo("  resolved config (ganzoo info NAME --toml writes it as a file):")
+            for key, value in _resolved(recipe.config()).items():
+                click.echo(f"    {key} = {value!r}")
         elif entry.kind == "loss":
             rec = getattr(entry.obj, "recommended", None)
             if rec:
@@ -194,6 +210,13 @@ def config_options(command):
     return command
 
 
+def _resolved(cfg) -> dict:
+    """Every value a config trains with: the loss's recommendations filled in."""
+    from .catalog import create_loss
+
+    return cfg.resolved(create_loss(cfg.loss).recommended).to_dict()
+
+
 def _changes_from_flags(flags: dict) -> dict:
     """The config changes a user's flags ask for (None and empty repeats mean "not given")."""
     from .methods import shortcut_specs
@@ -208,34 +231,67 @@ def _changes_from_flags(flags: dict) -> dict:
 @cli.command("train")
 @click.argument("arch", required=False)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML/YAML/JSON config; flags override it.")
+@click.option("--recipe", help="A registered recipe (see `ganzoo list recipes`); flags override it.")
+@click.option("--no-recipe", is_flag=True, help="The bare defaults, not the recipe the plugins mark as ARCH's default on the dataset.")
 @click.option("--arch-opt", "arch_opts", multiple=True, help="Architecture option KEY=VALUE, repeatable.")
 @click.option("--no-reg", is_flag=True, help="No regulariser, even if the loss recommends one.")
 @click.option("--nproc", type=int, help="Launch N data-parallel processes with torchrun.")
 @config_options
-def train_command(arch, config_file, arch_opts, no_reg, nproc, **flags):
-    """Train ARCH on a dataset with a loss chosen by name."""
+def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc, **flags):
+    """Train ARCH on a dataset with a loss chosen by name.
+
+    With no --config, --recipe or --no-recipe, the recipe the plugins mark as the default of
+    (ARCH, dataset) is used when there is one (a line says which); flags override it."""
     from .config import TrainConfig
     from .options import parse_key_values
 
     if nproc and nproc > 1:
         _relaunch_with_torchrun(nproc)
-    cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    if sum(map(bool, (config_file, recipe, no_recipe))) > 1:
+        raise click.UsageError("give at most one of --config, --recipe and --no-recipe")
     changes = _changes_from_flags(flags)
     if arch:
         changes["arch"] = arch
-    elif not config_file:
-        raise click.UsageError("missing ARCH (e.g. `ganzoo train dcgan`), or give --config FILE")
+    elif not (config_file or recipe):
+        raise click.UsageError("missing ARCH (e.g. `ganzoo train dcgan`), or give --recipe NAME or --config FILE")
+    cfg, used = _base_config(config_file, recipe, no_recipe, changes)
     if no_reg:
         changes["regularizers"] = ()
     if arch_opts:
         changes["arch_options"] = parse_key_values(arch_opts, "--arch-opt")
-    if "methods" in changes:  # --method flags add to a config file's methods
-        changes["methods"] = (*cfg.methods, *changes["methods"])
+    if "methods" in changes:  # --method flags add to the base's methods (or replace one of a name)
+        from .methods import parse_method_spec
+
+        given = {parse_method_spec(m)[0] for m in changes["methods"]}
+        changes["methods"] = (*(m for m in cfg.methods if parse_method_spec(m)[0] not in given),
+                              *changes["methods"])
     cfg = cfg.replace(**changes)
     from .training import train
 
-    run_dir = train(cfg)
+    announce = None
+    if used is not None:  # said once the run passed its checks: a refused run says one line
+        def announce():
+            click.echo(f"using recipe {used}; --no-recipe for the bare defaults", err=True)
+    run_dir = train(cfg, announce=announce)
     _after_training(run_dir)
+
+
+def _base_config(config_file, recipe_name, no_recipe, changes):
+    """``(config, name of the default recipe used or None)``: what flags override, a config
+    file, a recipe, the default recipe of (ARCH, dataset), or the bare defaults."""
+    from .config import TrainConfig
+    from .recipes import default_recipe, get_recipe
+
+    if config_file:
+        return TrainConfig.from_file(config_file), None
+    recipe = get_recipe(recipe_name) if recipe_name else None
+    default = None
+    if recipe is None and not no_recipe:
+        recipe = default = default_recipe(changes["arch"], changes.get("dataset", TrainConfig().dataset))
+    if recipe is None:
+        return TrainConfig(), None
+    recipe.check_installed()
+    return recipe.config(), (default.name if default else None)
 
 
 def _after_training(run_dir):

@@ -56,6 +56,15 @@ def register_commands(cli):
 
 
 @hookspec
+def register_recipes(register):
+    """Register recipes: ``register(name, values, description=None, default_for=(),
+    requires={})`` where ``values`` is a dict of :class:`ganzoo.config.TrainConfig` keys
+    (``arch_options`` a dict), ``default_for`` lists (architecture, dataset) pairs whose plain
+    ``ganzoo train`` uses this recipe, and ``requires`` maps names the recipe uses to the
+    distributions that provide them."""
+
+
+@hookspec
 def register_methods(register):
     """Register training methods: ``register(name, MethodCls, description=None)`` where
     ``MethodCls`` is a dataclass derived from :class:`ganzoo.methods.TrainingMethod` whose

@@ -54,7 +54,10 @@ def main():
     for c in cards:
         out += [f"### {c.id}", "", c.description + ".", "",
                 f"![{c.id}](zoo/{c.id}.png)", "",
-                f"Trained with `{c.raw['command']}` — {c.raw['steps']} steps in "
+                f"Trained with `{c.raw['command']}`"
+                + (f" (recipe `{c.raw['recipe']}`: `ganzoo train --recipe {c.raw['recipe']} --seed 0`)"
+                   if c.raw.get("recipe") else "")
+                + f" — {c.raw['steps']} steps in "
                 f"{c.raw['training_time_s']:.0f} s on {c.raw['hardware']}. Weights: {c.raw['weights']}, "
                 f"sha256 `{c.sha256[:16]}…`. Data: {c.raw['license']}."
                 + (f" Note: {c.raw['note']}" if c.raw.get("note") else ""), ""]

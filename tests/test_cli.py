@@ -22,7 +22,7 @@ pytest.importorskip("ganzoo_dcgan", reason="pip install -e plugins/ganzoo-dcgan"
 pytest.importorskip("ganzoo_cgan", reason="pip install -e plugins/ganzoo-cgan")
 
 LIST_JSON_KEYS = ["name", "kind", "plugin", "version", "description"]  # documented in docs/cli.md
-KIND_ORDER = ["architecture", "loss", "regularizer", "method", "dataset", "metric", "model"]
+KIND_ORDER = ["architecture", "loss", "regularizer", "method", "recipe", "dataset", "metric", "model"]
 
 
 def rows(table: str) -> dict[str, list[str]]:

@@ -283,7 +283,8 @@ def test_broken_plugin_is_skipped_and_reported(broken_site, run_cli_many):
         "distribution": "ganzoo-broken", "version": "0.0.1", "name": "broken", "module": "ganzoo_broken",
         "hooks": [], "status": "failed", "error": BROKEN_ERROR}
     for dist in BUILTIN.values():
-        assert records[dist]["status"] == "ok" and records[dist]["hooks"] == ["register_architectures"]
+        assert records[dist]["status"] == "ok" and records[dist]["hooks"] == ["register_architectures",
+                                                                           "register_recipes"]
 
 
 @pytest.mark.parametrize("selection,expected", [

@@ -28,11 +28,12 @@ class NonFiniteLoss(GanzooError):
     pass
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+def train(cfg: TrainConfig, resume: str | Path | None = None, announce=None) -> Path:
     """Train a new run, or continue run directory ``resume`` (with ``cfg``'s ``steps`` and
-    ``progress``); returns the run directory."""
+    ``progress``); returns the run directory. ``announce()`` is called on rank 0 once the run
+    passed every check, before the first step (a refused run says one line, nothing else)."""
     if resume is None:
-        return _train(cfg, None)
+        return _train(cfg, None, announce)
     state = load_checkpoint(latest_checkpoint(resume))
     saved = TrainConfig.from_dict(json.loads(state["config"]))
     return _train(saved.replace(steps=cfg.steps, out=str(resume), progress=cfg.progress), state)
@@ -80,9 +81,11 @@ def _start(cfg: TrainConfig, state: dict | None):
         raise
 
 
-def _train(cfg: TrainConfig, state: dict | None) -> Path:
+def _train(cfg: TrainConfig, state: dict | None, announce=None) -> Path:
     run, total, logger = _start(cfg, state)
     cfg, info = run.cfg, run.dist
+    if announce is not None and info.is_main:
+        announce()
     stopper = _InterruptFlag()
     sums = torch.zeros(2, device=run.device)
     step = run.start_step

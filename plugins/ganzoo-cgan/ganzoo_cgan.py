@@ -166,3 +166,17 @@ def register_architectures(register):
     register("cgan", generator=CGANGenerator, discriminator=CGANDiscriminator,
              options=CGANOptions, conditional=True,
              description="Class-conditional DCGAN: conditional BatchNorm G, projection D (Miyato & Koyama 2018)")
+
+
+@hookimpl
+def register_recipes(register):
+    # the zoo model's settings: hinge loss and the auxiliary class loss, 12k steps
+    zoo = dict(arch="cgan", loss="hinge", methods=["class-loss:weight=1.0"], steps=12000)
+    for data in ("fashion-mnist", "mnist"):
+        register(f"cgan-{data}", dict(zoo, dataset=data), default_for=[("cgan", data)],
+                 description=f"Conditional DCGAN on {data}: hinge + class loss, 12,000 steps "
+                             f"(zoo cgan-fashion-mnist)")
+    register("cgan-fashion-mnist-300s",
+             dict(zoo, dataset="fashion-mnist", steps=10**9, max_seconds=300, log_every=100,
+                  sample_every=10**9, checkpoint_every=10**9),
+             description="Conditional DCGAN in 300 s of training (the docs/benchmarks.md 300-s row)")

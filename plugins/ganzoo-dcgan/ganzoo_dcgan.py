@@ -100,3 +100,16 @@ def register_architectures(register):
     register("dcgan", generator=DCGANGenerator, discriminator=DCGANDiscriminator,
              options=DCGANOptions, conditional=False,
              description="DCGAN (Radford et al. 2016) for 28, 32 or 64 pixel images, any channel count")
+
+
+@hookimpl
+def register_recipes(register):
+    # the zoo model's settings: the DCGAN paper's (non-saturating, Adam 2e-4, β1 0.5), 8k steps
+    zoo = dict(arch="dcgan", steps=8000, sample_every=1000, checkpoint_every=1000, eval_samples=2000)
+    for data in ("fashion-mnist", "mnist"):
+        register(f"dcgan-{data}", dict(zoo, dataset=data), default_for=[("dcgan", data)],
+                 description=f"DCGAN on {data}, the paper's settings, 8,000 steps (zoo dcgan-fashion-mnist)")
+    register("dcgan-fashion-mnist-300s",
+             dict(arch="dcgan", dataset="fashion-mnist", loss="hinge", methods=["top-k:fraction=0.5"],
+                  steps=10**9, max_seconds=300, log_every=100, sample_every=10**9, checkpoint_every=10**9),
+             description="DCGAN in 300 s of training: hinge loss + top-k 0.5 (the docs/benchmarks.md 300-s row)")

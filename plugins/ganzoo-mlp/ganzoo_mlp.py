@@ -151,3 +151,33 @@ def register_architectures(register):
     register("cmlp", generator=MLPGenerator, discriminator=MLPDiscriminator, options=CMLPOptions,
              conditional=True,
              description="The mlp GAN conditioned on class labels: label embedding in G, projection D")
+
+
+# -- recipes: the settings behind the zoo cards and docs/benchmarks.md ----------------------------
+# G fed 2-D noise as in PacGAN, a 512-wide batch, Adam at 1e-3 decayed linearly to 0 (precision
+# matters at σ = 0.01 and 0.05), EMA; the conditional ones on 50 k-means cluster labels.
+_POINTS = dict(loss="non-saturating", batch_size=512, lr_g=1e-3, lr_d=1e-3, lr_schedule="linear",
+               ema_decay=0.999, arch_options={"latent_dim": "2"})
+_SELF_CONDITIONED = dict(_POINTS, arch="cmlp", steps=6000, methods=["cluster-labels:k=50"],
+                         log_every=500, sample_every=500)
+
+
+@hookimpl
+def register_recipes(register):
+    register("mlp-ring8", dict(_POINTS, arch="mlp", dataset="ring8", steps=48000),
+             description="Unconditional mlp on ring8, 48k steps (zoo mlp-ring8: 8 modes, 99.4 % high quality)",
+             default_for=[("mlp", "ring8")])
+    register("mlp-grid25", dict(_POINTS, arch="mlp", dataset="grid25", steps=48000),
+             description="Unconditional mlp on grid25, the mlp-ring8 settings: drops modes on some seeds "
+                         "(docs/benchmarks.md); cmlp-grid25 covers all 25",
+             default_for=[("mlp", "grid25")])
+    for data in ("ring8", "grid25"):
+        register(f"cmlp-{data}", dict(_SELF_CONDITIONED, dataset=data),
+                 description=f"cmlp on 50 cluster labels of {data}, 6,000 steps (docs/benchmarks.md; "
+                             f"zoo cmlp-grid25)", default_for=[("cmlp", data)])
+    register("mlp-fashion-mnist", dict(arch="mlp", dataset="fashion-mnist", steps=10000, sample_every=2000,
+                                       checkpoint_every=2000,
+                                       arch_options={"g_hidden": "128,256,512,1024", "bn_first": "false",
+                                                     "bn_eps": "0.8"}),
+             description="The classic MLP GAN on Fashion-MNIST, 10k steps (zoo mlp-fashion-mnist)",
+             default_for=[("mlp", "fashion-mnist")])

@@ -1,0 +1,134 @@
+"""Recipes: registered by plugins, listed, described (and written as TOML), run by
+``--recipe`` with flags on top, used as the default of (architecture, dataset), and the
+recipe of every zoo card resolves to the config that trained it."""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ganzoo.catalog import create_loss, get_catalog
+from ganzoo.config import TrainConfig
+from ganzoo.recipes import default_recipe, get_recipe
+from test_plugins import fake_install, with_path
+
+REPO = Path(__file__).resolve().parents[1]
+CARDS = sorted((REPO / "registry" / "models").glob("*/card.toml"))
+# keys that change how a run is watched or where it writes, not what it trains
+RUNTIME = {"out", "progress", "num_threads", "device", "log_every", "sample_every", "checkpoint_every",
+           "keep_checkpoints", "eval_samples"}
+
+
+def resolved(cfg: TrainConfig) -> dict:
+    values = cfg.resolved(create_loss(cfg.loss).recommended).to_dict()
+    values["arch_options"] = {k: str(v) for k, v in values["arch_options"].items()}
+    return {k: v for k, v in values.items() if k not in RUNTIME}
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=[p.parent.name for p in CARDS])
+def test_every_zoo_card_names_a_recipe_that_resolves_to_its_config(card_path):
+    card = tomllib.loads(card_path.read_text())
+    assert card.get("recipe"), f"{card['id']} names no recipe"
+    assert card.get("ganzoo_version") and card.get("plugin_versions")
+    recorded = TrainConfig.from_dict(card["config"])  # 0.7 keys (class_weight = 1) read as methods
+    assert resolved(get_recipe(card["recipe"]).config()) == resolved(recorded)
+
+
+def test_required_defaults_exist_and_are_consistent():
+    for arch, dataset in [("mlp", "ring8"), ("mlp", "grid25"), ("cmlp", "ring8"), ("cmlp", "grid25"),
+                          ("dcgan", "fashion-mnist"), ("dcgan", "mnist"), ("cgan", "fashion-mnist"),
+                          ("cgan", "mnist")]:
+        recipe = default_recipe(arch, dataset)
+        assert recipe is not None, (arch, dataset)
+        cfg = recipe.config()
+        assert (cfg.arch, cfg.dataset) == (arch, dataset)
+    assert default_recipe("dcgan", "ring8") is None
+
+
+def test_list_info_and_toml(tmp_path, run_cli_many):
+    (rc, listed, _), (rc2, info, _), (rc3, toml, _), (rc4, _, bad) = run_cli_many(
+        [["list", "recipes", "--json"], ["info", "cmlp-grid25"], ["info", "cmlp-grid25", "--toml"],
+         ["info", "no-such-recipe", "--toml"]])
+    assert rc == rc2 == rc3 == 0
+    entries = {e["name"]: e for e in json.loads(listed)}
+    assert entries["cmlp-grid25"]["kind"] == "recipe" and entries["cmlp-grid25"]["plugin"] == "ganzoo-mlp"
+    assert "default of: `ganzoo train cmlp --dataset grid25`" in info
+    assert "methods = ['cluster-labels:k=50']" in info and "lr_g = 0.001" in info
+    path = tmp_path / "r.toml"
+    path.write_text(toml)
+    assert TrainConfig.from_file(path) == get_recipe("cmlp-grid25").config().resolved({})  # every value
+    assert rc4 == 1 and "unknown recipe 'no-such-recipe'" in bad
+
+
+def test_plain_train_uses_the_default_recipe_and_flags_override_it(tmp_path, run_cli_many):
+    common = ["--steps", "2", "--no-progress", "--device", "cpu", "--log-every", "1"]
+    (rc, _, err), (rc2, _, err2), (rc3, _, err3) = run_cli_many([
+        ["train", "cmlp", "--dataset", "ring8", "--batch-size", "64", *common, "--out", str(tmp_path / "a")],
+        ["train", "mlp", "--dataset", "ring8", "--no-recipe", *common, "--out", str(tmp_path / "b")],
+        ["train", "--recipe", "cgan-fashion-mnist", "--class-weight", "0.5", "--recipe", "x", *common,
+         "--out", str(tmp_path / "c")],
+    ])
+    assert rc == 0 and err.strip() == "using recipe cmlp-ring8; --no-recipe for the bare defaults"
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["methods"] == ["cluster-labels:k=50"] and config["lr_g"] == 1e-3
+    assert config["batch_size"] == 64 and config["steps"] == 2  # flags win
+    assert rc2 == 0 and "using recipe" not in err2
+    bare = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert bare["batch_size"] == TrainConfig().batch_size and bare["lr_g"] == 2e-4
+    assert rc3 == 1 and "unknown recipe 'x'" in err3  # the last --recipe counts, and is checked
+
+
+def test_a_flag_for_a_method_replaces_the_recipes_entry_of_that_method():
+    from ganzoo.cli import _base_config
+
+    cfg, _ = _base_config(None, "cgan-fashion-mnist", False, {"arch": "cgan"})
+    assert cfg.methods == ("class-loss:weight=1.0",)
+
+
+RECIPE_PLUGIN = '''\
+"""ganzoo-tinyrecipe: a third party's recipe, for an architecture it does not provide."""
+from ganzoo import hookimpl
+
+
+@hookimpl
+def register_recipes(register):
+    register("tiny-ring8", dict(arch="mlp", dataset="ring8", steps=3, batch_size=32,
+                                arch_options={"g_hidden": "16", "d_hidden": "16"}),
+             description="A tiny mlp on ring8", default_for=[("mlp", "spiral")])
+    register("needs-stylegan3", dict(arch="stylegan3", dataset="ring8"),
+             requires={"stylegan3": "ganzoo-stylegan3"})
+'''
+
+
+def test_a_third_party_recipe_is_listed_and_trains(tmp_path, run_cli_many):
+    site = tmp_path / "site"
+    fake_install(site, "ganzoo-tinyrecipe", "ganzoo_tinyrecipe", RECIPE_PLUGIN, "tinyrecipe")
+    results = run_cli_many([
+        ["list", "recipes", "tiny", "--json"],
+        ["train", "--recipe", "tiny-ring8", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "r")],
+        ["train", "--recipe", "needs-stylegan3", "--out", str(tmp_path / "s")],
+    ], env=with_path(site))
+    (rc, listed, err), (rc2, _, err2), (rc3, _, err3) = results
+    assert rc == 0, err
+    assert [(e["name"], e["plugin"]) for e in json.loads(listed)] == [("tiny-ring8", "ganzoo-tinyrecipe")]
+    assert rc2 == 0, err2
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["batch_size"] == 32
+    assert rc3 == 1 and err3.strip() == ("error: recipe needs-stylegan3 needs architecture 'stylegan3', "
+                                         "which is not installed: install ganzoo-stylegan3 "
+                                         "(pip install ganzoo-stylegan3)")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_malformed_recipe_fails_its_plugin_only():
+    from ganzoo.catalog import Catalog
+
+    catalog = Catalog()
+    staged = []
+    register = catalog._registrar("recipe", staged, "ganzoo-bad", "0.1")
+    with pytest.raises(Exception, match="unknown config key 'stepz'"):
+        register("bad", {"stepz": 3})
+    with pytest.raises(TypeError, match="default_for takes"):
+        register("bad2", {"steps": 3}, default_for=[("mlp",)])
+    assert "cmlp-grid25" in get_catalog().names("recipe")
