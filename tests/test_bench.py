@@ -101,6 +101,7 @@ def test_json_has_every_figure_as_a_positive_finite_number(ran):
     assert result["baseline_gflop_per_step"] >= result["gflop_per_step"]
 
 
+@pytest.mark.slow  # shares the module fixture `ran`: bench runs in a subprocess (~12 s)
 def test_table_and_no_baseline(ran):
     rc, out, err = ran["table"]
     assert rc == 0, err
@@ -111,6 +112,7 @@ def test_table_and_no_baseline(ran):
     assert result["steps_per_s"] > 0
 
 
+@pytest.mark.slow  # shares the module fixture `ran`: bench runs in a subprocess (~12 s)
 def test_bad_preset_is_one_line_with_a_suggestion(ran):
     rc, out, err = ran["bad_preset"]
     assert rc != 0 and out == ""
@@ -124,6 +126,7 @@ def test_bad_preset_is_one_line_with_a_suggestion(ran):
                                          ("no_arch", "give an architecture"),
                                          ("zero_steps", "steps must be >= 1"),
                                          ("zero_rounds", "rounds must be >= 1")])
+@pytest.mark.slow  # shares the module fixture `ran`: bench runs in a subprocess (~12 s)
 def test_bad_inputs_are_one_line_errors(ran, name, words):
     rc, out, err = ran[name]
     assert rc != 0 and len(err.strip().splitlines()) == 1 and words in err, err
