@@ -121,6 +121,19 @@ def _run_cli_many(argvs, env=None, python=None, cwd=None):
 
 
 @pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """An MNIST-format test split (10k random 28×28 images, labels 0-9 in turn) the tests write
+    themselves: `--dataset mnist --split test --data-root DIR` without the real files."""
+    from ganzoo.data.idx import write_idx
+
+    d = tmp_path_factory.mktemp("mnist")
+    g = torch.Generator().manual_seed(0)
+    write_idx(d / "t10k-images-idx3-ubyte", torch.randint(0, 256, (10000, 28, 28), generator=g, dtype=torch.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", torch.arange(10000, dtype=torch.uint8) % 10)
+    return d
+
+
+@pytest.fixture(scope="session")
 def run_cli():
     """``run_cli(args, env=None, python=None, cwd=None)`` → ``(returncode, stdout, stderr)``."""
     return _run_cli

@@ -61,19 +61,8 @@ def hflip_site(tmp_path_factory):
     return site
 
 
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
-    from ganzoo.data.idx import write_idx
-
-    d = tmp_path_factory.mktemp("mnist")
-    g = torch.Generator().manual_seed(0)
-    write_idx(d / "t10k-images-idx3-ubyte", torch.randint(0, 256, (10000, 28, 28), generator=g, dtype=torch.uint8))
-    write_idx(d / "t10k-labels-idx1-ubyte", torch.arange(10000, dtype=torch.uint8) % 10)
-    return d
-
-
-def test_a_third_party_method_lists_trains_resumes_and_exports(hflip_site, tiny_mnist, tmp_path, run_cli_many):
-    train = ["train", "dcgan", "--dataset", "mnist", "--split", "test", "--data-root", str(tiny_mnist),
+def test_a_third_party_method_lists_trains_resumes_and_exports(hflip_site, mnist_dir, tmp_path, run_cli_many):
+    train = ["train", "dcgan", "--dataset", "mnist", "--split", "test", "--data-root", str(mnist_dir),
              "--arch-opt", "ngf=4", "--arch-opt", "ndf=4", "--batch-size", "8", "--subset", "64", "--method", "hflip:p=0.5",
              "--log-every", "2", "--checkpoint-every", "2", "--no-progress", "--device", "cpu"]
     a, b = tmp_path / "a", tmp_path / "b"

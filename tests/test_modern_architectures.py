@@ -418,18 +418,6 @@ def test_cstylegan2_projects_on_its_class_embedding():
 
 
 # -- training -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    """An MNIST-format test split (10k random 28×28 images, 10 classes) written by the test."""
-    from ganzoo.data.idx import write_idx
-
-    d = tmp_path_factory.mktemp("mnist")
-    g = torch.Generator().manual_seed(0)
-    write_idx(d / "t10k-images-idx3-ubyte", torch.randint(0, 256, (10000, 28, 28), generator=g, dtype=torch.uint8))
-    write_idx(d / "t10k-labels-idx1-ubyte", torch.arange(10000, dtype=torch.uint8) % 10)
-    return d
-
-
 def train_cfg(mnist_dir, out, steps, **kw):
     from ganzoo.config import TrainConfig
 

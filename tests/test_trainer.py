@@ -20,18 +20,6 @@ from ganzoo.training import train
 SMALL_MLP = {"g_hidden": "64,64", "d_hidden": "64,64"}
 
 
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    """An MNIST-format test split (10k random 28×28 images, 10 classes) the tests write themselves."""
-    from ganzoo.data.idx import write_idx
-
-    d = tmp_path_factory.mktemp("mnist")
-    g = torch.Generator().manual_seed(0)
-    write_idx(d / "t10k-images-idx3-ubyte", torch.randint(0, 256, (10000, 28, 28), generator=g, dtype=torch.uint8))
-    write_idx(d / "t10k-labels-idx1-ubyte", torch.arange(10000, dtype=torch.uint8) % 10)
-    return d
-
-
 def ring_cfg(tmp_path, **kw):
     base = dict(arch="mlp", dataset="ring8", steps=12, batch_size=64, out=str(tmp_path / "run"),
                 progress=False, log_every=3, sample_every=1000, checkpoint_every=6,
