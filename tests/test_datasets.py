@@ -177,8 +177,6 @@ def test_labels_out_of_range(monkeypatch, tmp_path, small_fashion):
 
 
 def test_mnist_file_refused_as_fashion(monkeypatch, tmp_path, small_fashion):
-    if not (SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.skip("no shared MNIST test split")
     monkeypatch.setitem(idx.FASHION_MNIST.sizes, "test", 10_000)
     flat = tmp_path / "flat"
     flat.mkdir()
@@ -196,8 +194,6 @@ def test_unknown_split_lists_accepted(name):
 
 # -- real data -----------------------------------------------------------------------------
 
-@pytest.mark.skipif(not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian package dataset-fashion-mnist not installed")
 def test_real_fashion_mnist():
     ds = ganzoo.create_dataset("fashion-mnist")
     assert ds.data.shape == (60000, 1, 28, 28) and ds.data.dtype == torch.uint8
@@ -207,8 +203,6 @@ def test_real_fashion_mnist():
     assert 0 < ds.data.float().mean() < 255
 
 
-@pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                    reason="shared/data/mnist not next to the repository")
 def test_real_mnist_test_split(monkeypatch):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):  # upstream files
         assert hashlib.md5((SHARED_MNIST / name).read_bytes()).hexdigest() == idx.MNIST_MD5[name]
