@@ -13,8 +13,8 @@ import torch
 from ..errors import GanzooError
 from .base import StepContext, TrainingMethod
 
-__all__ = ["MethodStack", "StepContext", "TrainingMethod", "create_method", "parse_method_spec",
-           "SHORTCUTS", "shortcut_specs"]
+__all__ = ["MethodStack", "StepContext", "TrainingMethod", "apply_shortcuts", "create_method",
+           "merge_methods", "parse_method_spec", "SHORTCUTS", "shortcut_specs"]
 
 # Flags (and 0.7 config keys) that are shortcuts for a method option, with the value that
 # means "off": ``--top-k 0.5`` is ``--method top-k:fraction=0.5``.
@@ -49,6 +49,44 @@ def shortcut_specs(values: dict[str, Any]) -> list[str]:
             continue  # e.g. instance_noise_until without instance_noise
         specs.append(method + ":" + ",".join(f"{k}={v}" for k, v in opts.items()))
     return specs
+
+
+def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any]) -> tuple[str, ...]:
+    """``base`` method specs after the shortcut flags in ``values`` (a flag's ``--top-k`` etc.
+    value by its key): a flag at its "off" value removes that method (``--top-k 1`` turns a
+    recipe's top-k off), any other value sets that option of the method, keeping the other
+    options of the base's entry (``--instance-noise-until 0.25`` alone refines a base's
+    instance noise and is ignored without one)."""
+    methods = list(base)
+    by_method: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        method, option, _ = SHORTCUTS[key]
+        by_method.setdefault(method, {})[key] = value
+    for method, given in by_method.items():
+        names = [parse_method_spec(m)[0] for m in methods]
+        at = names.index(method) if method in names else None
+        main = next((k for k in given if SHORTCUTS[k][2] is not None), None)
+        if main is not None and given[main] == SHORTCUTS[main][2]:  # switched off
+            if at is not None:
+                del methods[at]
+            continue
+        if main is None and at is None:
+            continue  # a refinement of a method that is not on
+        options = dict(parse_method_spec(methods[at])[1]) if at is not None else {}
+        options.update({SHORTCUTS[k][1]: str(v) for k, v in given.items()})
+        spec = method + ":" + ",".join(f"{k}={v}" for k, v in options.items())
+        if at is None:
+            methods.append(spec)
+        else:
+            methods[at] = spec
+    return tuple(methods)
+
+
+def merge_methods(base: tuple[str, ...], given: tuple[str, ...]) -> tuple[str, ...]:
+    """``base`` specs with ``given`` ones added; a given method replaces the base's entry of
+    the same name."""
+    names = {parse_method_spec(m)[0] for m in given}
+    return (*(m for m in base if parse_method_spec(m)[0] not in names), *given)
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -279,25 +279,28 @@ class ADA(TrainingMethod):
         if ctx.phase != "d" or ctx.real_logits is None:
             return None
         logits = ctx.real_logits.detach()
-        if self._signs.device != logits.device:
-            self._signs = self._signs.to(logits.device)
-        self._signs = self._signs + logits.float().sign().sum()
-        self._count += logits.numel()
-        self._images += len(ctx.real) if ctx.real is not None else len(logits) * ctx.pack
+        signs = logits.float().sign().sum()
+        count = logits.numel()
+        images = len(ctx.real) if ctx.real is not None else len(logits) * ctx.pack
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # summed over ranks at every D step (one scalar), not only when p adapts: then every
+            # rank holds the same totals at any step, so rank 0's checkpoint resumes them exactly
+            world = torch.distributed.get_world_size()
+            torch.distributed.all_reduce(signs)
+            count, images = count * world, images * world
+        if self._signs.device != signs.device:
+            self._signs = self._signs.to(signs.device)
+        self._signs = self._signs + signs
+        self._count += count
+        self._images += images
         return None
 
     def end_step(self, ctx: StepContext) -> None:
         if (ctx.step + 1) % self.interval or self._count == 0:
             return
-        signs, count, images = self._signs, self._count, self._images
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world = torch.distributed.get_world_size()
-            signs = signs.clone()
-            torch.distributed.all_reduce(signs)  # every rank the same r_t, so the same p
-            count, images = count * world, images * world
-        self._rt = signs / count
-        step = torch.sign(self._rt - self.target) * (images / self.speed)
-        self._p = (self._p.to(signs.device) + step).clamp(0.0, 1.0)
+        self._rt = self._signs / self._count  # every rank the same r_t, so the same p
+        step = torch.sign(self._rt - self.target) * (self._images / self.speed)
+        self._p = (self._p.to(self._signs.device) + step).clamp(0.0, 1.0)
         self._signs, self._count, self._images = torch.zeros_like(self._signs), 0, 0
 
     def log(self) -> dict[str, float]:

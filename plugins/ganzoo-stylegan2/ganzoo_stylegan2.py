@@ -413,7 +413,13 @@ class PathLength(TrainingMethod):
         (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
         lengths = grad.float().square().sum(2).mean(1).sqrt()
         mean = torch.zeros((), device=lengths.device) if self._mean is None else self._mean.to(lengths.device)
-        self._mean = mean.lerp(lengths.detach().mean(), self.decay)
+        batch_mean = lengths.detach().mean()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # one running mean on every rank (as the official code's all-reduce): rank 0's
+            # checkpoint then resumes every rank exactly
+            torch.distributed.all_reduce(batch_mean)
+            batch_mean = batch_mean / torch.distributed.get_world_size()
+        self._mean = mean.lerp(batch_mean, self.decay)
         return (lengths - self._mean).square().mean()
 
     def g_terms(self, ctx: StepContext):
