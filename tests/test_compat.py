@@ -4,6 +4,8 @@ method flags such as ``cluster_labels`` in the config)."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import torch
 
@@ -76,3 +78,26 @@ def test_the_shipped_07_zoo_export_keeps_its_label_prior():
     assert len(G.sampling["class_prior"]) == G.num_classes == 50
     assert G.sampling["labels"] == "50 k-means cluster ids"
     assert ganzoo.load_generator("cmlp-grid25").sampling == G.sampling  # a bare id too
+
+
+DATA = Path(__file__).resolve().parent / "data" / "ganzoo-0.7"
+
+
+def test_a_run_written_by_ganzoo_07_resumes_as_07_resumed_it(tmp_path):
+    """tests/data/ganzoo-0.7 holds a cluster-label + top-k + instance-noise run really written by
+    ganzoo 0.7.0 and the checkpoint 0.7 wrote when resuming it for 2 more steps: today's resume
+    of the same files gives the same weights (to float rounding: the files may meet another CPU)."""
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "run", run)
+    state = load_checkpoint(run)
+    assert state["ganzoo_version"] == "0.7.0" and "cluster-labels" in state["methods"]
+    resumed = train(TrainConfig(steps=4, progress=False), resume=run)
+    ours = load_checkpoint(resumed)
+    theirs = torch.load(DATA / "resumed-by-0.7-step-00000004.pt", weights_only=True)
+    for part in ("generator", "discriminator", "ema"):
+        for key, value in theirs[part].items():
+            torch.testing.assert_close(ours[part][key], value, rtol=1e-5, atol=1e-6)
+    assert json.loads(ours["config"])["methods"] == ["top-k:fraction=0.5", "instance-noise:std=0.5,until=0.5",
+                                                     "cluster-labels:k=4"]
+    G = ganzoo.load_generator(str(DATA / "run" / "export"))  # the 0.7 export
+    assert G.sampling["labels"] == "4 k-means cluster ids" and len(G.sampling["class_prior"]) == 4
