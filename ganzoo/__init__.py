@@ -12,11 +12,12 @@ from .catalog import (create_dataset, create_discriminator, create_generator, cr
                       list_regularizers)
 
 
-def load_generator(model: str, device: str = "cpu"):
-    """Load a generator from an export directory, a run directory or a zoo id."""
+def load_generator(model: str, device: str = "cpu", allow_unverified: bool = False):
+    """Load a generator from an export directory, a run directory or a zoo id (an export without
+    a valid sha256 only with ``allow_unverified=True``)."""
     from .references import load_generator as _load
 
-    return _load(model, device=device)
+    return _load(model, device=device, allow_unverified=allow_unverified)
 
 
 __all__ = [

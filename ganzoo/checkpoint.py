@@ -32,7 +32,9 @@ Checkpoints of ganzoo 0.7 (an ``rng`` key, ``cluster_centroids``, method flags i
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,9 @@ from typing import Any
 import torch
 
 from .errors import GanzooError
-from .fileio import atomic_write
+from .fileio import atomic_write, check_regular_file
+
+MAX_CHECKPOINT_BYTES = 64 << 30  # no real checkpoint is larger; a device file or FIFO never loads
 
 FORMAT = "ganzoo-checkpoint/1"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
@@ -65,6 +69,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest checkpoint file by name (readable or not: see :func:`load_latest`)."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         raise GanzooError(f"no checkpoint in {str(run_dir)!r} (expected checkpoints/step-*.pt)")
@@ -104,9 +109,34 @@ def checkpoint_state(run, step: int) -> dict[str, Any]:
     }
 
 
+class NonFiniteState(GanzooError):
+    """Weights or optimiser state hold NaN or infinity: such a checkpoint is never written."""
+
+
+def check_finite(state: dict[str, Any]) -> None:
+    """Raise :class:`NonFiniteState` naming the first tensor of G, D, EMA or an optimiser state
+    that holds NaN or infinity: the one check before a checkpoint is written or called good."""
+    def walk(obj, where):
+        if isinstance(obj, torch.Tensor):
+            if (obj.is_floating_point() or obj.is_complex()) and not bool(torch.isfinite(obj).all()):
+                raise NonFiniteState(f"non-finite values in {where}")
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{where}[{i}]")
+
+    for part in ("generator", "discriminator", "ema", "opt_g", "opt_d"):
+        walk(state.get(part), part)
+
+
 def save_run_checkpoint(run, step: int) -> Path:
-    """Write ``run``'s checkpoint at ``step`` and prune the oldest beyond ``keep_checkpoints``."""
-    path = save_checkpoint(checkpoint_state(run, step), checkpoint_path(run.run_dir, step))
+    """Write ``run``'s checkpoint at ``step`` and prune the oldest beyond ``keep_checkpoints``;
+    a state with non-finite weights or optimiser state is refused (:func:`check_finite`)."""
+    state = checkpoint_state(run, step)
+    check_finite(state)
+    path = save_checkpoint(state, checkpoint_path(run.run_dir, step))
     prune_checkpoints(run.run_dir, run.cfg.keep_checkpoints)
     return path
 
@@ -121,17 +151,54 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """The state of a checkpoint file (or of a run directory's latest), upgraded to this format."""
     path = Path(path)
     if path.is_dir():
-        path = latest_checkpoint(path)
-    if not path.is_file():
+        return load_latest(path, map_location)[1]
+    if not path.exists():
         raise GanzooError(f"checkpoint {str(path)!r} does not exist")
+    check_regular_file(path, "checkpoint", MAX_CHECKPOINT_BYTES)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):  # code, not data
+            raise GanzooError(f"checkpoint {str(path)!r} refused: it holds pickled objects or code, "
+                              f"which ganzoo never loads (nothing was run)") from None
+        raise GanzooError(f"checkpoint {str(path)!r} is unreadable or corrupted") from None
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "weights_only" in first:
+            first = type(exc).__name__
         raise GanzooError(f"checkpoint {str(path)!r} is unreadable or corrupted ({first[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GanzooError(f"{str(path)!r} is not a ganzoo checkpoint (format {FORMAT})")
     return upgrade(state)
+
+
+def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
+                set_aside: bool = False) -> tuple[Path, dict[str, Any]]:
+    """``(path, state)`` of the newest *readable* checkpoint of ``run_dir``: an unreadable newer
+    one is skipped with a line on stderr saying which was used instead (``set_aside`` renames
+    it to ``NAME.unreadable``, as a resume does, so it never shadows the run's new checkpoints)."""
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        latest_checkpoint(run_dir)  # the one "no checkpoint" error
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(ckpts):
+        try:
+            state = load_checkpoint(path, map_location)
+        except GanzooError as exc:
+            skipped.append((path, str(exc)))
+            continue
+        for bad, why in skipped:
+            note = ""
+            if set_aside:
+                try:
+                    bad.replace(bad.with_name(bad.name + ".unreadable"))
+                    note = f"; renamed to {bad.name}.unreadable"
+                except OSError:
+                    pass
+            print(f"warning: {why}; using the newest readable checkpoint {path.name} instead{note}",
+                  file=sys.stderr, flush=True)
+        return path, state
+    raise GanzooError(f"no readable checkpoint in {str(run_dir)!r}: {skipped[0][1]}")
 
 
 def upgrade(state: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import sys
 import click
 
 from . import __version__
-from .errors import GanzooError
+from .cli_options import config_options
+from .errors import GanzooError, Interrupted, describe_unexpected, interrupt_exit_code
 
 LIST_KINDS = {"architectures": "architecture", "losses": "loss", "regularizers": "regularizer",
               "methods": "method", "recipes": "recipe", "datasets": "dataset", "metrics": "metric",
@@ -161,55 +162,6 @@ def uninstall_command(args, yes):
 
 
 # -- training ----------------------------------------------------------------------
-# Shortcut flags for method options: `--top-k 0.5` is `--method top-k:fraction=0.5`.
-SHORTCUT_HELP = {
-    "top_k": "Shortcut for --method top-k:fraction=X (G learns from the share X of fakes D scores highest).",
-    "instance_noise": "Shortcut for --method instance-noise:std=X (noise on D's inputs, decaying to 0).",
-    "instance_noise_until": "With --instance-noise: share of the run after which the noise is gone (default 0.5).",
-    "class_weight": "Shortcut for --method class-loss:weight=X (auxiliary class loss of a conditional D).",
-    "cluster_labels": "Shortcut for --method cluster-labels:k=K (train on k-means cluster ids as labels).",
-}
-
-
-def config_options(command):
-    """Add one click option per :class:`~ganzoo.config.TrainConfig` field (its help and flag
-    come from the field's metadata), plus the method shortcut flags: the options are declared once."""
-    import dataclasses
-    import typing
-
-    from .config import TrainConfig
-    from .methods import SHORTCUTS
-    from .options import option_types
-
-    types_ = option_types(TrainConfig)
-    for f in reversed(dataclasses.fields(TrainConfig)):
-        meta = f.metadata
-        if not meta.get("cli", True):
-            continue
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        tp = types_[f.name]
-        inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
-            typing.Union, getattr(__import__("types"), "UnionType", typing.Union)) else [tp]
-        base = inner[0]
-        origin = typing.get_origin(base)
-        kwargs: dict = {"help": meta.get("help"), "default": None}
-        decls = [flag, f.name]
-        if base is bool:
-            decls = [f"{flag}/--no-{flag[2:]}", f.name]
-        elif origin is typing.Literal:
-            kwargs["type"] = click.Choice([str(v) for v in typing.get_args(base)])
-        elif origin is tuple and f.name in ("regularizers", "methods"):
-            kwargs.update(multiple=True, default=())
-        elif base in (int, float):
-            kwargs["type"] = base
-        command = click.option(*decls, **kwargs)(command)
-    for key in reversed(list(SHORTCUTS)):
-        kind = int if key == "cluster_labels" else float
-        command = click.option("--" + key.replace("_", "-"), key, type=kind,
-                               help=SHORTCUT_HELP.get(key))(command)
-    return command
-
-
 def _resolved(cfg) -> dict:
     """Every value a config trains with: the loss's recommendations filled in."""
     from .catalog import create_loss
@@ -242,11 +194,14 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
 
     With no --config, --recipe or --no-recipe, the recipe the plugins mark as the default of
     (ARCH, dataset) is used when there is one (a line says which); flags override it."""
-    from .config import TrainConfig
+    from . import limits
     from .options import parse_key_values
 
+    limits.check("nproc", nproc)
     if nproc and nproc > 1:
-        _relaunch_with_torchrun(nproc)
+        from .distributed import relaunch_with_torchrun
+
+        sys.exit(relaunch_with_torchrun(nproc, sys.argv[1:]))
     if sum(map(bool, (config_file, recipe, no_recipe))) > 1:
         raise click.UsageError("give at most one of --config, --recipe and --no-recipe")
     changes = _changes_from_flags(flags)
@@ -266,6 +221,9 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
         changes["methods"] = (*(m for m in cfg.methods if parse_method_spec(m)[0] not in given),
                               *changes["methods"])
     cfg = cfg.replace(**changes)
+    cfg.validate()  # every value in range before anything is built or written
+    if cfg.device != "auto":
+        limits.check_device(cfg.device)
     from .training import train
 
     announce = None
@@ -300,24 +258,6 @@ def _after_training(run_dir):
         click.echo(f"sample it with: ganzoo sample {run_dir}/export -n 64 --out grid.png")
 
 
-def _relaunch_with_torchrun(nproc: int):
-    args = [a for a in sys.argv[1:]]
-    cleaned, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "ganzoo", *cleaned]
-    sys.exit(subprocess.call(cmd))
-
-
 @cli.command("resume")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--steps", type=int, help="New total number of steps.")
@@ -334,13 +274,14 @@ def resume_command(run_dir, steps, progress):
 @click.option("--out", help="Export directory (default RUN_DIR/export).")
 @click.option("--raw", is_flag=True, help="Export the raw generator weights instead of the EMA.")
 @click.option("--half", is_flag=True, help="Store float weights as float16 (half the size).")
-def export_command(run_dir, out, raw, half):
+@click.option("--force", is_flag=True, help="Replace another model's export in --out.")
+def export_command(run_dir, out, raw, half, force):
     """Write generator.safetensors + config.json from a run's latest checkpoint."""
     import torch
 
     from .export import export_run
 
-    path = export_run(run_dir, out, use_ema=not raw, dtype=torch.float16 if half else None)
+    path = export_run(run_dir, out, use_ema=not raw, dtype=torch.float16 if half else None, force=force)
     click.echo(f"exported to {path}")
 
 
@@ -353,12 +294,13 @@ def export_command(run_dir, out, raw, half):
 @click.option("--nrow", type=int, help="Images per grid row.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--truncation", type=float, help="Latents truncated to [-T, T] (the truncation trick).")
-def sample_command(model, n, out, class_, seed, nrow, device, truncation):
+@click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
+def sample_command(model, n, out, class_, seed, nrow, device, truncation, trust_unverified):
     """Draw N samples from an export, run directory or zoo model."""
     from .sampling import write_samples
 
     path = write_samples(model, n=n, out=out, class_index=class_, seed=seed, nrow=nrow, device=device,
-                         truncation=truncation)
+                         truncation=truncation, allow_unverified=trust_unverified)
     click.echo(f"wrote {path}")
 
 
@@ -388,18 +330,38 @@ def _add_plugin_commands():
 
 
 def main(argv=None):
-    _add_plugin_commands()
+    """The console script: any failure is one ``error: ...`` line and a non-zero exit, never a
+    traceback (``GANZOO_DEBUG=1`` re-raises an unexpected one for a bug report); Ctrl-C exits
+    130, a preemption signal (SIGTERM, SIGHUP, SIGUSR1) 128 + its number."""
+    debug = __import__("os").environ.get("GANZOO_DEBUG", "") not in ("", "0")
     try:
+        _add_plugin_commands()
         rv = cli.main(args=argv, prog_name="ganzoo", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            _say_interrupted(cause)
+            sys.exit(interrupt_exit_code(cause))
         click.echo("aborted", err=True)
         sys.exit(1)
+    except KeyboardInterrupt as exc:  # before or after click's own handling (start-up, plugins)
+        _say_interrupted(exc)
+        sys.exit(interrupt_exit_code(exc))
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except GanzooError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"error: {describe_unexpected(exc)}", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _say_interrupted(exc: BaseException) -> None:
+    if not getattr(exc, "reported", False):  # a stopped run already said where it stopped
+        click.echo(f"interrupted{': ' + str(exc) if isinstance(exc, Interrupted) and str(exc) else ''}",
+                   err=True)

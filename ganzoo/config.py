@@ -128,20 +128,19 @@ class TrainConfig:
         )
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every",
-                     "keep_checkpoints", "eval_samples"):
-            if getattr(self, name) < 1:
-                raise GanzooError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.d_steps is not None and self.d_steps < 1:
-            raise GanzooError(f"d-steps must be >= 1, got {self.d_steps}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise GanzooError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
+        """Every number in range (:mod:`ganzoo.limits`, the one table of ranges) and the device
+        name known; availability of the device is checked where it is used."""
+        from . import limits
+
+        for name in limits.RANGES:
+            if hasattr(self, name):
+                limits.check(name, getattr(self, name))
         for name in ("betas_g", "betas_d"):
             b = getattr(self, name)
             if b is not None and (len(b) != 2 or not all(0.0 <= v < 1.0 for v in b)):
                 raise GanzooError(f"{name.replace('_', '-')} must be two numbers in [0, 1), got {b}")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise GanzooError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        if not limits._DEVICE.match(str(self.device)):
+            raise GanzooError(f"--device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
 
 
 def _as_tuple(value) -> tuple:
@@ -162,11 +161,11 @@ def parse_regularizer(spec: str) -> tuple[str, float | None]:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    from .fileio import read_bounded
+
     path = Path(path)
-    if not path.is_file():
-        raise GanzooError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
     try:
+        text = read_bounded(path, "config file").decode()
         if path.suffix == ".toml":
             from .fileio import read_toml
 

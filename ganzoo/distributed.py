@@ -97,3 +97,21 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run ``ganzoo ARGV`` (without ``--nproc``) as ``nproc`` torchrun processes; their exit code."""
+    import subprocess
+    import sys
+
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "ganzoo", *cleaned]
+    return subprocess.call(cmd)

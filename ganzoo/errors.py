@@ -25,3 +25,41 @@ class UnknownNameError(GanzooError, KeyError):
 
 class PluginConflictError(GanzooError):
     """Two plugins registered the same name for the same kind."""
+
+
+# -- one line for the command line ----------------------------------------------------------
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal that stopped the process (SIGINT, i.e. 130, unless a handler recorded
+    another as ``exc.signum``, as the training loop does for SIGTERM, SIGHUP and SIGUSR1)."""
+    import signal
+
+    return 128 + int(getattr(exc, "signum", None) or signal.SIGINT)
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """One line for an exception no check turned into a GanzooError: what the OS said for an
+    OSError (a full disk says so), otherwise the type and message, and how to get the traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename!s}" if exc.filename else ""
+        return one_line(f"{exc.strerror}{where}")
+    if isinstance(exc, MemoryError):
+        return "out of memory (ask for less: a smaller -n, batch or model)"
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply"
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return one_line(text) + " (unexpected; GANZOO_DEBUG=1 shows the traceback for a bug report)"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or a preemption signal after saving its checkpoint; ``signum``
+    is the signal (the CLI exits with 128 + signum)."""
+
+    def __init__(self, signum: int, message: str = "", reported: bool = False):
+        super().__init__(message)
+        self.signum, self.reported = signum, reported  # reported: its line was already printed

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import GanzooError
+from . import limits
 from .fileio import atomic_write
 
 IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
@@ -97,23 +98,49 @@ def _data_hash(data: torch.Tensor) -> str:
 def reference_embedding(name: str, dataset, evaluator, split: str = REFERENCE_SPLIT,
                         batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, logits) of every image of ``dataset`` under ``evaluator``, cached on disk."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     data_hash = _data_hash(dataset.data)
     path = cache_dir() / f"{name}-{split}-{evaluator.sha256[:16]}-{data_hash[:16]}.safetensors"
-    if path.is_file():
-        try:
-            cached = load_file(str(path))
-            if len(cached["features"]) == len(dataset.data):
-                return cached["features"], cached["logits"]
-        except (SafetensorError, OSError, KeyError):
-            pass  # a damaged cache entry is recomputed below
+    cached = _read_cached_embedding(path, len(dataset.data))
+    if cached is not None:
+        return cached
     features, logits = evaluator.embed(dataset.data, batch_size)
+    features, logits = features.contiguous(), logits.contiguous()
     atomic_write(path, lambda tmp: save_file(
-        {"features": features.contiguous(), "logits": logits.contiguous()}, str(tmp),
+        {"features": features, "logits": logits}, str(tmp),
         metadata={"dataset": name, "split": split, "evaluator_sha256": evaluator.sha256,
-                  "data_sha256": data_hash}))
+                  "data_sha256": data_hash, "sha256": _digest(features, logits)}))
+    return features, logits
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """sha256 of tensors' shapes, dtypes and bytes: the checksum a cache entry carries."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _read_cached_embedding(path: Path, n: int):
+    """``(features, logits)`` of a cache entry whose checksum holds and which has one row per
+    image; None (recompute) for a missing, damaged, tampered or checksum-less entry."""
+    from safetensors import SafetensorError, safe_open
+
+    from .fileio import check_regular_file
+
+    try:
+        check_regular_file(path, "cache entry", 64 << 30)
+        with safe_open(str(path), framework="pt") as f:
+            want = (f.metadata() or {}).get("sha256")
+            features, logits = f.get_tensor("features"), f.get_tensor("logits")
+    except (GanzooError, SafetensorError, OSError, KeyError, ValueError, RuntimeError):
+        return None  # a damaged cache entry is recomputed
+    if (want != _digest(features, logits) or features.dim() != 2 or logits.dim() != 2
+            or len(features) != n or len(logits) != n):
+        return None
     return features, logits
 
 
@@ -250,8 +277,8 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     name = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
     if not name:
         raise GanzooError("the model does not say which dataset it was trained on: pass --dataset")
-    if n < 1:
-        raise GanzooError(f"-n must be >= 1, got {n}")
+    limits.check("n", n, "-n")
+    limits.check("seed", seed)
     data = _load_dataset(name, REFERENCE_SPLIT)
     labels_are = labels_of(getattr(G, "sampling", None))
     chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and labels_are is None))
@@ -283,8 +310,8 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
     :func:`evaluate` scores a model. For 2-D mixtures: ``n`` fresh samples of the mixture."""
     from .metrics import SampleSet
 
-    if n < 1:
-        raise GanzooError(f"-n must be >= 1, got {n}")
+    limits.check("n", n, "-n")
+    limits.check("seed", seed)
     data = _load_dataset(dataset, REFERENCE_SPLIT)
     # label-accuracy is left out by default: on real images it is the evaluator's own
     # accuracy (its training accuracy on the train split); its card has the test accuracy.

@@ -9,6 +9,8 @@ directory or the training code.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ import torch
 
 from . import __version__
 from .errors import GanzooError, UnknownNameError
-from .fileio import atomic_write, read_json_document, sha256_of  # noqa: F401 (sha256_of re-exported)
+from .fileio import atomic_write, check_regular_file, read_json_document, sha256_of  # noqa: F401
 
 FORMAT = "ganzoo-export/1"
+MAX_WEIGHTS_BYTES = 64 << 30
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 WEIGHTS = "generator.safetensors"
 CONFIG = "config.json"
 
@@ -57,6 +61,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, info: dict
         "sampling": dict(info.get("sampling") or getattr(generator, "sampling", None) or {}),
         "step": info.get("step"),
         "weights": info.get("weights", "ema"),
+        "run": info.get("run"),  # which run (a hash, see run_id): guards against overwriting
         "dtype": str(dtype or "float32").replace("torch.", ""),
     }
     atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p),
@@ -79,14 +84,47 @@ def generator_from_checkpoint(ckpt, use_ema: bool = True, where: str = "checkpoi
 
 
 def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool = True,
-               dtype: torch.dtype | None = None) -> Path:
-    """Export the latest checkpoint of run directory ``run`` (or a checkpoint file)."""
+               dtype: torch.dtype | None = None, force: bool = False) -> Path:
+    """Export the newest readable checkpoint of run directory ``run`` (or a checkpoint file).
+    A directory holding another model's export (another run or architecture) is refused
+    unless ``force``; the run's own ``export/`` and its earlier exports are replaced."""
     from .checkpoint import Checkpoint
 
     run = Path(run)
+    run_dir = run if run.is_dir() else run.parent.parent
+    own = run_dir / "export"
+    out = Path(out_dir) if out_dir else own
     G, info = generator_from_checkpoint(Checkpoint.load(run), use_ema, str(run))
-    out = Path(out_dir) if out_dir else (run if run.is_dir() else run.parent.parent) / "export"
+    info["run"] = run_id(run_dir)
+    if not force and not _same_dir(out, own):
+        _refuse_other_export(out, info)
     return export_generator(G, out, info, dtype=dtype)
+
+
+def run_id(run_dir: Path) -> str:
+    """Which run an export came from, without recording its path: a hash of the resolved path."""
+    import hashlib
+
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_other_export(out: Path, info: dict) -> None:
+    if not os.path.lexists(out / CONFIG):
+        return
+    try:
+        old = read_json_document(out / CONFIG, FORMAT, "a ganzoo export")
+    except GanzooError:
+        old = None
+    if old and old.get("run") == info["run"] and old.get("architecture") == info["architecture"]:
+        return  # an earlier export of this same run
+    what = (f"the export of another model ({old.get('architecture')!s}, step {old.get('step')!s})"
+            if old else f"a {CONFIG} that is not this run's export")
+    raise GanzooError(f"{str(out)!r} already holds {what}; nothing was overwritten "
+                      f"(pass --force to replace it, or choose another --out)")
 
 
 def build_generator(info: dict, where: str):
@@ -118,8 +156,11 @@ def read_export_config(path: str | Path) -> dict:
     return config
 
 
-def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | None = None):
-    """Load an export directory; the weights' sha256 is checked before they are read."""
+def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | None = None,
+                allow_unverified: bool = False):
+    """Load an export directory; the weights' sha256 is checked before they are read. An export
+    whose config.json has no valid sha256 is refused unless ``allow_unverified`` (the CLI's
+    ``--trust-unverified``): a missing checksum must not silently skip the check."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -128,9 +169,16 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     path = Path(path)
     config = read_export_config(path)
     weights = path / WEIGHTS
-    if not weights.is_file():
+    if not os.path.lexists(weights):
         raise GanzooError(f"{str(path)!r} has no {WEIGHTS}")
+    check_regular_file(weights, "weights file", MAX_WEIGHTS_BYTES)
     want = expected_sha256 or config.get("sha256")
+    if not (isinstance(want, str) and _SHA256.match(want)):
+        if not allow_unverified:
+            raise GanzooError(f"{str(path / CONFIG)!r} has no valid sha256 of its weights, so they "
+                              f"cannot be verified; refused (pass --trust-unverified, or "
+                              f"allow_unverified=True, only for a file you trust)")
+        want = None
     if want and sha256_of(weights) != want:
         raise GanzooError(f"{str(weights)!r} failed its sha256 check (expected {want[:12]}…): "
                           f"the file is corrupted or was modified; nothing was loaded")

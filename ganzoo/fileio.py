@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +19,72 @@ def cache_dir(name: str) -> Path:
     return Path(base).expanduser() / "ganzoo" / name
 
 
+MAX_DOCUMENT_BYTES = 16 << 20  # config.json, card.toml, run configs: far below this
+
+
+def check_regular_file(path: str | Path, what: str, max_bytes: int) -> int:
+    """The size of ``path`` when it is a regular file (after symlinks) of at most ``max_bytes``;
+    one line otherwise. Checked with ``stat`` before opening: a FIFO, a device such as
+    /dev/zero or a directory is refused without ever being opened (no hang, no endless read)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise GanzooError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise GanzooError(f"{what} {str(path)!r} is unreadable ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise GanzooError(f"{what} {str(path)!r} is not a regular file; refused")
+    if st.st_size > max_bytes:
+        raise GanzooError(f"{what} {str(path)!r} is {st.st_size:,} bytes, over the limit of "
+                          f"{max_bytes:,}; refused")
+    return st.st_size
+
+
+def read_bounded(path: str | Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (see :func:`check_regular_file`)."""
+    check_regular_file(path, what, max_bytes)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise GanzooError(f"{what} {str(path)!r} is unreadable ({exc.strerror})") from None
+    if len(data) > max_bytes:  # grew since the check
+        raise GanzooError(f"{what} {str(path)!r} is over the limit of {max_bytes:,} bytes; refused")
+    return data
+
+
+def clean_temp_files(*folders: str | Path) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folders`` when its process died
+    mid-write (``.NAME.tmp-PID`` whose process no longer runs); returns what was removed."""
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(Path(folder).iterdir())
+        except OSError:
+            continue
+        for p in entries:
+            m = _TEMP.match(p.name)
+            if m and p.is_file() and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not writing it now: it is starting
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
 def read_toml(path: str | Path, what: str = "TOML file") -> dict:
     """A TOML document as a dict (tomllib, or tomli on Python 3.10); one line if unreadable."""
     try:
@@ -24,8 +92,8 @@ def read_toml(path: str | Path, what: str = "TOML file") -> dict:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     try:
-        return tomllib.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return tomllib.loads(read_bounded(path, what).decode())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise GanzooError(f"{what} {str(path)!r} is unreadable ({exc})") from None
 
 
@@ -58,12 +126,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 def read_json_document(path: str | Path, fmt: str, what: str) -> dict:
     """A JSON object whose ``format`` key must be ``fmt``; one clear error otherwise."""
     path = Path(path)
+    if not os.path.lexists(path):
+        raise GanzooError(f"{str(path.parent)!r} has no {path.name}: not {what}")
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GanzooError(f"{str(path.parent)!r} has no {path.name}: not {what}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = json.loads(read_bounded(path, path.name))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise GanzooError(f"{str(path)!r} is corrupted ({exc})") from None
+    except RecursionError:
+        raise GanzooError(f"{str(path)!r} is corrupted (nested too deeply)") from None
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise GanzooError(f"{str(path)!r} is not {what} ({fmt})")
     return doc

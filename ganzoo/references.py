@@ -60,16 +60,17 @@ def _zoo_id(model_id: str, bare: bool = False) -> str:
     return model_id
 
 
-def load_generator(ref: str | Path, device: str = "cpu"):
+def load_generator(ref: str | Path, device: str = "cpu", allow_unverified: bool = False):
     """A generator in eval mode from any reference (see the module docstring); its
-    ``export_config`` describes it and ``sampling`` holds what sampling it needs."""
+    ``export_config`` describes it and ``sampling`` holds what sampling it needs. An export
+    without a valid sha256 is refused unless ``allow_unverified``."""
     where = resolve(ref)
     if where.kind == "zoo":
         return load_zoo_generator(where.target, device)
     if where.kind == "export":
         from .export import load_export
 
-        return load_export(where.path, device)
+        return load_export(where.path, device, allow_unverified=allow_unverified)
     from .checkpoint import Checkpoint
     from .export import generator_from_checkpoint
 

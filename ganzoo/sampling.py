@@ -60,16 +60,24 @@ def latents_for(G, n: int, generator: torch.Generator, truncation: float | None)
 
 
 def write_samples(model, n: int, out: str | Path, class_index: int | None = None, seed: int = 0,
-                  nrow: int | None = None, device: str = "cpu", truncation: float | None = None) -> Path:
+                  nrow: int | None = None, device: str = "cpu", truncation: float | None = None,
+                  allow_unverified: bool = False) -> Path:
     from .references import load_generator
 
-    if n < 1:
-        raise GanzooError(f"-n must be >= 1, got {n}")
+    from . import limits
+
+    limits.check("n", n, "-n")
+    limits.check("nrow", nrow)
+    limits.check("seed", seed)
+    limits.check("class", class_index)
+    if not isinstance(model, torch.nn.Module):
+        limits.check_device(device)
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise GanzooError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
     check_truncation(truncation)
-    G = model if isinstance(model, torch.nn.Module) else load_generator(model, device=device)
+    G = (model if isinstance(model, torch.nn.Module)
+         else load_generator(model, device=device, allow_unverified=allow_unverified))
     x, labels = generate(G, n, class_index, seed, truncation=truncation,
                          by_class=out.suffix == ".png" and len(G.data_shape) == 3)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ def test_a_run_written_by_ganzoo_07_resumes_as_07_resumed_it(tmp_path):
     theirs = torch.load(DATA / "resumed-by-0.7-step-00000004.pt", weights_only=True)
     for part in ("generator", "discriminator", "ema"):
         for key, value in theirs[part].items():
-            torch.testing.assert_close(ours[part][key], value, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(ours[part][key], value, rtol=1e-4, atol=1e-5)
     assert json.loads(ours["config"])["methods"] == ["top-k:fraction=0.5", "instance-noise:std=0.5,until=0.5",
                                                      "cluster-labels:k=4"]
     G = ganzoo.load_generator(str(DATA / "run" / "export"))  # the 0.7 export

@@ -84,3 +84,43 @@ def test_every_rank_refuses_before_joining_when_gpus_are_short(monkeypatch):
     assert joined == []
     assert distributed.setup("cpu").device == torch.device("cpu")  # gloo on CPU is still fine
     assert joined == [{"backend": "gloo"}]
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_checkpoints_and_resumes_bit_exact(tmp_path):
+    """Issue 21, defect 2 under DDP: SIGTERM to torchrun (as a scheduler sends it) reaches every
+    rank; they stop together at the next log step, rank 0 checkpoints, and a resume ends
+    bit-identical to an uninterrupted 2-process run."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    common = ["-m", "ganzoo", "train", "mlp", "--dataset", "ring8", "--batch-size", "32", "--no-recipe",
+              "--device", "cpu", "--no-progress", "--log-every", "2", "--checkpoint-every", "100000",
+              "--sample-every", "100000", "--num-threads", "1",
+              "--arch-opt", "g_hidden=32,32", "--arch-opt", "d_hidden=32,32"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common,
+           "--steps", "100000", "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 300
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    stopped = int(out.split("stopped by SIGTERM at step ")[1].split(":")[0])
+    state = load_checkpoint(latest_checkpoint(run))
+    assert state["step"] == stopped and state["world_size"] == 2
+    total = stopped + 4
+    r = torchrun(2, "-m", "ganzoo", "resume", str(run), "--steps", str(total), "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = torchrun(2, *common, "--steps", str(total), "--out", str(tmp_path / "straight"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_checkpoint(latest_checkpoint(run)), load_checkpoint(latest_checkpoint(tmp_path / "straight"))
+    assert a["step"] == b["step"] == total
+    for part in ("generator", "discriminator", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"

@@ -34,7 +34,9 @@ def _format(key: str, value: float) -> str:
 @click.option("--truncation", type=float, help="Sample with latents truncated to [-T, T] "
                                               "(the truncation trick: precision up, recall down).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot, truncation, as_json):
+@click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
+def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot, truncation, as_json,
+                 trust_unverified):
     """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split."""
     from ..evaluation import evaluate, evaluate_real
     from ..references import load_generator
@@ -45,7 +47,12 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
     if real and truncation is not None:
         raise GanzooError("--truncation changes a model's samples; it does not apply with --real")
     check_truncation(truncation)  # before the model loads
-    G = load_generator(model, device=device) if model else None
+    from .. import limits
+
+    limits.check("n", n, "-n")
+    limits.check("seed", seed)
+    limits.check_device(device)
+    G = load_generator(model, device=device, allow_unverified=trust_unverified) if model else None
     dataset = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
     if real:
         if not dataset:

@@ -132,6 +132,7 @@ def _init_model(cfg: TrainConfig, arch):
 
 def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     """A :class:`Run` for ``cfg``; with ``state`` (a loaded checkpoint) it continues that run."""
+    cfg.validate()  # before the process group or the device is set up
     info = distributed.setup(cfg.device)
     device = info.device
     loss = create_loss(cfg.loss)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import signal
 import time
@@ -16,9 +17,10 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..checkpoint import latest_checkpoint, load_checkpoint, save_run_checkpoint
+from ..checkpoint import NonFiniteState, check_finite, checkpoint_state, load_latest, save_run_checkpoint
 from ..config import TrainConfig
-from ..errors import GanzooError
+from ..errors import GanzooError, Interrupted
+from ..fileio import clean_temp_files
 from .build import build_run
 from .rundir import RunLogger, progress_bar, refuse_to_overwrite
 from .step import train_step
@@ -34,16 +36,20 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, announce=None) -> 
     passed every check, before the first step (a refused run says one line, nothing else)."""
     if resume is None:
         return _train(cfg, None, announce)
-    state = load_checkpoint(latest_checkpoint(resume))
-    saved = TrainConfig.from_dict(json.loads(state["config"]))
-    return _train(saved.replace(steps=cfg.steps, out=str(resume), progress=cfg.progress), state)
+    return _resume(resume, cfg.steps, cfg.progress)
 
 
 def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True) -> Path:
-    """Continue a run from its latest checkpoint (to ``steps`` in total, default its own)."""
-    state = load_checkpoint(latest_checkpoint(run_dir))  # read once
+    """Continue a run from its newest readable checkpoint (to ``steps`` in total, default its own)."""
+    return _resume(run_dir, steps, progress)
+
+
+def _resume(run_dir, steps, progress) -> Path:
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # one rank renames an unreadable checkpoint
+    path, state = load_latest(run_dir, set_aside=rank0)  # read once
     saved = TrainConfig.from_dict(json.loads(state["config"]))
-    return _train(saved.replace(steps=steps or saved.steps, out=str(run_dir), progress=progress), state)
+    return _train(saved.replace(steps=steps or saved.steps, out=str(run_dir), progress=progress), state,
+                  resumed_from=path)
 
 
 def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
@@ -70,6 +76,8 @@ def _start(cfg: TrainConfig, state: dict | None):
                             run.arch.conditional, str(run.device), run.G_raw.sampling)
         if state is None:
             refuse_to_overwrite(run.run_dir, info)
+        if info.is_main:  # what a process killed mid-write left behind
+            clean_temp_files(*(run.run_dir / d for d in ("", "checkpoints", "export", "samples")))
         logger = RunLogger(run) if info.is_main else None
         if logger:
             logger.write_config()
@@ -81,7 +89,7 @@ def _start(cfg: TrainConfig, state: dict | None):
         raise
 
 
-def _train(cfg: TrainConfig, state: dict | None, announce=None) -> Path:
+def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
     run, total, logger = _start(cfg, state)
     cfg, info = run.cfg, run.dist
     if announce is not None and info.is_main:
@@ -89,7 +97,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None) -> Path:
     stopper = _InterruptFlag()
     sums = torch.zeros(2, device=run.device)
     step = run.start_step
-    last_saved = None
+    last_saved = resumed_from  # the last good checkpoint: a resumed run starts from one
     t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
     bar = progress_bar(cfg, total, step, info.is_main)
     stop = None  # why the loop ended early: "time" or "interrupt"
@@ -128,18 +136,19 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None) -> Path:
                     logger.evaluate(step)
                 if step % cfg.checkpoint_every == 0 or done:
                     _check_finite(sums, step, last_saved)
-                    last_saved = save_run_checkpoint(run, step) if info.is_main else last_saved
+                    last_saved = _save(run, step, last_saved)
         if stop:  # the one way out of an early stop: keep what was done
             _check_finite(sums, step, last_saved)
+            _save(run, step, last_saved)
             if info.is_main:
-                save_run_checkpoint(run, step)
                 logger.sample_grid(step)
                 bar.close()
             if stop == "interrupt":
+                name = signal.Signals(stopper.signum).name
                 if info.is_main:
-                    print(f"interrupted at step {step}: checkpoint saved; continue with "
+                    print(f"stopped by {name} at step {step}: checkpoint saved; continue with "
                           f"`ganzoo resume {shlex.quote(str(run.run_dir))}`", flush=True)
-                raise KeyboardInterrupt
+                raise Interrupted(stopper.signum, f"{name} at step {step}", reported=True)
             if info.is_main:
                 print(f"time budget of {cfg.max_seconds:g} s reached at step {step}", flush=True)
         if info.is_main:
@@ -155,33 +164,58 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None) -> Path:
     return run.run_dir
 
 
+def _last_good(last_saved: Path | None) -> str:
+    return f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
+
+
 def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None) -> None:
     if not bool(torch.isfinite(sums).all()):
-        where = (f"the last good checkpoint is {last_saved}" if last_saved
-                 else "no checkpoint was written yet")
         raise NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
-                            f"rate or another loss); {where}")
+                            f"rate or another loss); {_last_good(last_saved)}")
+
+
+def _save(run, step: int, last_saved: Path | None) -> Path | None:
+    """Rank 0 writes the checkpoint at ``step``; weights or optimiser state with NaN/inf are never
+    saved. Every rank checks (the ranks' states are identical), so all stop together under DDP."""
+    try:
+        if not run.dist.is_main:
+            check_finite(checkpoint_state(run, step))
+            return last_saved
+        return save_run_checkpoint(run, step)
+    except NonFiniteState as exc:
+        raise NonFiniteLoss(f"{exc} at step {step}, though the losses were finite (try a lower "
+                            f"learning rate or another loss); nothing was saved; "
+                            f"{_last_good(last_saved)}") from None
+
+
+# Ctrl-C and what cluster schedulers and torchrun send to stop (or preempt) a job.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
+                     if hasattr(signal, n))
 
 
 class _InterruptFlag:
-    """First Ctrl-C asks the loop to stop at a step boundary (and checkpoint); a second one aborts."""
+    """The first Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 asks the loop to stop at a step boundary
+    (and checkpoint); ``signum`` records which. A second one aborts at once."""
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self._previous: dict = {}
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
+        self.requested, self.signum = True, signum
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not in the main thread
-            self._previous = None
+        for sig in STOP_SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):  # not in the main thread
+                pass
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}

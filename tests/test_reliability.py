@@ -1,0 +1,453 @@
+"""Faults, preemption and hostile input (issue 21): each test names the defect it guards."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganzoo.checkpoint import FORMAT, latest_checkpoint, list_checkpoints, load_checkpoint
+from ganzoo.config import TrainConfig
+from ganzoo.errors import GanzooError
+from ganzoo.training import loop as loop_mod
+from ganzoo.training import train
+
+from test_trainer import assert_same_weights, ring_cfg
+
+RING_FLAGS = ["--dataset", "ring8", "--no-recipe", "--num-threads", "1", "--device", "cpu", "--no-progress",
+              "--batch-size", "64", "--arch-opt", "g_hidden=64,64", "--arch-opt", "d_hidden=64,64",
+              "--sample-every", "100000"]
+
+
+def one_error_line(code, err):
+    assert code != 0, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def _interrupt_at(step_to_signal, signum=signal.SIGINT):
+    from ganzoo.training.step import train_step as real_step
+
+    def interrupted(run, step, total=None):
+        if step == step_to_signal:
+            os.kill(os.getpid(), signum)
+        return real_step(run, step, total)
+
+    return interrupted
+
+
+# -- the top-level guard (defects 6, 12) -------------------------------------------------------
+def test_ctrl_c_checkpoints_and_exits_130(tmp_path, run_cli, monkeypatch):
+    """Defect 12: Ctrl-C saved a checkpoint, then said "aborted" and exited 1."""
+    monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(4))
+    code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "100", "--out", tmp_path / "r"])
+    assert code == 130, (code, out, err)
+    assert "stopped by SIGINT at step 5" in out and "aborted" not in err and "Traceback" not in err
+    assert load_checkpoint(tmp_path / "r")["step"] == 5
+
+
+def test_ctrl_c_during_start_up_exits_130_without_a_traceback(run_cli, monkeypatch):
+    """Defect 12: Ctrl-C while plugins load (start-up) printed a traceback."""
+    import ganzoo.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganzoo.cli, "_add_plugin_commands", interrupted)
+    code, out, err = run_cli(["list"])
+    assert code == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path, run_cli, monkeypatch):
+    import ganzoo.export
+
+    def broken(*a, **k):
+        raise ValueError("something no check foresaw\nsecond line")
+
+    monkeypatch.setattr(ganzoo.export, "export_run", broken)
+    line = one_error_line(*run_cli(["export", str(tmp_path)])[::2])
+    assert "ValueError: something no check foresaw" in line and "GANZOO_DEBUG=1" in line
+    monkeypatch.setenv("GANZOO_DEBUG", "1")
+    code, _, err = run_cli(["export", str(tmp_path)])
+    assert code != 0 and "Traceback" in err
+
+
+def test_a_full_disk_during_a_checkpoint_says_so_in_one_line(tmp_path, run_cli, monkeypatch):
+    """Defect 6: a full disk gave a torch traceback that never said the disk was full."""
+    def full(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+
+    monkeypatch.setattr(torch, "save", full)
+    code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "4", "--out", tmp_path / "r"])
+    line = one_error_line(code, err)
+    assert "No space left on device" in line
+    assert not list((tmp_path / "r").rglob(".*.tmp-*"))  # the partial temp file is gone
+
+
+# -- preemption (defect 2) ---------------------------------------------------------------------
+def test_every_stop_signal_checkpoints_at_the_step_boundary(tmp_path, monkeypatch):
+    """Defect 2 (in-process, fast): SIGTERM, SIGHUP and SIGUSR1 act like the first Ctrl-C."""
+    from ganzoo.errors import Interrupted
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(2, sig))
+        out, before = tmp_path / sig.name, signal.getsignal(sig)
+        with pytest.raises(Interrupted) as caught:
+            train(ring_cfg(tmp_path, out=str(out), steps=100, checkpoint_every=50))
+        assert caught.value.signum == sig
+        assert load_checkpoint(out)["step"] == 3
+        assert signal.getsignal(sig) == before  # the handlers are put back
+
+
+def test_a_second_stop_signal_aborts_at_once(tmp_path, run_cli, monkeypatch):
+    from ganzoo.training.step import train_step as real_step
+
+    def twice(run, step, total=None):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(run, step, total)
+
+    monkeypatch.setattr(loop_mod, "train_step", twice)
+    code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "100", "--checkpoint-every", "50",
+                              "--out", tmp_path / "r"])
+    assert code == 143 and "Traceback" not in err and "aborted without a checkpoint" in err, (code, err)
+    assert not list_checkpoints(tmp_path / "r")
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_exits_143_and_resumes_bit_exact(tmp_path, run_cli):
+    """Defect 2: `ganzoo train ... & kill -TERM` left no checkpoint. Now: a checkpoint at the step
+    it stopped at, exit 143, and `ganzoo resume` ends bit-identical to an uninterrupted run."""
+    run = tmp_path / "preempted"
+    args = ["train", "mlp", *RING_FLAGS, "--log-every", "5", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen([sys.executable, "-m", "ganzoo", *args, "--steps", "100000", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (out, err)
+    assert "Traceback" not in err
+    stopped = int(out.split("stopped by SIGTERM at step ")[1].split(":")[0])
+    assert [p.name for p in list_checkpoints(run)] == [f"step-{stopped:08d}.pt"]
+    total = stopped + 7
+    code, out, err = run_cli(["resume", str(run), "--steps", str(total), "--no-progress"])
+    assert code == 0, err
+    code, out, err = run_cli([*args, "--steps", str(total), "--out", str(tmp_path / "straight")])
+    assert code == 0, err
+    assert load_checkpoint(run)["step"] == total
+    assert_same_weights(run, tmp_path / "straight")
+
+
+# -- checkpoint integrity (defects 1, 15, 16, 7) -----------------------------------------------
+def _poison_optimizer_at(step_to_poison):
+    real_step = loop_mod.train_step
+
+    def poisoned(run, step, total=None):
+        out = real_step(run, step, total)
+        if step == step_to_poison:  # the losses stay finite, the state does not
+            for state in run.opt_d.state.values():
+                state["exp_avg_sq"].fill_(float("inf"))
+            with torch.no_grad():
+                next(run.G_raw.parameters()).fill_(float("nan"))
+        return out
+
+    return poisoned
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, run_cli, monkeypatch):
+    """Defect 1: a step with finite losses but NaN weights was kept as the last good checkpoint,
+    and `ganzoo export` wrote a NaN model with exit 0."""
+    monkeypatch.setattr(loop_mod, "train_step", _poison_optimizer_at(11))
+    with pytest.raises(loop_mod.NonFiniteLoss, match=r"non-finite values in .*step 12.*step-00000006\.pt"):
+        train(ring_cfg(tmp_path, steps=12, log_every=12, checkpoint_every=6))
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000006.pt"]
+    monkeypatch.undo()
+    code, out, err = run_cli(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exp")])
+    assert code == 0, err
+    G = __import__("ganzoo").load_generator(str(tmp_path / "exp"))
+    assert all(torch.isfinite(p).all() for p in G.parameters())
+
+
+def test_a_resumed_run_that_diverges_names_its_checkpoint(tmp_path, monkeypatch):
+    """Defect 15: a resumed run said "no checkpoint was written yet" although checkpoints exist."""
+    train(ring_cfg(tmp_path, steps=6, checkpoint_every=6))
+    real_step = loop_mod.train_step
+    monkeypatch.setattr(loop_mod, "train_step",
+                        lambda run, step, total=None: tuple(x * float("nan") for x in real_step(run, step, total)))
+    with pytest.raises(loop_mod.NonFiniteLoss) as caught:
+        train(TrainConfig(steps=12, progress=False), resume=tmp_path / "run")
+    assert "step-00000006.pt" in str(caught.value) and "no checkpoint was written" not in str(caught.value)
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous(tmp_path, run_cli):
+    """Defect 16: one unreadable latest checkpoint blocked resume, export and sample."""
+    run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=3, keep_checkpoints=3))
+    newest = latest_checkpoint(run)
+    newest.write_bytes(newest.read_bytes()[:100])
+    code, out, err = run_cli(["export", str(run), "--out", str(tmp_path / "exp")])
+    assert code == 0 and "using the newest readable checkpoint step-00000003.pt" in err, err
+    assert json.loads((tmp_path / "exp" / "config.json").read_text())["step"] == 3
+    code, out, err = run_cli(["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.npz")])
+    assert code == 0 and "step-00000003.pt" in err, err
+    code, out, err = run_cli(["resume", str(run), "--steps", "9", "--no-progress"])
+    assert code == 0 and "step-00000003.pt" in err, err
+    assert (newest.parent / (newest.name + ".unreadable")).exists()  # set aside, never shadowing
+    assert load_checkpoint(run)["step"] == 9
+    for p in list_checkpoints(run):
+        p.write_bytes(b"garbage")
+    assert "no readable checkpoint" in one_error_line(*run_cli(["export", str(run)])[::2])
+
+
+def test_temp_files_of_killed_writes_are_removed_at_the_next_start(tmp_path):
+    """Defect 7: `kill -9` during a write left orphaned temp files nothing removed."""
+    run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=6))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphans = [run / "checkpoints" / f".step-00000012.pt.tmp-{dead.pid}",
+               run / f".config.json.tmp-{dead.pid}", run / "export" / f".generator.safetensors.tmp-{dead.pid}"]
+    live = run / "checkpoints" / f".step-00000012.pt.tmp-{os.getppid()}"  # a writer still running
+    for p in [*orphans, live]:
+        p.write_bytes(b"x" * 1000)
+    train(TrainConfig(steps=9, progress=False), resume=run)
+    assert not any(p.exists() for p in orphans)
+    assert live.exists()
+
+
+# -- integrity of the files ganzoo reads (defects 4, 5, 10, 13) ----------------------------------
+@pytest.fixture(scope="module")
+def ring_export(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    return train(ring_cfg(tmp, steps=3, checkpoint_every=3)) / "export"
+
+
+def _copy_export(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture
+def no_hang():
+    """A read that blocks (a FIFO) fails the test instead of hanging it."""
+    def timeout(*_):
+        raise TimeoutError("blocked reading a file")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "huge"])
+def test_files_read_from_a_user_path_must_be_bounded_regular_files(tmp_path, ring_export, run_cli, no_hang, kind):
+    """Defect 4: a config.json that is a FIFO hung `ganzoo sample`; one symlinked to /dev/zero
+    read until MemoryError."""
+    export = _copy_export(ring_export, tmp_path / "e")
+    config = export / "config.json"
+    config.unlink()
+    if kind == "fifo":
+        os.mkfifo(config)
+    elif kind == "dev-zero":
+        config.symlink_to("/dev/zero")
+    elif kind == "directory":
+        config.mkdir()
+    else:
+        with open(config, "wb") as fh:
+            fh.truncate(64 << 20)  # sparse: 64 MiB of zeros, over the documents' limit
+    line = one_error_line(*run_cli(["sample", str(export), "-n", "4", "--out", str(tmp_path / "s.png")])[::2])
+    assert "config.json" in line and "refused" in line
+    assert not (tmp_path / "s.png").exists()
+    # the same one helper guards a --config file and a checkpoint
+    with pytest.raises(GanzooError, match="refused"):
+        TrainConfig.from_file(config if kind != "huge" else config)
+    ckpt = tmp_path / "c.pt"
+    os.mkfifo(ckpt)
+    with pytest.raises(GanzooError, match="not a regular file"):
+        load_checkpoint(ckpt)
+
+
+def test_deeply_nested_json_is_one_line(tmp_path, ring_export, run_cli):
+    export = _copy_export(ring_export, tmp_path / "e")
+    (export / "config.json").write_text("[" * 100000 + "]" * 100000)
+    line = one_error_line(*run_cli(["sample", str(export), "-n", "4", "--out", str(tmp_path / "s.png")])[::2])
+    assert "config.json" in line
+
+
+@pytest.mark.parametrize("sha", ["missing", None, 123, "abc", "G" * 64])
+def test_an_export_without_a_valid_sha256_is_refused_unless_trusted(tmp_path, ring_export, run_cli, sha):
+    """Defect 10: a missing or null sha256 skipped the integrity check silently."""
+    import ganzoo
+
+    export = _copy_export(ring_export, tmp_path / "e")
+    config = json.loads((export / "config.json").read_text())
+    if sha == "missing":
+        del config["sha256"]
+    else:
+        config["sha256"] = sha
+    (export / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "s.npz"
+    line = one_error_line(*run_cli(["sample", str(export), "-n", "4", "--out", str(out)])[::2])
+    assert "no valid sha256" in line and "refused" in line and "--trust-unverified" in line
+    assert not out.exists()
+    with pytest.raises(GanzooError, match="no valid sha256"):
+        ganzoo.load_generator(str(export))
+    code, _, err = run_cli(["sample", str(export), "-n", "4", "--out", str(out), "--trust-unverified"])
+    assert code == 0 and out.exists(), err
+    assert ganzoo.load_generator(str(export), allow_unverified=True).latent_dim == config["latent_dim"]
+
+
+def test_cached_reference_statistics_carry_a_checksum(tmp_path, monkeypatch):
+    """Defect 5: flipped bits in the cache made `ganzoo eval` report a FID of 8e11 with exit 0."""
+    from ganzoo import evaluation
+
+    monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    class Evaluator:
+        sha256 = "e" * 64
+
+        def embed(self, data, batch_size):
+            calls.append(1)
+            x = data.float().flatten(1)
+            return x[:, :4] / 255, x[:, 4:7] / 255
+
+    class Data:
+        data = torch.arange(2 * 16 * 8, dtype=torch.uint8).reshape(16, 2, 8)
+
+    truth = evaluation.reference_embedding("toy", Data(), Evaluator())
+    again = evaluation.reference_embedding("toy", Data(), Evaluator())
+    assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(truth, again))
+    (entry,) = (tmp_path / "cache" / "refstats").iterdir()
+    raw = bytearray(entry.read_bytes())
+    raw[-5] ^= 0xFF  # a flipped byte in the tensor data: the file still parses
+    entry.write_bytes(bytes(raw))
+    healed = evaluation.reference_embedding("toy", Data(), Evaluator())
+    assert len(calls) == 2 and all(torch.equal(a, b) for a, b in zip(truth, healed))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_not_called_corrupted(tmp_path, run_cli, capfd):
+    """Defect 13: a refused malicious checkpoint was called "corrupted", and the message quoted
+    torch's advice to reload with weights_only=False (the unsafe action)."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"format": FORMAT, "step": 1, "evil": _Payload()}, run / "checkpoints" / "step-00000001.pt")
+    for argv in (["export", str(run)], ["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.png")],
+                 ["resume", str(run)]):
+        line = one_error_line(*run_cli(argv)[::2])
+        assert "refused" in line and "corrupted" not in line and "weights_only" not in line, line
+    assert "this must never run" not in capfd.readouterr().out
+
+
+# -- export overwrite (defect 3) -----------------------------------------------------------------
+def test_export_refuses_to_overwrite_another_models_export(tmp_path, run_cli):
+    """Defect 3: `ganzoo export RUN --out DIR` silently overwrote another model's export in DIR."""
+    a = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=3, checkpoint_every=3))
+    b = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=3, checkpoint_every=3, seed=1))
+    shared = tmp_path / "shared"
+    assert run_cli(["export", str(a), "--out", str(shared)])[0] == 0
+    assert run_cli(["export", str(a), "--out", str(shared), "--half"])[0] == 0  # the same run: fine
+    before = {p.name: p.read_bytes() for p in shared.iterdir()}
+    line = one_error_line(*run_cli(["export", str(b), "--out", str(shared)])[::2])
+    assert "already holds the export of another model (mlp, step 3)" in line and "--force" in line
+    assert {p.name: p.read_bytes() for p in shared.iterdir()} == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text("{}")
+    assert "not this run's export" in one_error_line(*run_cli(["export", str(b), "--out", str(tmp_path / "other")])[::2])
+    code, _, err = run_cli(["export", str(b), "--out", str(shared), "--force"])
+    assert code == 0, err
+    assert run_cli(["export", str(b)])[0] == 0  # the run's own export/ is always replaced
+
+
+# -- bad command-line values (defect 8), through ganzoo.limits ----------------------------------
+TRAIN = ["train", "mlp", "--dataset", "ring8", "--no-recipe", "--no-progress", "--steps", "2"]
+BAD_TRAIN = [
+    ["--num-threads", "100000"], ["--num-threads", "-3"], ["--num-threads", "0"], ["--num-threads", "5000"],
+    ["--epochs", "nan"], ["--epochs", "inf"], ["--epochs", "-1"], ["--epochs", "0"], ["--epochs", "-inf"],
+    ["--seed", str(2**70)], ["--seed", "-1"], ["--seed", str(2**63)], ["--subset-seed", "-5"],
+    ["--image-size", "-5"], ["--image-size", "0"], ["--image-size", "100000"],
+    ["--max-seconds", "-1"], ["--max-seconds", "nan"], ["--max-seconds", "inf"],
+    ["--nproc", "0"], ["--nproc", "-2"], ["--nproc", "5000"],
+    ["--device", "tpu"], ["--device", "bogus"], ["--device", "cuda:x"], ["--device", ""],
+    ["--steps", "0"], ["--steps", "-10"], ["--batch-size", "0"], ["--batch-size", "-64"],
+    ["--batch-size", str(2**40)], ["--lr-g", "nan"], ["--lr-d", "-1"], ["--lr-g", "inf"],
+    ["--ema-decay", "1.5"], ["--ema-decay", "-0.1"], ["--ema-decay", "nan"], ["--d-steps", "0"],
+    ["--log-every", "0"], ["--sample-every", "-1"], ["--checkpoint-every", "0"],
+    ["--keep-checkpoints", "0"], ["--eval-every", "-1"], ["--eval-samples", "0"],
+    ["--eval-samples", "100000000"], ["--num-threads", "abc"], ["--seed", "1.5"],
+]
+BAD_SAMPLE = [["-n", "1000000000"], ["-n", "0"], ["-n", "-4"], ["--nrow", "0"], ["--nrow", "-1"],
+              ["--seed", str(2**70)], ["--seed", "-1"], ["--device", "tpu"], ["--device", "bogus"],
+              ["--class", "-1"]]
+BAD_EVAL = [["-n", "1000000000"], ["-n", "0"], ["--seed", "-1"], ["--device", "bogus"], ["--seed", str(2**64)]]
+if not torch.cuda.is_available():
+    BAD_TRAIN.append(["--device", "cuda"])
+    BAD_SAMPLE.append(["--device", "cuda"])
+    BAD_EVAL.append(["--device", "cuda:0"])
+
+
+def test_bad_values_table_has_over_fifty_entries():
+    assert len(BAD_TRAIN) + len(BAD_SAMPLE) + len(BAD_EVAL) >= 50
+
+
+@pytest.mark.parametrize("flags", BAD_TRAIN, ids=lambda f: " ".join(f))
+def test_bad_train_values_are_one_line_and_write_nothing(tmp_path, run_cli, flags):
+    """Defect 8: tracebacks (one a segfault) or silent acceptance of out-of-range values."""
+    out = tmp_path / "run"
+    code, stdout, err = run_cli([*TRAIN, *flags, "--out", str(out)], cwd=tmp_path)
+    one_error_line(code, err)
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags", BAD_SAMPLE, ids=lambda f: " ".join(f))
+def test_bad_sample_values_are_one_line_and_write_nothing(tmp_path, ring_export, run_cli, flags):
+    out = tmp_path / "s.png"
+    one_error_line(*run_cli(["sample", str(ring_export), *flags, "--out", str(out)])[::2])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags", BAD_EVAL, ids=lambda f: " ".join(f))
+def test_bad_eval_values_are_one_line(tmp_path, ring_export, run_cli, flags):
+    code, out, err = run_cli(["eval", str(ring_export), *flags, "--plot", str(tmp_path / "p.png")])
+    one_error_line(code, err)
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_limits_apply_to_config_files_and_the_python_api(tmp_path):
+    (tmp_path / "c.toml").write_text('arch = "mlp"\ndataset = "ring8"\nnum_threads = 100000\n')
+    cfg = TrainConfig.from_file(tmp_path / "c.toml")
+    with pytest.raises(GanzooError, match="--num-threads must be <= 4096"):
+        train(cfg)
+    with pytest.raises(GanzooError, match="--device must be auto, cpu"):
+        train(ring_cfg(tmp_path, device="tpu"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_out_path_under_a_file_is_one_line(tmp_path, ring_export, run_cli):
+    """Defect 8: `--out` under a file gave a traceback."""
+    (tmp_path / "file").write_text("x")
+    one_error_line(*run_cli([*TRAIN, "--num-threads", "1", "--out", str(tmp_path / "file" / "run")])[::2])
+    one_error_line(*run_cli(["sample", str(ring_export), "-n", "2", "--out", str(tmp_path / "file" / "s.png")])[::2])
+    one_error_line(*run_cli(["export", str(ring_export.parent), "--out", str(tmp_path / "file" / "e")])[::2])
+    assert (tmp_path / "file").read_text() == "x"
