@@ -34,7 +34,11 @@ CACHE_ENV = "GANZOO_CACHE"
 def default_metrics(dataset, conditional: bool = False) -> list[str]:
     """Images: FID, KID, precision, recall, density, coverage, the class histogram when
     the data has labels, label accuracy for conditional models. Points: modes, and k-NN
-    precision and recall in their raw coordinates."""
+    precision and recall in their raw coordinates. A dataset may name its own (its
+    ``default_metrics``: Stacked MNIST's mode count)."""
+    own = getattr(dataset, "default_metrics", None)
+    if own:
+        return list(own)
     if not getattr(dataset, "is_image", True):
         return list(POINT_METRICS)
     names = list(IMAGE_METRICS)

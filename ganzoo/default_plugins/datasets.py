@@ -3,6 +3,7 @@ from ganzoo.data.cifar import load_cifar10
 from ganzoo.data.folder import load_image_folder
 from ganzoo.data.idx import load_fashion_mnist, load_mnist
 from ganzoo.data.mixtures import grid25, ring8
+from ganzoo.data.stacked import load_stacked_mnist
 from ganzoo.errors import GanzooError
 from ganzoo.hookspecs import hookimpl
 
@@ -25,6 +26,9 @@ def register_datasets(register):
     register("fashion-mnist", load_fashion_mnist,
              description="Fashion-MNIST, 28×28 gray, 10 classes (IDX; Debian package or "
                          "cached download)")
+    register("stacked-mnist", load_stacked_mnist,
+             description="Stacked MNIST: 3 independent MNIST digits in R, G, B, 28×28, 1,000 "
+                         "classes (60k train / 10k test; from MNIST train if present, else test)")
     register("cifar10", load_cifar10,
              description="CIFAR-10, 32×32 RGB, 10 classes (python batches; cached download)")
     register("image-folder", load_image_folder,

@@ -13,6 +13,9 @@ def register_metrics(register):
 
     for name, cls in METRICS.items():
         register(name, cls)
+    from ganzoo.metrics.stacked import StackedModes
+
+    register(StackedModes.name, StackedModes)
 
 
 @hookimpl
