@@ -99,7 +99,9 @@ def info_command(name, as_toml):
     if as_toml:
         from .recipes import get_recipe, to_toml
 
-        click.echo(to_toml(_resolved(get_recipe(name).config())), nl=False)
+        # the recipe's own values: what a loss recommends stays unresolved, so `--config FILE
+        # --loss X` gets X's recommendations, and no run directory is fixed
+        click.echo(to_toml({**get_recipe(name).config().to_dict(), "out": None}), nl=False)
         return
     found = [catalog.get(k, name) for k in KINDS if name in catalog.names(k)]
     if not found:
@@ -169,15 +171,14 @@ def _resolved(cfg) -> dict:
     return cfg.resolved(create_loss(cfg.loss).recommended).to_dict()
 
 
-def _changes_from_flags(flags: dict) -> dict:
-    """The config changes a user's flags ask for (None and empty repeats mean "not given")."""
-    from .methods import shortcut_specs
+def _changes_from_flags(flags: dict) -> tuple[dict, dict]:
+    """``(config changes, method shortcut flags)`` a user's flags ask for (None and empty
+    repeats mean "not given"); the shortcuts (``--top-k`` ...) apply to the base's methods."""
+    from .methods import SHORTCUTS
 
     changes = {k: v for k, v in flags.items() if v is not None and v != ()}
-    shortcuts = shortcut_specs(changes)  # --top-k 0.5 → top-k:fraction=0.5 (removed from changes)
-    if shortcuts:
-        changes["methods"] = (*changes.get("methods", ()), *shortcuts)
-    return changes
+    shortcuts = {k: changes.pop(k) for k in list(changes) if k in SHORTCUTS}
+    return changes, shortcuts
 
 
 @cli.command("train")
@@ -204,7 +205,7 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
         sys.exit(relaunch_with_torchrun(nproc, sys.argv[1:]))
     if sum(map(bool, (config_file, recipe, no_recipe))) > 1:
         raise click.UsageError("give at most one of --config, --recipe and --no-recipe")
-    changes = _changes_from_flags(flags)
+    changes, shortcuts = _changes_from_flags(flags)
     if arch:
         changes["arch"] = arch
     elif not (config_file or recipe):
@@ -214,12 +215,12 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
         changes["regularizers"] = ()
     if arch_opts:
         changes["arch_options"] = parse_key_values(arch_opts, "--arch-opt")
-    if "methods" in changes:  # --method flags add to the base's methods (or replace one of a name)
-        from .methods import parse_method_spec
+    if "methods" in changes or shortcuts:
+        from .methods import apply_shortcuts, merge_methods
 
-        given = {parse_method_spec(m)[0] for m in changes["methods"]}
-        changes["methods"] = (*(m for m in cfg.methods if parse_method_spec(m)[0] not in given),
-                              *changes["methods"])
+        # --top-k X etc. set (or, at their "off" value, remove) a method of the base; --method
+        # adds one, replacing the base's entry of the same name
+        changes["methods"] = merge_methods(apply_shortcuts(cfg.methods, shortcuts), changes.get("methods", ()))
     cfg = cfg.replace(**changes)
     cfg.validate()  # every value in range before anything is built or written
     if cfg.device != "auto":

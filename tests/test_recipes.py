@@ -58,7 +58,9 @@ def test_list_info_and_toml(tmp_path, run_cli_many):
     assert "methods = ['cluster-labels:k=50']" in info and "lr_g = 0.001" in info
     path = tmp_path / "r.toml"
     path.write_text(toml)
-    assert TrainConfig.from_file(path) == get_recipe("cmlp-grid25").config().resolved({})  # every value
+    loaded = TrainConfig.from_file(path)  # the recipe's own values: the loss's defaults stay open
+    assert loaded == get_recipe("cmlp-grid25").config() and loaded.out is None and loaded.d_steps is None
+    assert "out =" not in toml and "d_steps" not in toml
     assert rc4 == 1 and "unknown recipe 'no-such-recipe'" in bad
 
 
@@ -132,3 +134,27 @@ def test_a_malformed_recipe_fails_its_plugin_only():
     with pytest.raises(TypeError, match="default_for takes"):
         register("bad2", {"steps": 3}, default_for=[("mlp",)])
     assert "cmlp-grid25" in get_catalog().names("recipe")
+
+
+def test_shortcut_flags_at_their_off_value_remove_a_recipes_method(tmp_path, run_cli_many):
+    common = ["--steps", "1", "--no-progress", "--device", "cpu", "--batch-size", "64"]
+    results = run_cli_many([
+        ["train", "cmlp", "--dataset", "ring8", "--cluster-labels", "0", *common, "--out", str(tmp_path / "b")],
+        ["train", "--recipe", "cmlp-ring8", "--cluster-labels", "8", *common, "--out", str(tmp_path / "c")],
+    ])
+    (rc2, _, err2), (rc3, _, err3) = results
+    assert rc2 == 1 and "cmlp is conditional and needs a labelled dataset" in err2  # clusters are off
+    assert rc3 == 0, err3
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["methods"] == ["cluster-labels:k=8"]
+
+
+def test_apply_shortcuts_on_a_base():
+    from ganzoo.methods import apply_shortcuts, merge_methods
+
+    assert apply_shortcuts(("top-k:fraction=0.5",), {"top_k": 1.0}) == ()
+    assert apply_shortcuts(("instance-noise:std=2",), {"instance_noise_until": 0.25}) == (
+        "instance-noise:std=2,until=0.25",)
+    assert apply_shortcuts((), {"instance_noise_until": 0.25}) == ()  # refines nothing
+    assert apply_shortcuts(("class-loss:weight=1.0",), {"class_weight": 0.5}) == ("class-loss:weight=0.5",)
+    assert merge_methods(("top-k:fraction=0.5", "lecam"), ("top-k:fraction=0.25",)) == (
+        "lecam", "top-k:fraction=0.25")
