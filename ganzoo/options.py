@@ -11,9 +11,17 @@ from .errors import GanzooError, UnknownNameError
 
 
 def describe_type(tp: Any) -> str:
-    """How ``ganzoo info`` names an option's type: ``int``, ``tuple``, ``normal|uniform``."""
-    if typing.get_origin(tp) is typing.Literal:
-        return "|".join(map(str, typing.get_args(tp)))
+    """How ``ganzoo info`` names an option's type: ``int``, ``int or none``, ``tuple of int``,
+    ``normal|uniform``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return "|".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        inner = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(inner) + (" or none" if type(None) in args else "")
+    if origin in (tuple, list):
+        item = [a for a in args if a is not Ellipsis]
+        return f"tuple of {describe_type(item[0])}" if item else "tuple"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

@@ -130,6 +130,26 @@ def _init_model(cfg: TrainConfig, arch):
     return init
 
 
+def _architecture(name: str, state: dict | None):
+    """The catalog entry of architecture ``name``; when it is missing, one line that names the
+    plugin a resumed checkpoint records, or the plugins that failed to load."""
+    from ..errors import UnknownNameError
+    from ..plugins import failed_plugins
+
+    try:
+        return get_catalog().get("architecture", name)
+    except UnknownNameError as exc:
+        if state is not None and state.get("plugin"):
+            raise GanzooError(f"this run's architecture {name!r} comes from plugin {state['plugin']} "
+                              f"{state.get('plugin_version') or ''}".rstrip() + ", which is not installed "
+                              f"or failed to load (see `ganzoo plugins`)") from None
+        failed = failed_plugins()
+        if failed:
+            names = ", ".join(f"{r.distribution} ({r.error})" for r in failed)
+            raise GanzooError(f"{exc}; plugins that failed to load may provide it: {names}") from None
+        raise
+
+
 def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     """A :class:`Run` for ``cfg``; with ``state`` (a loaded checkpoint) it continues that run."""
     cfg.validate()  # before the process group or the device is set up
@@ -138,7 +158,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     loss = create_loss(cfg.loss)
     cfg = cfg.resolved(loss.recommended)
     cfg.validate()
-    entry = get_catalog().get("architecture", cfg.arch)
+    entry = _architecture(cfg.arch, state)
     arch = entry.obj
     methods = MethodStack.from_specs(cfg.methods)
     methods.check(arch)  # before any data is loaded
