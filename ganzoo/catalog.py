@@ -58,7 +58,10 @@ class Architecture:
     description: str = ""
 
     def make_options(self, **values):
+        from .limits import check_arch_options
+
         opts = build_options(self.options, values, what=f"{self.name} option")
+        check_arch_options(opts, f"{self.name} option")
         if self.conditional and opts.num_classes < 1:
             raise GanzooError(f"{self.name} is conditional: num_classes must be >= 1")
         return opts

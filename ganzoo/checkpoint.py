@@ -23,6 +23,8 @@ Keys of ``ganzoo-checkpoint/1`` (ganzoo >= 0.8):
 ``dataset``        dataset name; ``class_names``: its label names
 ``methods``        ``{method name: its state_dict()}`` (e.g. cluster centroids, ADA's p)
 ``sampling``       what a sampler of G needs (``class_prior``, ``labels``), from the methods
+``elapsed_s``      seconds of training up to ``step``, over all resumes (metrics.jsonl's
+                   ``elapsed_s`` continues from it; absent in older checkpoints: read as 0)
 =================  ==========================================================================
 
 No RNG state is saved: every random draw of a step is seeded from (seed, step, rank).
@@ -83,8 +85,9 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
 
 
 # -- building and saving -----------------------------------------------------------------
-def checkpoint_state(run, step: int) -> dict[str, Any]:
-    """The checkpoint of ``run`` (a :class:`ganzoo.training.Run`) after ``step`` steps."""
+def checkpoint_state(run, step: int, elapsed_s: float = 0.0) -> dict[str, Any]:
+    """The checkpoint of ``run`` (a :class:`ganzoo.training.Run`) after ``step`` steps and
+    ``elapsed_s`` seconds of training."""
     from . import __version__
 
     return {
@@ -106,6 +109,7 @@ def checkpoint_state(run, step: int) -> dict[str, Any]:
         "class_names": list(getattr(run.data, "class_names", ()) or ()),
         "methods": run.methods.state_dict(),
         "sampling": run.methods.sampling(),
+        "elapsed_s": float(elapsed_s),
     }
 
 
@@ -131,10 +135,10 @@ def check_finite(state: dict[str, Any]) -> None:
         walk(state.get(part), part)
 
 
-def save_run_checkpoint(run, step: int) -> Path:
+def save_run_checkpoint(run, step: int, elapsed_s: float = 0.0) -> Path:
     """Write ``run``'s checkpoint at ``step`` and prune the oldest beyond ``keep_checkpoints``;
     a state with non-finite weights or optimiser state is refused (:func:`check_finite`)."""
-    state = checkpoint_state(run, step)
+    state = checkpoint_state(run, step, elapsed_s)
     check_finite(state)
     path = save_checkpoint(state, checkpoint_path(run.run_dir, step))
     prune_checkpoints(run.run_dir, run.cfg.keep_checkpoints)
@@ -169,7 +173,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise GanzooError(f"checkpoint {str(path)!r} is unreadable or corrupted ({first[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GanzooError(f"{str(path)!r} is not a ganzoo checkpoint (format {FORMAT})")
-    return upgrade(state)
+    return upgrade(check_layout(state, path))
 
 
 def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
@@ -199,6 +203,34 @@ def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
                   file=sys.stderr, flush=True)
         return path, state
     raise GanzooError(f"no readable checkpoint in {str(run_dir)!r}: {skipped[0][1]}")
+
+
+# key: (types it may have, what it must be); None where the key may be absent
+_LAYOUT = {
+    "step": ((int,), "a step count"), "generator": ((dict,), "a state dict"),
+    "discriminator": ((dict,), "a state dict"), "opt_g": ((dict,), "an optimiser state"),
+    "opt_d": ((dict,), "an optimiser state"), "config": ((str,), "a JSON object"),
+    "arch": ((str,), "a name"), "options": ((str,), "a JSON object"),
+}
+
+
+def check_layout(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """One line naming the first key that is missing or of the wrong kind (a checkpoint that
+    loads safely may still be malformed: hand-edited, truncated by another writer, ...)."""
+    for key, (types_, what) in _LAYOUT.items():
+        value = state.get(key)
+        ok = isinstance(value, types_) and not isinstance(value, bool)
+        if ok and key == "step":
+            ok = value >= 0
+        if ok and key in ("config", "options"):
+            try:
+                ok = isinstance(json.loads(value), dict)
+            except ValueError:
+                ok = False
+        if not ok:
+            got = "missing" if key not in state else f"{type(value).__name__} {str(value)[:40]!r}"
+            raise GanzooError(f"checkpoint {str(path)!r} is malformed: {key} must be {what}, got {got}")
+    return state
 
 
 def upgrade(state: dict[str, Any]) -> dict[str, Any]:
@@ -270,10 +302,14 @@ def restore(state: dict[str, Any], world_size: int, G, D, opt_g, opt_d, ema) -> 
     if state.get("world_size", 1) != world_size:
         raise GanzooError(f"this checkpoint was written by {state.get('world_size', 1)} process(es); "
                           f"resume it with the same number (got {world_size})")
-    G.load_state_dict(state["generator"])
-    D.load_state_dict(state["discriminator"])
-    opt_g.load_state_dict(state["opt_g"])
-    opt_d.load_state_dict(state["opt_d"])
-    if ema is not None and state.get("ema") is not None:
-        ema.module.load_state_dict(state["ema"])
+    try:
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        if ema is not None and state.get("ema") is not None:
+            ema.module.load_state_dict(state["ema"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise GanzooError(f"the checkpoint's weights do not fit its architecture {state['arch']} "
+                          f"({' '.join(str(exc).split())[:240]})") from None
     return int(state["step"])

@@ -77,7 +77,11 @@ def generator_from_checkpoint(ckpt, use_ema: bool = True, where: str = "checkpoi
     info = ckpt.describe()
     G = build_generator(info, where)
     weights, kind = ckpt.generator_weights(ema=use_ema)
-    G.load_state_dict(weights)
+    try:
+        G.load_state_dict(weights)
+    except (RuntimeError, KeyError) as exc:
+        raise GanzooError(f"{where}: the checkpoint's weights do not fit architecture {info['architecture']} "
+                          f"({' '.join(str(exc).split())[:240]})") from None
     G.sampling = info["sampling"]
     info["weights"] = kind
     return G, info
@@ -148,6 +152,14 @@ def read_export_config(path: str | Path) -> dict:
     from .checkpoint import legacy_sampling
 
     config = read_json_document(Path(path) / CONFIG, FORMAT, "a ganzoo export")
+    where = str(Path(path) / CONFIG)
+    for key, types_, what in (("architecture", (str,), "a name"), ("options", (dict,), "a table"),
+                              ("plugin", (str, type(None)), "a name"),
+                              ("class_names", (list, type(None)), "a list"),
+                              ("sampling", (dict, type(None)), "a table")):
+        if key in config and not isinstance(config[key], types_) or key in ("architecture", "options") \
+                and not config.get(key):
+            raise GanzooError(f"{where}: {key} must be {what}, got {config.get(key)!r:.60}")
     options = config.get("options")
     if "sampling" not in config and isinstance(options, dict):
         config["sampling"] = legacy_sampling(options, config.pop("cluster_labels", 0))

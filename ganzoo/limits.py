@@ -17,10 +17,13 @@ RANGES: dict[str, tuple] = {
     "batch_size": (1, 2**20), "d_steps": (1, 1000), "image_size": (1, 8192),
     "seed": (0, SEED_MAX), "subset_seed": (0, SEED_MAX),
     "lr_g": (0.0, 1e3), "lr_d": (0.0, 1e3), "ema_decay": (0.0, 0.999999999),
-    "log_every": (1, None), "sample_every": (1, None), "checkpoint_every": (1, None),
+    "log_every": (1, None), "max_loss": (0.0, None), "sample_every": (1, None), "checkpoint_every": (1, None),
     "keep_checkpoints": (1, None), "eval_every": (0, None), "eval_samples": (1, MAX_SAMPLES),
     "num_threads": (1, 4096), "nproc": (1, 1024),
     "n": (1, MAX_SAMPLES), "nrow": (1, MAX_SAMPLES), "class": (0, 1_000_000),
+    # the options every architecture shares (ArchOptions), wherever they come from: --arch-opt,
+    # a config file, an export's config.json, a checkpoint
+    "latent_dim": (1, 1 << 16), "num_classes": (0, 1_000_000), "data_dim": (1, 1 << 14),
 }
 
 EXCLUSIVE_LOW = {"epochs"}  # must be above its lowest value, not equal to it
@@ -43,6 +46,19 @@ def check(name: str, value, flag: str | None = None):
     if hi is not None and value > hi:
         raise GanzooError(f"{flag} must be <= {hi}, got {value}")
     return value
+
+
+def check_arch_options(options, what: str = "option") -> None:
+    """The shared architecture options in range: ``latent_dim``, ``num_classes`` and each of
+    ``data_shape``'s sizes (an export asking for a 10^12-wide layer is one line, not an attempt
+    to allocate it)."""
+    check("latent_dim", options.latent_dim, f"{what} latent_dim")
+    check("num_classes", options.num_classes, f"{what} num_classes")
+    shape = tuple(options.data_shape)
+    if not 1 <= len(shape) <= 3:
+        raise GanzooError(f"{what} data_shape must have 1 to 3 sizes (points or C, H, W), got {shape}")
+    for size in shape:
+        check("data_dim", size, f"{what} data_shape")
 
 
 def check_device(name: str, flag: str = "--device") -> str:

@@ -1,11 +1,16 @@
-"""One-line messages that say what to do (issue 21, defects 17, 18, 20): the documented
+"""One-line messages that say what to do (issue 21, defects 9, 17, 18, 20): malformed files, the documented
 conformance-kit signatures, a missing architecture named by its plugin, option types."""
 from __future__ import annotations
 
 import inspect
+import json
 import re
+import shutil
 from pathlib import Path
 from typing import Literal, Optional
+
+import pytest
+import torch
 
 import ganzoo
 from ganzoo import testing
@@ -62,3 +67,65 @@ def test_info_names_optional_and_tuple_types():
     assert describe_type(tuple[int, ...]) == "tuple of int"
     assert describe_type(Literal["normal", "uniform"]) == "normal|uniform"
     assert describe_type(Optional[tuple[float, ...]]) == "tuple of float or none"
+
+
+# -- defect 9: malformed files are one line naming what is wrong, never "unexpected" ------------------
+EXPORT_FAULTS = {
+    "arch not a name": (lambda c: c.update(architecture=123), "architecture must be a name"),
+    "options a list": (lambda c: c.update(options=[]), "options must be a table"),
+    "sha256 a number": (lambda c: c.update(sha256=123), "no valid sha256"),
+    "latent_dim negative": (lambda c: c["options"].update(latent_dim=-5), "latent_dim must be >= 1"),
+    "latent_dim huge": (lambda c: c["options"].update(latent_dim=10**12), "latent_dim must be <= 65536"),
+    "data_shape huge": (lambda c: c["options"].update(data_shape=[10**10]), "data_shape must be <= 16384"),
+    "data_shape 4-D": (lambda c: c["options"].update(data_shape=[1, 2, 3, 4]), "data_shape must have 1 to 3"),
+    "sampling a number": (lambda c: c.update(sampling=5), "sampling must be a table"),
+    "prior of the wrong length": (lambda c: c.update(sampling={"class_prior": [1.0]}), "class_prior must be"),
+}
+CHECKPOINT_FAULTS = {
+    "no generator": (lambda s: s.pop("generator"), "generator must be a state dict, got missing"),
+    "step not a number": (lambda s: s.update(step="abc"), "step must be a step count"),
+    "config not JSON": (lambda s: s.update(config="not json"), "config must be a JSON object"),
+    "options not JSON": (lambda s: s.update(options="[1]"), "options must be a JSON object"),
+    "wrong weight shapes": (lambda s: s.update(ema={k: v.flatten()[:1] for k, v in s["ema"].items()}),
+                            "weights do not fit"),
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    return train(TrainConfig(arch="mlp", dataset="ring8", steps=2, checkpoint_every=2, batch_size=32,
+                             out=str(tmp_path_factory.mktemp("r") / "run"), progress=False,
+                             arch_options={"g_hidden": "8", "d_hidden": "8", "latent_dim": 2}))
+
+
+def one_error_line(rc, err, words):
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert words in err and "unexpected" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("fault", EXPORT_FAULTS, ids=list(EXPORT_FAULTS))
+def test_a_malformed_export_config_is_one_line(fault, small_run, tmp_path, run_cli):
+    export = tmp_path / "export"
+    shutil.copytree(small_run / "export", export)
+    change, words = EXPORT_FAULTS[fault]
+    config = json.loads((export / "config.json").read_text())
+    change(config)
+    (export / "config.json").write_text(json.dumps(config))
+    rc, _, err = run_cli(["sample", str(export), "-n", "4", "--out", str(tmp_path / "x.png")])
+    one_error_line(rc, err, words)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("fault", CHECKPOINT_FAULTS, ids=list(CHECKPOINT_FAULTS))
+def test_a_malformed_checkpoint_is_one_line(fault, small_run, tmp_path, run_cli):
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    path = run / "checkpoints" / "step-00000002.pt"
+    state = torch.load(path, weights_only=True)
+    change, words = CHECKPOINT_FAULTS[fault]
+    change(state)
+    torch.save(state, path)
+    before = sorted(p.name for p in run.rglob("*"))
+    rc, _, err = run_cli(["export", str(run), "--out", str(tmp_path / "e")])
+    one_error_line(rc, err, words)
+    assert not (tmp_path / "e").exists() and sorted(p.name for p in run.rglob("*")) == before
