@@ -67,6 +67,8 @@ class TrainConfig:
     out: Optional[str] = option(None, "Run directory (default runs/ARCH-DATASET).")
     init: Optional[str] = option(None, "Start the generator from a zoo model, export or run dir.")
     log_every: int = option(50, "Log losses every N steps.")
+    max_loss: Optional[float] = option(
+        1e6, "Stop when a logged loss's magnitude exceeds this (finite divergence); 0 = off.")
     sample_every: int = option(500, "Write a sample grid every N steps.")
     checkpoint_every: int = option(500, "Checkpoint every N steps.")
     keep_checkpoints: int = option(3, "Checkpoints kept (the newest).")

@@ -148,7 +148,8 @@ def _read_cached_embedding(path: Path, n: int):
     return features, logits
 
 
-def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch_size: int):
+def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch_size: int,
+                   split: str = REFERENCE_SPLIT):
     from .metrics import SampleSet
 
     if not dataset.is_image:  # its own stream: `--real --seed S` must not draw the same points
@@ -158,7 +159,7 @@ def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch
     index = order[:min(n, len(dataset))]
     ref = SampleSet()
     if needs & {"features", "logits"}:
-        features, logits = reference_embedding(name, dataset, evaluator, batch_size=batch_size)
+        features, logits = reference_embedding(name, dataset, evaluator, split, batch_size=batch_size)
         ref.features, ref.logits = features[index], logits[index]
     if dataset.labels is not None:
         ref.labels = dataset.labels[index].cpu()
@@ -199,10 +200,27 @@ def _check_shapes(G, dataset, name: str) -> None:
                           f"of shape {want}")
 
 
-def _load_dataset(name: str, split: str):
+def _load_dataset(name: str, split: str, root: str | None = None, image_size: int | None = None):
     from .catalog import create_dataset
 
-    return create_dataset(name, split=split)
+    if root is None:
+        return create_dataset(name, split=split)
+    return create_dataset(name, split=split, root=root, image_size=image_size)
+
+
+def _reference_data(name: str, split: str | None, root: str | None, G):
+    """The reference dataset of a model's score: ``split`` (default the test split) of ``name``,
+    from ``root`` when given (a folder dataset; its images at the model's size). A dataset
+    without that split is one line naming the accepted ones (and ``--split``)."""
+    split = split or REFERENCE_SPLIT
+    shape = tuple(getattr(G, "data_shape", ()) or ())
+    size = shape[-1] if root is not None and len(shape) == 3 else None
+    try:
+        return _load_dataset(name, split, root, size)
+    except GanzooError as exc:
+        if "has no split" in str(exc):
+            raise GanzooError(f"{exc}; choose the reference with --split") from None
+        raise
 
 
 def _evaluator_for(evaluator, name: str, metrics, device: str, dataset):
@@ -257,10 +275,13 @@ def _context(dataset, device: str, seed: int) -> dict:
 # -- public entry points ----------------------------------------------------------------
 def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, metrics=None,
              device: str = "cpu", seed: int = 0, *, evaluator=None, batch_size: int = 500,
-             plot: str | Path | None = None, truncation: float | None = None) -> dict[str, float]:
+             plot: str | Path | None = None, truncation: float | None = None,
+             split: str | None = None, data_root: str | None = None) -> dict[str, float]:
     """Score ``n`` samples of a generator (an export dir, a run dir, a zoo id or a
     :class:`ganzoo.Generator`) against the test split of ``dataset`` (default: the
-    dataset the model was trained on). ``evaluator`` is a dataset name, an evaluator
+    dataset the model was trained on), or its ``split`` (``"train"``: how well the model fits
+    its training data, not how it generalises; the only split of ``image-folder``), read
+    from ``data_root`` when the dataset needs a folder. ``evaluator`` is a dataset name, an evaluator
     directory or a loaded Evaluator (default: the shipped one of ``dataset``).
     Label accuracy does not apply when the model's ``sampling`` table says its labels are not
     the dataset's classes (e.g. k-means cluster ids).
@@ -283,7 +304,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
         raise GanzooError("the model does not say which dataset it was trained on: pass --dataset")
     limits.check("n", n, "-n")
     limits.check("seed", seed)
-    data = _load_dataset(name, REFERENCE_SPLIT)
+    data = _reference_data(name, split, data_root, G)
     labels_are = labels_of(getattr(G, "sampling", None))
     chosen = create_metrics(metrics or default_metrics(data, conditional=bool(G.num_classes) and labels_are is None))
     _refuse_label_accuracy(chosen, labels_are, name)
@@ -303,7 +324,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
         fake = _point_set(x, needs, labels)
         if plot:
             save_scatter(x, plot, centers=getattr(data, "centers", None))
-    real = _reference_set(name, data, needs, n, scorer, batch_size)
+    real = _reference_set(name, data, needs, n, scorer, batch_size, split or REFERENCE_SPLIT)
     return _score(chosen, real, fake, _context(data, device, seed))
 
 

@@ -451,3 +451,146 @@ def test_an_out_path_under_a_file_is_one_line(tmp_path, ring_export, run_cli):
     one_error_line(*run_cli(["sample", str(ring_export), "-n", "2", "--out", str(tmp_path / "file" / "s.png")])[::2])
     one_error_line(*run_cli(["export", str(ring_export.parent), "--out", str(tmp_path / "file" / "e")])[::2])
     assert (tmp_path / "file").read_text() == "x"
+
+
+# -- finite divergence (defect 11) -------------------------------------------------------------
+def test_finite_divergence_stops_the_run(tmp_path, run_cli):
+    """Defect 11: `--lr-g 10 --lr-d 10` drove the losses to 1e30, finite, and the run ended with
+    exit 0. Now the log step's mean losses are held to --max-loss (default 1e6)."""
+    run = tmp_path / "r"
+    args = ["train", "mlp", *RING_FLAGS, "--lr-g", "10", "--lr-d", "10", "--steps", "200",
+            "--log-every", "10"]
+    line = one_error_line(*run_cli([*args, "--out", run])[::2])
+    assert "training diverged" in line and "--max-loss 1e+06" in line and "step " in line, line
+    assert not list_checkpoints(run)
+    code, out, err = run_cli([*args, "--steps", "20", "--max-loss", "0", "--out", tmp_path / "off"])
+    assert code == 0, err  # 0 turns the guard off
+
+
+def test_divergence_names_the_last_good_checkpoint_and_the_flag(tmp_path, run_cli, monkeypatch):
+    real_step = loop_mod.train_step
+
+    def diverging(run, step, total=None):
+        d, g = real_step(run, step, total)
+        return (d + 1e30, g) if step >= 7 else (d, g)
+
+    monkeypatch.setattr(loop_mod, "train_step", diverging)
+    run = tmp_path / "r"
+    code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "12", "--log-every", "3",
+                              "--checkpoint-every", "6", "--out", run])
+    line = one_error_line(code, err)
+    assert "at step 9 is beyond --max-loss" in line and "step-00000006.pt" in line, line
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000006.pt"]
+    with pytest.raises(loop_mod.DivergedLoss, match="beyond --max-loss 1e\\+29"):
+        train(ring_cfg(tmp_path / "b", steps=12, max_loss=1e29))  # the Python API and config keys too
+    train(ring_cfg(tmp_path / "c", steps=12, max_loss=1e31))  # under the limit: runs to the end
+    with pytest.raises(GanzooError, match="--max-loss must be >= 0"):
+        train(ring_cfg(tmp_path / "d", max_loss=-1.0))
+
+
+# -- one process per run, no repeated metrics rows, elapsed time kept (defects 14, 20) --------------
+def _files(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_second_process_on_a_running_run_is_refused_and_writes_nothing(tmp_path, run_cli, monkeypatch):
+    """Defect 14: two `ganzoo resume` on one run both proceeded, duplicating metrics rows."""
+    run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=6))
+    real_step, seen = loop_mod.train_step, {}
+
+    def meanwhile(r, step, total=None):  # a second `ganzoo resume` while this one runs
+        if step == 7:
+            before = _files(run)
+            seen["second"] = run_cli(["resume", str(run), "--steps", "15", "--no-progress"])
+            seen["unchanged"] = _files(run) == before
+        return real_step(r, step, total)
+
+    monkeypatch.setattr(loop_mod, "train_step", meanwhile)
+    train(TrainConfig(steps=12, progress=False), resume=run)
+    line = one_error_line(seen["second"][0], seen["second"][2])
+    assert f"is in use by another ganzoo process (pid {os.getpid()})" in line, line
+    assert seen["unchanged"]
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6, 9, 12]
+    monkeypatch.undo()
+    assert run_cli(["resume", str(run), "--steps", "15", "--no-progress"])[0] == 0  # released at the end
+
+
+def test_a_resume_after_a_crash_logs_no_step_twice_and_keeps_elapsed_time(tmp_path):
+    """Defect 14: a resume after a crash repeated the steps logged after its checkpoint.
+    Defect 20: elapsed_s restarted at 0 after a resume."""
+    run = train(ring_cfg(tmp_path, steps=12, checkpoint_every=6, keep_checkpoints=3))
+    latest_checkpoint(run).unlink()  # a crash after step 12 was logged, before its checkpoint
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 13, "d_lo')  # and the torn end of a killed write
+    ckpt = load_checkpoint(run)
+    assert ckpt["step"] == 6 and ckpt["elapsed_s"] > 0
+    train(TrainConfig(steps=12, progress=False), resume=run)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6, 9, 12]
+    assert rows[2]["elapsed_s"] >= ckpt["elapsed_s"]  # continues from the checkpoint's time
+    assert load_checkpoint(run)["elapsed_s"] >= rows[3]["elapsed_s"] > ckpt["elapsed_s"]
+
+
+def test_a_checkpoint_without_elapsed_time_resumes_from_zero(tmp_path):
+    run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=6))
+    path = latest_checkpoint(run)
+    state = torch.load(path, weights_only=True)
+    del state["elapsed_s"]  # as written by ganzoo <= 0.8.0
+    torch.save(state, path)
+    train(TrainConfig(steps=9, progress=False), resume=run)
+    assert load_checkpoint(run)["step"] == 9
+
+
+def test_progress_is_log_lines_off_a_terminal_and_with_no_progress(tmp_path, capsys, monkeypatch):
+    """Defect 20: with --no-progress nothing was printed until the run ended; without it a log
+    file received thousands of bar redraws. Now: one line per log step, on stdout."""
+    from ganzoo.training import rundir
+
+    for progress in (False, True):  # pytest's captured streams are not terminals
+        train(ring_cfg(tmp_path / str(progress), steps=12, log_every=3, progress=progress))
+        out, err = capsys.readouterr()
+        lines = [x for x in out.splitlines() if x.startswith("step ")]
+        assert [x.split()[1] for x in lines] == ["3/12", "6/12", "9/12", "12/12"], out
+        assert all("d_loss" in x and "g_loss" in x and x.endswith("img/s") and len(x) < 100 for x in lines)
+        assert "\r" not in err and "it/s" not in err and "step/s" not in err
+    monkeypatch.setattr(rundir, "_is_terminal", lambda: True)
+    train(ring_cfg(tmp_path / "tty", steps=12, log_every=3, progress=True))
+    out, err = capsys.readouterr()
+    assert "step 3/12" not in out and "12/12" in err  # the bar, on a terminal
+    train(ring_cfg(tmp_path / "tty-off", steps=12, log_every=3, progress=False))
+    out, err = capsys.readouterr()
+    assert "step 12/12" in out and "12/12" not in err
+
+
+# -- scoring a model of a folder of images (defect 19) -------------------------------------------
+def test_a_model_of_an_image_folder_is_scored_against_its_training_split(tmp_path, run_cli, monkeypatch):
+    """Defect 19: `ganzoo eval` wanted a test split the folder does not have and had no --split."""
+    import numpy as np
+    from PIL import Image
+
+    from ganzoo.metrics.evaluator import SHIPPED_DIR
+
+    monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(96):
+        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8), "L").save(folder / f"{i:03d}.png")
+    code, out, err = run_cli(["train", "mlp", "--dataset", "image-folder", "--data-root", folder, "--image-size",
+                              "16", "--no-recipe", "--num-threads", "1", "--device", "cpu", "--no-progress",
+                              "--batch-size", "32", "--arch-opt", "g_hidden=32", "--arch-opt", "d_hidden=32",
+                              "--steps", "3", "--sample-every", "1000", "--out", tmp_path / "run"])
+    assert code == 0, err
+    export = str(tmp_path / "run" / "export")
+    line = one_error_line(*run_cli(["eval", export, "-n", "64"])[::2])
+    assert "no split 'test' (accepted splits: train)" in line and "--split" in line, line
+    line = one_error_line(*run_cli(["eval", export, "-n", "64", "--split", "bogus", "--data-root", folder])[::2])
+    assert "no split 'bogus' (accepted splits: train)" in line, line
+    code, out, err = run_cli(["eval", export, "-n", "64", "--split", "train", "--data-root", folder,
+                              "--evaluator", SHIPPED_DIR / "fashion-mnist", "--metrics", "kid,precision,recall",
+                              "--json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["split"] == "train" and set(result["scores"]) >= {"kid", "precision", "recall"}
+    one_error_line(*run_cli(["eval", "--real", "--dataset", "ring8", "--split", "train"])[::2])

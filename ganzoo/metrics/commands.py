@@ -25,6 +25,9 @@ def _format(key: str, value: float) -> str:
 @click.option("-n", "n", type=int, default=10000, show_default=True, help="Number of samples.")
 @click.option("--metrics", help="Comma-separated metric names (see `ganzoo list metrics`); "
                                 "default: by data kind.")
+@click.option("--split", help="Reference split (default: test). `--split train` scores against the "
+                               "training data: fit, not generalisation (image-folder has only train).")
+@click.option("--data-root", help="Folder holding the dataset (image-folder: the training folder).")
 @click.option("--real", is_flag=True, help="Score the dataset's train split against its test split "
                                            "instead of a model: the floor models are compared with.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -35,9 +38,10 @@ def _format(key: str, value: float) -> str:
                                               "(the truncation trick: precision up, recall down).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
-def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot, truncation, as_json,
-                 trust_unverified):
-    """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split."""
+def eval_command(model, dataset, n, metrics, split, data_root, real, seed, device, evaluator, plot,
+                 truncation, as_json, trust_unverified):
+    """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split
+    (or --split)."""
     from ..evaluation import evaluate, evaluate_real
     from ..references import load_generator
     from ..latents import check_truncation
@@ -46,6 +50,9 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
         raise GanzooError("give a MODEL to evaluate, or --real with --dataset")
     if real and truncation is not None:
         raise GanzooError("--truncation changes a model's samples; it does not apply with --real")
+    if real and (split or data_root):
+        raise GanzooError("--real scores the train split against the test split; --split and "
+                          "--data-root apply to a MODEL's score")
     check_truncation(truncation)  # before the model loads
     from .. import limits
 
@@ -63,11 +70,13 @@ def eval_command(model, dataset, n, metrics, real, seed, device, evaluator, plot
         what = f"{dataset} (real held-out data)"
     else:
         scores = evaluate(G, dataset=dataset, n=n, metrics=metrics, device=device, seed=seed,
-                          evaluator=evaluator, plot=plot, truncation=truncation)
-        what = f"{model} on {dataset}" + (f", truncation {truncation:g}" if truncation is not None else "")
+                          evaluator=evaluator, plot=plot, truncation=truncation, split=split,
+                          data_root=data_root)
+        what = (f"{model} on {dataset}" + (f" ({split} split)" if split else "")
+                + (f", truncation {truncation:g}" if truncation is not None else ""))
     if as_json:
         click.echo(json.dumps({"model": None if real else model, "real": real, "dataset": dataset,
-                               "n": n, "seed": seed, "truncation": truncation, "scores": scores}, indent=2))
+                               "split": split or "test", "n": n, "seed": seed, "truncation": truncation, "scores": scores}, indent=2))
         return
     click.echo(f"{what}: {n} samples, seed {seed}")
     width = max(len(k) for k in scores)

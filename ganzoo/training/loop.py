@@ -22,12 +22,16 @@ from ..config import TrainConfig
 from ..errors import GanzooError, Interrupted
 from ..fileio import clean_temp_files
 from .build import build_run
-from .rundir import RunLogger, progress_bar, refuse_to_overwrite
+from .rundir import RunLogger, drop_metrics_after, lock_run, progress_bar, refuse_to_overwrite
 from .step import train_step
 
 
 class NonFiniteLoss(GanzooError):
     pass
+
+
+class DivergedLoss(GanzooError):
+    """A logged loss stayed finite but passed ``--max-loss``: the run diverged."""
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, announce=None) -> Path:
@@ -60,8 +64,9 @@ def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
 
 
 def _start(cfg: TrainConfig, state: dict | None):
-    """Build the run and check it can go (before anything is written); returns (run, total, logger)."""
-    logger = None
+    """Build the run and check it can go (before anything is written), then take the run's
+    lock (one process per run directory); returns (run, total, logger, lock)."""
+    logger = lock = None
     try:  # a refused run leaves the process group too
         run = build_run(cfg, state)
         cfg, info = run.cfg, run.dist
@@ -76,21 +81,28 @@ def _start(cfg: TrainConfig, state: dict | None):
                             run.arch.conditional, str(run.device), run.G_raw.sampling)
         if state is None:
             refuse_to_overwrite(run.run_dir, info)
+        lock = lock_run(run.run_dir, info)
+        if state is None:  # a run another process started (and ended) since the first look
+            refuse_to_overwrite(run.run_dir, info)
         if info.is_main:  # what a process killed mid-write left behind
             clean_temp_files(*(run.run_dir / d for d in ("", "checkpoints", "export", "samples")))
+            if state is not None:  # rows past the checkpoint are logged again
+                drop_metrics_after(run.run_dir, run.start_step)
         logger = RunLogger(run) if info.is_main else None
         if logger:
             logger.write_config()
-        return run, total, logger
+        return run, total, logger, lock
     except BaseException:
         if logger:
             logger.close()
+        if lock:
+            lock.release()
         distributed.cleanup()
         raise
 
 
 def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
-    run, total, logger = _start(cfg, state)
+    run, total, logger, lock = _start(cfg, state)
     cfg, info = run.cfg, run.dist
     if announce is not None and info.is_main:
         announce()
@@ -99,6 +111,8 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
     step = run.start_step
     last_saved = resumed_from  # the last good checkpoint: a resumed run starts from one
     t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
+    elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
+    elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
     bar = progress_bar(cfg, total, step, info.is_main)
     stop = None  # why the loop ended early: "time" or "interrupt"
     try:
@@ -110,17 +124,16 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 bar.update(1)
                 done = step == total
                 if step % cfg.log_every == 0 or done:
-                    _check_finite(sums, step, last_saved)
+                    avg = (sums / max(1, step - step_last)).tolist()
+                    _check_losses(avg, step, last_saved, cfg.max_loss, info)
                     now = time.perf_counter()
                     n_imgs = (step - step_last) * cfg.batch_size * cfg.d_steps * info.world_size
-                    avg = (sums / max(1, step - step_last)).tolist()
                     record = {"step": step, "d_loss": avg[0], "g_loss": avg[1],
-                              "img_per_s": n_imgs / max(now - t_last, 1e-9), "elapsed_s": now - t0,
-                              **run.methods.log()}
+                              "img_per_s": n_imgs / max(now - t_last, 1e-9),
+                              "elapsed_s": elapsed_before + now - t0, **run.methods.log()}
                     sums.zero_()
                     t_last, step_last = now, step
-                    bar.set_postfix(d=f"{avg[0]:.3f}", g=f"{avg[1]:.3f}",
-                                    img_s=f"{record['img_per_s']:.0f}", refresh=False)
+                    bar.logged(step, avg[0], avg[1], record["img_per_s"])
                     if logger:
                         logger.log(record)
                     out_of_time = cfg.max_seconds is not None and now - t0 >= cfg.max_seconds
@@ -136,10 +149,10 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     logger.evaluate(step)
                 if step % cfg.checkpoint_every == 0 or done:
                     _check_finite(sums, step, last_saved)
-                    last_saved = _save(run, step, last_saved)
+                    last_saved = _save(run, step, last_saved, elapsed())
         if stop:  # the one way out of an early stop: keep what was done
             _check_finite(sums, step, last_saved)
-            _save(run, step, last_saved)
+            _save(run, step, last_saved, elapsed())
             if info.is_main:
                 logger.sample_grid(step)
                 bar.close()
@@ -160,6 +173,8 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
         bar.close()
         if logger:
             logger.close()
+        if lock:
+            lock.release()
         distributed.cleanup()
     return run.run_dir
 
@@ -174,14 +189,40 @@ def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None) -> Non
                             f"rate or another loss); {_last_good(last_saved)}")
 
 
-def _save(run, step: int, last_saved: Path | None) -> Path | None:
+def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss, info) -> None:
+    """The log step's check of the mean losses: non-finite, or finite but past ``max_loss``
+    (divergence; 0 or None turns that off). Combined across ranks, so all stop together."""
+    finite = all(math.isfinite(v) for v in avg)
+    worst = max((abs(v) for v in avg), default=0.0) if finite else math.inf
+    over = bool(max_loss) and worst > max_loss
+    if not distributed.any_rank(not finite or over, info):
+        return
+    if distributed.any_rank(not finite, info):  # on this rank or another
+        raise NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
+                            f"rate or another loss); {_last_good(last_saved)}")
+    i = max(range(len(avg)), key=lambda k: abs(avg[k]))
+    what = f"mean {('d_loss', 'g_loss')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
+    raise DivergedLoss(f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} "
+                       f"(try a lower learning rate, or raise --max-loss; 0 turns the check off); "
+                       f"{_last_good(last_saved)}")
+
+
+def _elapsed_of(state: dict | None) -> float:
+    """Seconds of training a checkpoint records (0 for one written before ganzoo kept them)."""
+    value = (state or {}).get("elapsed_s", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
+
+
+def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0) -> Path | None:
     """Rank 0 writes the checkpoint at ``step``; weights or optimiser state with NaN/inf are never
     saved. Every rank checks (the ranks' states are identical), so all stop together under DDP."""
     try:
         if not run.dist.is_main:
-            check_finite(checkpoint_state(run, step))
+            check_finite(checkpoint_state(run, step, elapsed_s))
             return last_saved
-        return save_run_checkpoint(run, step)
+        return save_run_checkpoint(run, step, elapsed_s)
     except NonFiniteState as exc:
         raise NonFiniteLoss(f"{exc} at step {step}, though the losses were finite (try a lower "
                             f"learning rate or another loss); nothing was saved; "

@@ -3,7 +3,9 @@ in-training evaluations, written by rank 0 only."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -33,11 +35,121 @@ def refuse_to_overwrite(run_dir: Path, info) -> None:
                           f"(nothing was overwritten)")
 
 
-def progress_bar(cfg, total: int, start: int, is_main: bool):
-    from tqdm.auto import tqdm
+def _is_terminal() -> bool:
+    """Both streams a bar touches are terminals (tqdm draws on stderr; stdout gets the rest)."""
+    return all(getattr(s, "isatty", lambda: False)() for s in (sys.stdout, sys.stderr))
 
-    return tqdm(total=total, initial=start, disable=not (cfg.progress and is_main),
-                dynamic_ncols=True, desc=f"{cfg.arch}/{cfg.dataset}", unit="step")
+
+class Progress:
+    """Rank 0's view of the loop's progress: a tqdm bar on a terminal (with ``progress`` on);
+    otherwise, or with ``--no-progress``, one plain line on stdout per log step, so a log
+    file gets lines it can read instead of thousands of bar redraws. Other ranks say nothing."""
+
+    def __init__(self, cfg, total: int, start: int, is_main: bool):
+        self.total, self.bar, self.lines = total, None, False
+        if is_main and cfg.progress and _is_terminal():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True,
+                            desc=f"{cfg.arch}/{cfg.dataset}", unit="step")
+        else:
+            self.lines = is_main
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def logged(self, step: int, d_loss: float, g_loss: float, img_per_s: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(d=f"{d_loss:.3f}", g=f"{g_loss:.3f}", img_s=f"{img_per_s:.0f}",
+                                 refresh=False)
+        elif self.lines:
+            print(f"step {step}/{self.total}  d_loss {d_loss:.4g}  g_loss {g_loss:.4g}  "
+                  f"{img_per_s:.0f} img/s", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_bar(cfg, total: int, start: int, is_main: bool) -> Progress:
+    return Progress(cfg, total, start, is_main)
+
+
+class RunLock:
+    """Rank 0's exclusive ``flock`` on ``RUN/.lock``, held until :meth:`release` (or the
+    process ends): a second ganzoo process on the same run directory stops before writing
+    anything. The holder's pid is written into the file so the refusal can name it."""
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path):
+        self.path, self.fd = Path(run_dir) / self.NAME, None
+
+    def acquire(self) -> int | None:
+        """None once held; else the pid of the holder (0 when it cannot be read)."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # never truncates another's pid
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = int(os.pread(fd, 32, 0).decode().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            os.close(fd)
+            return holder
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+def lock_run(run_dir: Path, info) -> RunLock | None:
+    """Rank 0 takes the run's lock; when another process holds it, every rank stops with one
+    line (nothing written). Returns the held lock on rank 0, None elsewhere."""
+    lock = RunLock(run_dir) if info.is_main else None
+    holder = lock.acquire() if lock is not None else None
+    if distributed.any_rank(holder is not None, info):
+        distributed.barrier()  # every rank stops here: leave together (see barrier())
+        pid = f" (pid {holder})" if holder else ""
+        raise GanzooError(f"{shlex.quote(str(run_dir))} is in use by another ganzoo process{pid}; "
+                          f"wait for it to end (nothing was written)")
+    return lock
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> None:
+    """A resume from the checkpoint at ``step`` drops metrics.jsonl's rows past it (logged
+    by the run before it stopped, and about to be logged again) and a torn last line of a
+    killed write, rewriting the file atomically: no step appears twice."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    text = path.read_text(errors="replace")
+    lines = text.splitlines(keepends=True)
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1 and not line.endswith("\n"):
+                continue  # the torn end of a killed write
+            kept.append(line)
+            continue
+        s = row.get("step") if isinstance(row, dict) else None
+        if isinstance(s, (int, float)) and not isinstance(s, bool) and s > step:
+            continue
+        kept.append(line if line.endswith("\n") else line + "\n")
+    new = "".join(kept)
+    if new != text:
+        atomic_write(path, lambda p: p.write_text(new))
 
 
 class RunLogger:
