@@ -129,3 +129,24 @@ def test_a_malformed_checkpoint_is_one_line(fault, small_run, tmp_path, run_cli)
     rc, _, err = run_cli(["export", str(run), "--out", str(tmp_path / "e")])
     one_error_line(rc, err, words)
     assert not (tmp_path / "e").exists() and sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_an_oversized_image_in_a_folder_is_one_line(tmp_path, monkeypatch):
+    """Defect 8: a 30000×30000 PNG in an image folder (a decompression bomb to PIL) is one line
+    naming the file; so is any image above ganzoo's own pixel limit. Both checked on small
+    files with the limits lowered."""
+    from PIL import Image
+
+    from ganzoo.data import folder
+    from ganzoo.errors import GanzooError
+
+    (tmp_path / "c").mkdir()
+    for i in range(2):
+        Image.new("L", (40, 30)).save(tmp_path / "c" / f"{i}.png")
+    monkeypatch.setattr(folder, "MAX_PIXELS", 1000)
+    with pytest.raises(GanzooError, match=r"c/0\.png: 40×30 pixels is more than ganzoo reads \(1,000 pixels"):
+        folder.load_image_folder(root=str(tmp_path), image_size=16)
+    monkeypatch.setattr(folder, "MAX_PIXELS", 1 << 26)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses > 2x this: a "bomb"
+    with pytest.raises(GanzooError, match=r"c/0\.png: too large to read safely"):
+        folder.load_image_folder(root=str(tmp_path), image_size=16)

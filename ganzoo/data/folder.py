@@ -26,6 +26,11 @@ EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif"
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
+# the largest image ganzoo decodes (64 MP, 192 MiB as RGB): above it a user's folder holds a
+# scan or a decompression bomb, either way not a training image to decode into memory
+MAX_PIXELS = 1 << 26
+
+
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file()
 
@@ -101,8 +106,13 @@ def load_image_folder(split: str = "train", root: str | None = None,
     modes = []
     for f in files:  # header only: decides 1 or 3 channels before decoding anything
         try:
-            with Image.open(f) as im:
+            with Image.open(f) as im:  # PIL refuses > 2x its pixel limit here (decompression bomb)
+                if im.width * im.height > MAX_PIXELS:
+                    raise GanzooError(f"{f}: {im.width}×{im.height} pixels is more than ganzoo reads "
+                                      f"({MAX_PIXELS:,} pixels at most); resize it first")
                 modes.append(im.mode)
+        except Image.DecompressionBombError as exc:
+            raise GanzooError(f"{f}: too large to read safely ({exc})") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise GanzooError(f"{f}: not a readable image ({exc})") from None
     gray = all(m in GRAY_MODES for m in modes)
