@@ -6,6 +6,7 @@ the run finished) the export.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -175,8 +176,12 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
             logger.close()
         if lock:
             lock.release()
+        run_dir = run.run_dir
+        if info.distributed:  # free DDP (its reducer holds gloo work) while the group still exists:
+            del run, logger    # gloo work destroyed at interpreter exit can abort the process
+            gc.collect()
         distributed.cleanup()
-    return run.run_dir
+    return run_dir
 
 
 def _last_good(last_saved: Path | None) -> str:
