@@ -263,11 +263,12 @@ def _after_training(run_dir):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--steps", type=int, help="New total number of steps.")
 @click.option("--progress/--no-progress", default=True)
-def resume_command(run_dir, steps, progress):
+@click.option("--max-loss", type=float, help="Replace the run's divergence limit (0 = off).")
+def resume_command(run_dir, steps, progress, max_loss):
     """Continue a run from its latest checkpoint."""
     from .training import resume
 
-    _after_training(resume(run_dir, steps, progress))
+    _after_training(resume(run_dir, steps, progress, max_loss))
 
 
 @cli.command("export")

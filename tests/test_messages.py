@@ -150,3 +150,49 @@ def test_an_oversized_image_in_a_folder_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses > 2x this: a "bomb"
     with pytest.raises(GanzooError, match=r"c/0\.png: too large to read safely"):
         folder.load_image_folder(root=str(tmp_path), image_size=16)
+
+
+def test_a_file_system_without_flock_warns_instead_of_refusing(tmp_path, monkeypatch, capsys):
+    """From the review of defect 14: only "held by another process" refuses a run; a file system
+    without flock (ENOLCK: NFS nolock, some FUSE) trains, with a warning."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=2, batch_size=32, out=str(tmp_path / "run"),
+                            progress=False, arch_options={"g_hidden": "8", "d_hidden": "8"}))
+    assert load_step(run) == 2
+    assert "the run lock is not available here (No locks available)" in capsys.readouterr().err
+
+
+def load_step(run):
+    from ganzoo.checkpoint import load_checkpoint
+
+    return load_checkpoint(run)["step"]
+
+
+def test_resume_takes_max_loss(tmp_path, run_cli):
+    """The divergence message says to raise --max-loss: ganzoo resume takes it too."""
+    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=2, batch_size=32, out=str(tmp_path / "run"),
+                            progress=False, arch_options={"g_hidden": "8", "d_hidden": "8"}))
+    rc, _, err = run_cli(["resume", str(run), "--steps", "4", "--no-progress", "--max-loss", "0"])
+    assert rc == 0, err
+    from ganzoo.checkpoint import load_checkpoint
+
+    assert json.loads(load_checkpoint(run)["config"])["max_loss"] == 0
+
+
+def test_an_evaluator_card_cannot_point_outside_its_directory(tmp_path):
+    from ganzoo.errors import GanzooError
+    from ganzoo.metrics.evaluator import CARD, SHIPPED_DIR, load_evaluator
+
+    d = tmp_path / "ev"
+    shutil.copytree(SHIPPED_DIR / "fashion-mnist", d)
+    card = json.loads((d / CARD).read_text())
+    card["weights"] = "../../etc/passwd"
+    (d / CARD).write_text(json.dumps(card))
+    with pytest.raises(GanzooError, match="weights must name a file in its directory"):
+        load_evaluator(str(d))

@@ -12,6 +12,7 @@ train`` writes new ones anywhere.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -118,9 +119,15 @@ def load_evaluator(dataset_or_dir: str | Path, device: str = "cpu") -> Evaluator
                               f"with `ganzoo evaluator train DATASET` and pass --evaluator DIR")
         directory = shipped
     card = read_card(directory)
-    weights = directory / card.get("weights", WEIGHTS)
-    if not weights.is_file():
+    name = card.get("weights", WEIGHTS)
+    if not isinstance(name, str) or Path(name).name != name:  # a file beside the card, nothing else
+        raise GanzooError(f"{str(directory / CARD)!r}: weights must name a file in its directory, got {name!r}")
+    weights = directory / name
+    if not os.path.lexists(weights):
         raise GanzooError(f"{str(directory)!r} has no {weights.name}")
+    from ..fileio import check_regular_file
+
+    check_regular_file(weights, "evaluator weights", 1 << 30)  # a shipped evaluator is ~100 KB
     actual = sha256_of(weights)
     if actual != card.get("sha256"):
         raise GanzooError(f"{str(weights)!r} failed its sha256 check (card says "

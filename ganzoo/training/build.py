@@ -142,7 +142,7 @@ def _architecture(name: str, state: dict | None):
         if state is not None and state.get("plugin"):
             raise GanzooError(f"this run's architecture {name!r} comes from plugin {state['plugin']} "
                               f"{state.get('plugin_version') or ''}".rstrip() + ", which is not installed "
-                              f"or failed to load (see `ganzoo plugins`)") from None
+                              "or failed to load (see `ganzoo plugins`)") from None
         failed = failed_plugins()
         if failed:
             names = ", ".join(f"{r.distribution} ({r.error})" for r in failed)

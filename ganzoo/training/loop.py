@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
 import shlex
 import signal
 import time
@@ -44,17 +43,22 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, announce=None) -> 
     return _resume(resume, cfg.steps, cfg.progress)
 
 
-def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True) -> Path:
-    """Continue a run from its newest readable checkpoint (to ``steps`` in total, default its own)."""
-    return _resume(run_dir, steps, progress)
+def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True,
+           max_loss: float | None = None) -> Path:
+    """Continue a run from its newest readable checkpoint (to ``steps`` in total, default its
+    own; ``max_loss`` replaces the run's divergence limit)."""
+    return _resume(run_dir, steps, progress, max_loss)
 
 
-def _resume(run_dir, steps, progress) -> Path:
-    rank0 = int(os.environ.get("RANK", "0")) == 0  # one rank renames an unreadable checkpoint
-    path, state = load_latest(run_dir, set_aside=rank0)  # read once
+def _resume(run_dir, steps, progress, max_loss=None) -> Path:
+    # read once; an unreadable newer checkpoint is skipped (and said), never renamed: this
+    # process does not hold the run's lock yet, and another may be writing the run
+    path, state = load_latest(run_dir)
     saved = TrainConfig.from_dict(json.loads(state["config"]))
-    return _train(saved.replace(steps=steps or saved.steps, out=str(run_dir), progress=progress), state,
-                  resumed_from=path)
+    changes = dict(steps=steps or saved.steps, out=str(run_dir), progress=progress)
+    if max_loss is not None:
+        changes["max_loss"] = max_loss
+    return _train(saved.replace(**changes), state, resumed_from=path)
 
 
 def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
@@ -208,7 +212,7 @@ def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss
     i = max(range(len(avg)), key=lambda k: abs(avg[k]))
     what = f"mean {('d_loss', 'g_loss')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
     raise DivergedLoss(f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} "
-                       f"(try a lower learning rate, or raise --max-loss; 0 turns the check off); "
+                       f"(try a lower learning rate, or raise --max-loss, on `ganzoo resume` too; 0 turns the check off); "
                        f"{_last_good(last_saved)}")
 
 

@@ -94,13 +94,20 @@ class RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # never truncates another's pid
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # held by another process (EAGAIN/EWOULDBLOCK)
             try:
                 holder = int(os.pread(fd, 32, 0).decode().strip() or 0)
             except (OSError, ValueError):
                 holder = 0
             os.close(fd)
             return holder
+        except OSError as exc:  # a file system without flock (NFS nolock, some FUSE): no lock
+            import sys
+
+            print(f"warning: {self.path}: the run lock is not available here ({exc.strerror}); "
+                  f"make sure no other ganzoo process writes this run", file=sys.stderr)
+            os.close(fd)
+            return None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
