@@ -199,10 +199,6 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
     from .options import parse_key_values
 
     limits.check("nproc", nproc)
-    if nproc and nproc > 1:
-        from .distributed import relaunch_with_torchrun
-
-        sys.exit(relaunch_with_torchrun(nproc, sys.argv[1:]))
     if sum(map(bool, (config_file, recipe, no_recipe))) > 1:
         raise click.UsageError("give at most one of --config, --recipe and --no-recipe")
     changes, shortcuts = _changes_from_flags(flags)
@@ -225,6 +221,10 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
     cfg.validate()  # every value in range before anything is built or written
     if cfg.device != "auto":
         limits.check_device(cfg.device)
+    if nproc and nproc > 1:  # after the checks: a bad value is one line here, not one per rank
+        from .distributed import relaunch_with_torchrun
+
+        sys.exit(relaunch_with_torchrun(nproc, sys.argv[1:]))
     from .training import train
 
     announce = None

@@ -114,4 +114,14 @@ def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
             cleaned.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "ganzoo", *cleaned]
-    return subprocess.call(cmd)
+    import signal
+
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum, frame):  # a scheduler may signal this process only: pass it on
+        proc.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(signum, forward)
+    rc = proc.wait()
+    return 128 - rc if rc < 0 else rc

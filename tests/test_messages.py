@@ -196,3 +196,15 @@ def test_an_evaluator_card_cannot_point_outside_its_directory(tmp_path):
     (d / CARD).write_text(json.dumps(card))
     with pytest.raises(GanzooError, match="weights must name a file in its directory"):
         load_evaluator(str(d))
+
+
+def test_nproc_checks_every_value_before_torchrun_starts(tmp_path, run_cli, monkeypatch):
+    """A bad value with --nproc 2 is one line from this process, not one per rank followed by
+    torchrun's traceback: nothing is launched."""
+    from ganzoo import distributed
+
+    launched = []
+    monkeypatch.setattr(distributed, "relaunch_with_torchrun", lambda *a: launched.append(a) or 0)
+    rc, _, err = run_cli(["train", "mlp", "--dataset", "ring8", "--nproc", "2", "--lr-g", "-1",
+                          "--out", str(tmp_path / "r")])
+    assert rc == 1 and err == "error: --lr-g must be >= 0, got -1.0\n" and not launched
