@@ -594,3 +594,42 @@ def test_a_model_of_an_image_folder_is_scored_against_its_training_split(tmp_pat
     result = json.loads(out)
     assert result["split"] == "train" and set(result["scores"]) >= {"kid", "precision", "recall"}
     one_error_line(*run_cli(["eval", "--real", "--dataset", "ring8", "--split", "train"])[::2])
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_leaves_only_loadable_checkpoints(tmp_path, run_cli):
+    """Defect 7 and the guarantee behind it, with real SIGKILLs: a run checkpointing every step
+    (a ~3 MB file each) is killed three times, each as soon as a checkpoint write has begun.
+    After every kill each checkpoint on disk loads, and the next resume removes what the
+    killed writer left and continues from the newest one."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "ganzoo"]
+    common = ["--no-progress", "--device", "cpu", "--num-threads", "1", "--checkpoint-every", "1",
+              "--keep-checkpoints", "2", "--log-every", "1"]
+    cmd = [*args, "train", "mlp", "--dataset", "ring8", "--no-recipe", "--steps", "100000",
+           "--arch-opt", "g_hidden=512,512", "--arch-opt", "d_hidden=512,512", *common, "--out", str(run)]
+    done, mid_write = 0, 0
+    for kill in range(6):  # three kills, more (up to six) until one lands mid-write
+        if kill >= 3 and mid_write:
+            break
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(list_checkpoints(run)) < 2 or (done and load_checkpoint(run)["step"] <= done):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        writing = time.monotonic() + 5  # then kill as soon as a checkpoint is being written
+        while not list((run / "checkpoints").glob(".*.tmp-*")) and time.monotonic() < writing:
+            pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        mid_write += bool(list((run / "checkpoints").glob(".*.tmp-*")))
+        ckpts = list_checkpoints(run)
+        assert ckpts and all(load_checkpoint(p)["format"] == FORMAT for p in ckpts)
+        done = load_checkpoint(run)["step"]
+        cmd = [*args, "resume", str(run), "--steps", "100000", *common[:1]]
+    leftovers = [p for p in run.rglob(".*.tmp-*")]
+    assert mid_write >= 1, "no kill landed in the middle of a checkpoint write"
+    code, _, err = run_cli(["resume", str(run), "--steps", str(done + 2), "--no-progress"])
+    assert code == 0, err
+    assert load_checkpoint(run)["step"] == done + 2
+    assert not any(p.exists() for p in leftovers)  # what the killed writers left is gone

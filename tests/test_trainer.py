@@ -108,6 +108,21 @@ def test_resume_bit_exact_with_conv_batchnorm_and_regulariser(tmp_path, mnist_di
         assert torch.equal(a["generator"][k], b["generator"][k]), k
 
 
+def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):
+    """Three methods at once (a G-signal selection, a D-input transform drawing noise, D and G
+    loss terms from the class head) on a conditional conv net: resume is bit-exact."""
+    common = dict(arch="cgan", dataset="mnist", split="test", data_root=str(mnist_dir), batch_size=16,
+                  arch_options={"ngf": 8, "ndf": 8}, loss="hinge", checkpoint_every=2,
+                  methods=("top-k:fraction=0.5", "instance-noise:std=0.3,until=1.0", "class-loss:weight=1"))
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=4, keep_checkpoints=3, **common))
+    shutil.copytree(straight, tmp_path / "b")  # back to step 2 of the same 4: the noise is
+    latest_checkpoint(tmp_path / "b").unlink()  # a function of the total, so keep the total
+    assert generator_state(tmp_path / "b")["step"] == 2
+    resumed = train(TrainConfig(steps=4, progress=False), resume=tmp_path / "b")
+    assert json.loads(generator_state(resumed)["config"])["methods"] == list(common["methods"])
+    assert_same_weights(straight, resumed)
+
+
 def test_checkpoint_write_failure_keeps_previous_checkpoint(tmp_path, monkeypatch):
     run_dir = train(ring_cfg(tmp_path, steps=6, keep_checkpoints=5))
     good = latest_checkpoint(run_dir)
