@@ -219,11 +219,10 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
         changes["methods"] = merge_methods(apply_shortcuts(cfg.methods, shortcuts), changes.get("methods", ()))
     cfg = cfg.replace(**changes)
     cfg.validate()  # every value in range before anything is built or written
-    if cfg.device != "auto":
-        limits.check_device(cfg.device)
     if nproc and nproc > 1:  # after the checks: a bad value is one line here, not one per rank
         from .distributed import relaunch_with_torchrun
 
+        limits.check_device(cfg.device)  # a device this machine lacks, before torchrun starts
         sys.exit(relaunch_with_torchrun(nproc, sys.argv[1:]))
     from .training import train
 

@@ -141,8 +141,7 @@ class TrainConfig:
             b = getattr(self, name)
             if b is not None and (len(b) != 2 or not all(0.0 <= v < 1.0 for v in b)):
                 raise GanzooError(f"{name.replace('_', '-')} must be two numbers in [0, 1), got {b}")
-        if not limits._DEVICE.match(str(self.device)):
-            raise GanzooError(f"--device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        limits.check_device_name(self.device)
 
 
 def _as_tuple(value) -> tuple:

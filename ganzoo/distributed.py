@@ -44,12 +44,11 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    from .limits import check_device
+
+    check_device(name)  # known, and on this machine: one line otherwise
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise GanzooError("device 'cuda' was asked for but CUDA is not available (try --device auto)")
         return torch.device(name) if ":" in name else _cuda_for_rank(local_rank)
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GanzooError("device 'mps' was asked for but MPS is not available (try --device auto)")
     return torch.device(name)
 
 

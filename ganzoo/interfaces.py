@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 import dataclasses
+from types import MappingProxyType
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class Generator(nn.Module):
     #: what a sampler needs beyond the weights, set by the trainer from its training methods
     #: and restored from an export: ``class_prior`` (label frequencies; uniform when absent)
     #: and ``labels`` (what the labels are when not the dataset's classes). Never an option.
-    sampling: dict = {}
+    sampling: Mapping = MappingProxyType({})  # read-only: an instance gets its own dict
 
     def __init__(self, options: ArchOptions):
         super().__init__()

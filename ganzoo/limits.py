@@ -61,10 +61,17 @@ def check_arch_options(options, what: str = "option") -> None:
         check("data_dim", size, f"{what} data_shape")
 
 
-def check_device(name: str, flag: str = "--device") -> str:
-    """A device name ganzoo knows (auto, cpu, cuda[:N], mps) that this machine has."""
+def check_device_name(name, flag: str = "--device") -> str:
+    """A device name ganzoo knows: auto, cpu, cuda[:N] or mps (whether this machine has it is
+    :func:`check_device`'s question)."""
     if not isinstance(name, str) or not _DEVICE.match(name):
         raise GanzooError(f"{flag} must be auto, cpu, cuda[:N] or mps, got {name!r}")
+    return name
+
+
+def check_device(name: str, flag: str = "--device") -> str:
+    """A device name ganzoo knows (auto, cpu, cuda[:N], mps) that this machine has."""
+    check_device_name(name, flag)
     if name.startswith("cuda"):
         import torch
 

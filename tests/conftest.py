@@ -120,6 +120,16 @@ def _run_cli_many(argvs, env=None, python=None, cwd=None):
     return results
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny nets, restored after it (in-process training
+    sets its own count): extra threads only contend for the shared 2-core CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
     """An MNIST-format test split (10k random 28×28 images, labels 0-9 in turn) the tests write

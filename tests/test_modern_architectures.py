@@ -27,13 +27,7 @@ except ImportError as exc:  # fail loudly: a skip would hide a missing install s
                       "-e plugins/ganzoo-biggan -e plugins/ganzoo-stylegan2") from exc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: extra intra-op threads only contend for the (shared, 2-core) CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one intra-op thread
 
 
 SN_SMALL = dict(ngf=8, ndf=8)

@@ -171,7 +171,7 @@ def test_the_zoo_ships_models():
 
 
 @pytest.mark.parametrize("model_id", SHIPPED)
-def test_shipped_card_verifies_and_samples(model_id, tmp_path):
+def test_shipped_card_verifies_and_samples(model_id, tmp_path, run_cli):
     catalog.reset_catalog()
     card = catalog.get_model_card(model_id)
     G = ganzoo.load_generator(model_id)
@@ -181,9 +181,8 @@ def test_shipped_card_verifies_and_samples(model_id, tmp_path):
     for key in ("command", "license", "loss", "steps", "training_time_s", "hardware"):
         assert key in card.raw, f"card {model_id} lacks {key}"
     out = tmp_path / "grid.png"
-    r = subprocess.run([sys.executable, "-m", "ganzoo", "sample", model_id, "-n", "16", "--out", str(out)],
-                       capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(["sample", model_id, "-n", "16", "--out", str(out)], cwd=tmp_path)
+    assert code == 0, err
     assert out.stat().st_size > 100
     assert G.data_shape == tuple(json.loads((card.directory / "config.json").read_text())["data_shape"])
 

@@ -30,25 +30,16 @@ SHORTCUTS: dict[str, tuple[str, str, Any]] = {
 def shortcut_specs(values: dict[str, Any]) -> list[str]:
     """Method specs for shortcut keys in ``values`` (which are removed from it); a key at its
     "off" value adds no method. ``instance_noise_until`` only refines ``instance_noise``."""
-    found: dict[str, dict[str, Any]] = {}
-    for key, (method, option, off) in SHORTCUTS.items():
+    given = {}
+    for key in SHORTCUTS:  # in SHORTCUTS' order, so the specs come out in one order
         if key not in values:
             continue
         value = values.pop(key)
         if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
             raise GanzooError(f"option {key}={value!r} is not a valid number")
-        if off is None or value is None or value == off:
-            if off is None and value is not None:
-                found.setdefault(method, {})[option] = value
-            continue
-        found.setdefault(method, {})["__on__"] = True
-        found[method][option] = value
-    specs = []
-    for method, opts in found.items():
-        if not opts.pop("__on__", False):
-            continue  # e.g. instance_noise_until without instance_noise
-        specs.append(method + ":" + ",".join(f"{k}={v}" for k, v in opts.items()))
-    return specs
+        if value is not None:
+            given[key] = value
+    return list(apply_shortcuts((), given))
 
 
 def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any]) -> tuple[str, ...]:
@@ -158,11 +149,7 @@ class MethodStack:
         return x
 
     def d_terms(self, loss: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        for m in self.methods:
-            term = m.d_terms(ctx)
-            if term is not None:
-                loss = loss + term
-        return loss
+        return self._add_terms(loss, "d_terms", ctx)
 
     def g_logits(self, fake_logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         for m in self.methods:
@@ -170,8 +157,12 @@ class MethodStack:
         return fake_logits
 
     def g_terms(self, loss: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return self._add_terms(loss, "g_terms", ctx)
+
+    def _add_terms(self, loss: torch.Tensor, hook: str, ctx: StepContext) -> torch.Tensor:
+        """``loss`` plus each method's term from ``hook`` (those returning None add nothing)."""
         for m in self.methods:
-            term = m.g_terms(ctx)
+            term = getattr(m, hook)(ctx)
             if term is not None:
                 loss = loss + term
         return loss

@@ -192,10 +192,14 @@ def _last_good(last_saved: Path | None) -> str:
     return f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
 
 
+def _non_finite(step: int, last_saved: Path | None) -> NonFiniteLoss:
+    return NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
+                         f"rate or another loss); {_last_good(last_saved)}")
+
+
 def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None) -> None:
     if not bool(torch.isfinite(sums).all()):
-        raise NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
-                            f"rate or another loss); {_last_good(last_saved)}")
+        raise _non_finite(step, last_saved)
 
 
 def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss, info) -> None:
@@ -207,8 +211,7 @@ def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss
     if not distributed.any_rank(not finite or over, info):
         return
     if distributed.any_rank(not finite, info):  # on this rank or another
-        raise NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
-                            f"rate or another loss); {_last_good(last_saved)}")
+        raise _non_finite(step, last_saved)
     i = max(range(len(avg)), key=lambda k: abs(avg[k]))
     what = f"mean {('d_loss', 'g_loss')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
     raise DivergedLoss(f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} "
