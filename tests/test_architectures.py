@@ -415,6 +415,27 @@ def test_batch_mixing_discriminator_that_says_so_passes_the_kit():
     check_architecture(arch, data_shape=(1, 8, 8), g_hidden=(16,), d_hidden=(16,))
 
 
+def test_dcgan_pack_stacks_k_images_along_the_channels():
+    """PacDCGAN: pack=k feeds k consecutive images as one k·C-channel image; each gets its
+    pack's logit, and changing one image moves the logits of its pack only."""
+    torch.manual_seed(0)
+    d = ganzoo.create_discriminator("dcgan", data_shape=(3, 28, 28), ndf=8, pack=2).eval()
+    assert d.pack == 2 and d.net[0].in_channels == 6
+    x = torch.randn(4, 3, 28, 28)
+    logits = d(x)
+    packs = d.net(torch.cat([x[0::2], x[1::2]], dim=1)).view(2)  # images 0,1 and 2,3 channel-stacked
+    torch.testing.assert_close(logits, packs.repeat_interleave(2))
+    moved = x.clone()
+    moved[3] += 1.0
+    changed = d(moved) != logits
+    assert changed.tolist() == [False, False, True, True]
+    with pytest.raises(GanzooError, match="pack=2 needs batches divisible by 2, got 3"):
+        d(x[:3])
+    with pytest.raises(GanzooError, match="dcgan option pack must be >= 1"):
+        ganzoo.get_architecture("dcgan").make_options(pack=0)
+    check_architecture("dcgan", data_shape=(3, 28, 28), ngf=8, ndf=8, pack=2)
+
+
 def test_kit_catches_a_packed_discriminator_that_does_not_repeat_its_logits():
     class Unrepeated(ganzoo_mlp.MLPDiscriminator):  # claims packs of 2, scores every sample alone
         def __init__(self, options):
