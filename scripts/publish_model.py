@@ -1,7 +1,7 @@
 """Turn a finished run into a zoo entry: registry/models/<ID>/{generator.safetensors, config.json, card.toml}
 plus a gallery image docs/zoo/<ID>.png.
 
-    python scripts/publish_model.py RUN_DIR ID --command "ganzoo train ..." [--n 10000] [--half]
+    python scripts/publish_model.py RUN_DIR ID --recipe NAME --command "ganzoo train ..." [--n 10000] [--half]
 
 The card's metrics come from ``ganzoo.evaluation.evaluate`` (the same code as
 ``ganzoo eval ID``) with the dataset's shipped evaluator.
@@ -28,8 +28,10 @@ LICENCES = {
     "mnist": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0",
     "ring8": "synthetic (PacGAN ring of 8 Gaussians)",
     "grid25": "synthetic (PacGAN grid of 25 Gaussians)",
+    "stacked-mnist": "built from MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0",
 }
 HEADLINE = {"image": "fid", "points": "modes"}
+EVALUATOR = {"stacked-mnist": "mnist"}  # datasets scored with another dataset's classifier
 
 
 def source_commit() -> str:
@@ -60,6 +62,7 @@ def main():
     ap.add_argument("run")
     ap.add_argument("id")
     ap.add_argument("--command", required=True, help="the exact command that trained the run")
+    ap.add_argument("--recipe", required=True, help="the registered recipe that trained the run")
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--half", action="store_true")
     ap.add_argument("--note", default="", help="anything a reader of the card must know (provenance, caveats)")
@@ -82,6 +85,9 @@ def main():
     G = __import__("ganzoo").load_generator(str(out))
     kind = "image" if len(G.data_shape) == 3 else "points"
     write_samples(G, n=80 if G.num_classes else (64 if kind == "image" else 2500), out=gallery, seed=0)
+    from ganzoo.recipes import get_recipe
+
+    get_recipe(args.recipe)  # a card names a recipe that exists
     entry = get_catalog().get("architecture", state["arch"])
     major, minor = (entry.plugin_version.split(".") + ["0"])[:2]
     card = {
@@ -99,6 +105,8 @@ def main():
         "batch_size": cfg["batch_size"],
         "seed": cfg["seed"],
         "command": args.command,
+        "recipe": args.recipe,
+        "plugin_version": entry.plugin_version,
         "training_time_s": round(elapsed, 1),
         "hardware": args.hardware,
         "ganzoo_version": __version__,
@@ -106,9 +114,11 @@ def main():
         "weights": "EMA generator, " + ("float16" if args.half else "float32"),
         "sha256": sha256_of(out / "generator.safetensors"),
         "license": LICENCES.get(cfg["dataset"], "see the dataset's licence"),
-        "headline": HEADLINE[kind],
-        "evaluation": f"ganzoo eval {args.id} -n {args.n} --seed 0 (evaluator: registry/evaluators/{cfg['dataset']})"
-                      if kind == "image" else f"ganzoo eval {args.id} -n {args.n} --seed 0",
+        # a dataset whose default metric counts modes (stacked-mnist) headlines them
+        "headline": HEADLINE[kind] if HEADLINE[kind] in scores else "modes",
+        "evaluation": f"ganzoo eval {args.id} -n {args.n} --seed 0" + (
+            f" (evaluator: registry/evaluators/{evaluator})" if (evaluator := EVALUATOR.get(
+                cfg["dataset"], cfg["dataset"] if kind == "image" else None)) else ""),
     }
     if args.note:
         card["note"] = args.note

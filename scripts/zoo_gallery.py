@@ -9,12 +9,16 @@ POINT_KEYS = ("modes", "hq_fraction", "kl", "spread", "precision", "recall")
 
 
 def fmt(v):
+    if isinstance(v, float) and v.is_integer() and v > 1:  # counts (modes) stored as floats
+        return f"{v:.0f}"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def loss_text(card) -> str:
-    weight = (card.raw.get("config") or {}).get("class_weight")
-    return card.raw["loss"] + (f" + class loss {weight:g}" if weight else "")
+    config = card.raw.get("config") or {}
+    weight = config.get("class_weight")  # a card written before methods (ganzoo 0.7)
+    methods = list(config.get("methods") or []) + ([f"class-loss:weight={weight:g}"] if weight else [])
+    return " + ".join([card.raw["loss"], *methods])
 
 
 def main():
@@ -31,13 +35,23 @@ def main():
            "(`registry/evaluators/`, see [evaluation.md](evaluation.md)); they are not comparable with "
            "Inception-based FIDs. The real-data floor (`ganzoo eval --real --dataset fashion-mnist`): "
            "FID 0.31, precision 0.887, recall 0.882, coverage 0.968.", ""]
-    images = [c for c in cards if len(c.raw.get("data_shape", [])) == 3]
-    points = [c for c in cards if c not in images]
+    images = [c for c in cards if len(c.raw.get("data_shape", [])) == 3 and "fid" in c.metrics]
+    stacked = [c for c in cards if len(c.raw.get("data_shape", [])) == 3 and c not in images]
+    points = [c for c in cards if c not in images and c not in stacked]
     if images:
         keys = [k for k in IMAGE_KEYS if any(k in c.metrics for c in images)]
         out += ["## Image models", "", "| id | arch | loss | steps | train time | " + " | ".join(keys) + " |",
                 "|" + "---|" * (5 + len(keys))]
         for c in images:
+            out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
+                       f"{c.raw['training_time_s'] / 60:.0f} min | " +
+                       " | ".join(fmt(c.metrics.get(k, "")) for k in keys) + " |")
+        out.append("")
+    if stacked:
+        keys = ("modes", "kl")
+        out += ["## Mode-counting image models (Stacked MNIST: 1,000 modes, 26,000 samples)", "",
+                "| id | arch | loss | steps | train time | modes | kl |", "|" + "---|" * 7]
+        for c in stacked:
             out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
                        f"{c.raw['training_time_s'] / 60:.0f} min | " +
                        " | ".join(fmt(c.metrics.get(k, "")) for k in keys) + " |")

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 CARDS = sorted((REPO / "registry" / "models").glob("*/card.toml"))
 # keys that change how a run is watched or where it writes, not what it trains
 RUNTIME = {"out", "progress", "num_threads", "device", "log_every", "sample_every", "checkpoint_every",
-           "keep_checkpoints", "eval_samples"}
+           "keep_checkpoints", "eval_every", "eval_metrics", "eval_samples"}
 
 
 def resolved(cfg: TrainConfig) -> dict:
@@ -158,3 +158,30 @@ def test_apply_shortcuts_on_a_base():
     assert apply_shortcuts(("class-loss:weight=1.0",), {"class_weight": 0.5}) == ("class-loss:weight=0.5",)
     assert merge_methods(("top-k:fraction=0.5", "lecam"), ("top-k:fraction=0.25",)) == (
         "lecam", "top-k:fraction=0.25")
+
+
+def card_size(path: Path) -> int:
+    card = tomllib.loads(path.read_text())
+    return card["steps"] * card["batch_size"] * (path.parent / "generator.safetensors").stat().st_size
+
+
+@pytest.mark.slow
+def test_the_smallest_cards_recipe_reproduces_the_card_end_to_end(tmp_path, run_cli):
+    """Train the cheapest zoo card's recipe from scratch (one thread, as the card) and measure
+    it as the card does: the same modes, and the rates within the seed-to-seed noise."""
+    from ganzoo.evaluation import evaluate
+
+    path = min(CARDS, key=card_size)
+    card = tomllib.loads(path.read_text())
+    assert card["recipe"] == "cmlp-grid25"  # a change of the smallest card should be deliberate
+    code, _, err = run_cli(["train", "--recipe", card["recipe"], "--num-threads", "1", "--no-progress",
+                            "--out", str(tmp_path / "run")])
+    assert code == 0, err
+    n = int(card["evaluation"].split(" -n ")[1].split()[0])
+    scores = evaluate(str(tmp_path / "run" / "export"), n=n, seed=0)
+    want = card["metrics"]
+    assert scores["modes"] == want["modes"]
+    assert abs(scores["hq_fraction"] - want["hq_fraction"]) < 0.02
+    assert scores["kl"] < want["kl"] + 0.01
+    for key in ("precision", "recall"):
+        assert abs(scores[key] - want[key]) < 0.05, key

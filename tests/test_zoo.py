@@ -3,6 +3,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,7 +192,7 @@ def test_shipped_card_verifies_and_samples(model_id, tmp_path, run_cli):
 # 10,000, same seed): label accuracy and class KL within 0.05; the k-NN metrics
 # (precision, recall, density, coverage) within 0.1, since their radii grow as n shrinks
 # (measured drift up to 0.07); FID within 15% (its small-n bias is upward); KID within 5
-# (its standard error at n = 5,000 is 1-3). 2-D models are re-measured at the card's n.
+# (its standard error at n = 5,000 is 1-3). Mode-counting cards (2-D, Stacked MNIST) are re-measured at the card's n.
 RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.10, 0.15, 5.0
 
 
@@ -203,7 +204,9 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
     catalog.reset_catalog()
     card = catalog.get_model_card(model_id)
     is_image = len(card.raw["data_shape"]) == 3
-    scores = evaluate(model_id, n=5000 if is_image else 2500, seed=0)
+    # mode counts (2-D grids, Stacked MNIST's 1,000 modes) are defined at the protocol's n
+    n = int(re.search(r" -n (\d+)", card.raw["evaluation"]).group(1)) if "modes" in card.metrics else 5000
+    scores = evaluate(model_id, n=n, seed=0)
     for key, want in card.metrics.items():
         got = scores[key]
         if key == "fid":
