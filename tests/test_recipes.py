@@ -39,7 +39,8 @@ def test_every_zoo_card_names_a_recipe_that_resolves_to_its_config(card_path):
 def test_required_defaults_exist_and_are_consistent():
     for arch, dataset in [("mlp", "ring8"), ("mlp", "grid25"), ("cmlp", "ring8"), ("cmlp", "grid25"),
                           ("dcgan", "fashion-mnist"), ("dcgan", "mnist"), ("cgan", "fashion-mnist"),
-                          ("cgan", "mnist")]:
+                          ("cgan", "mnist"), ("dcgan", "stacked-mnist"), ("sngan", "fashion-mnist"),
+                          ("biggan", "fashion-mnist"), ("stylegan2", "fashion-mnist")]:
         recipe = default_recipe(arch, dataset)
         assert recipe is not None, (arch, dataset)
         cfg = recipe.config()
@@ -185,3 +186,20 @@ def test_the_smallest_cards_recipe_reproduces_the_card_end_to_end(tmp_path, run_
     assert scores["kl"] < want["kl"] + 0.01
     for key in ("precision", "recall"):
         assert abs(scores[key] - want[key]) < 0.05, key
+
+
+@pytest.mark.parametrize("values, requires, want", [
+    (dict(arch="mlp", dataset="ring8", methods=["warp-aug:p=0.5"]), {"warp-aug": "ganzoo-warp"},
+     "recipe r needs method 'warp-aug', which is not installed: install ganzoo-warp (pip install ganzoo-warp)"),
+    (dict(arch="mlp", dataset="celeba-hq"), {"celeba-hq": "ganzoo-celeba"},
+     "recipe r needs dataset 'celeba-hq', which is not installed: install ganzoo-celeba"),
+    (dict(arch="mlp", dataset="ring8", loss="focal"), {},
+     "recipe r needs loss 'focal', which is not installed: no installed plugin provides it"),
+])
+def test_a_recipe_naming_something_missing_says_which_plugin_to_install(values, requires, want):
+    from ganzoo.errors import GanzooError
+    from ganzoo.recipes import Recipe
+
+    with pytest.raises(GanzooError) as caught:
+        Recipe("r", values, requires=requires).check_installed()
+    assert str(caught.value).startswith(want) and "\n" not in str(caught.value)
