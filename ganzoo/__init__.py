@@ -1,11 +1,11 @@
 """ganzoo: a plugin-based GAN model zoo for PyTorch."""
 from __future__ import annotations
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 from .errors import GanzooError, PluginConflictError, UnknownNameError
 from .hookspecs import hookimpl
-from .interfaces import AdversarialLoss, ArchOptions, Discriminator, Generator, Regularizer
+from .interfaces import AdversarialLoss, ArchOptions, Discriminator, Generator, Regularizer, pack_samples
 from .catalog import (create_dataset, create_discriminator, create_generator, create_loss,
                        create_metric, create_regularizer, get_architecture, list_architectures,
                        list_datasets, list_losses, list_methods, list_metrics, list_models,
@@ -26,5 +26,5 @@ __all__ = [
     "create_discriminator", "create_generator", "create_loss", "create_metric",
     "create_regularizer", "get_architecture", "hookimpl", "list_architectures",
     "list_datasets", "list_losses", "list_methods", "list_metrics", "list_models", "list_regularizers",
-    "load_generator",
+    "load_generator", "pack_samples",
 ]

@@ -194,7 +194,8 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
     """Train ARCH on a dataset with a loss chosen by name.
 
     With no --config, --recipe or --no-recipe, the recipe the plugins mark as the default of
-    (ARCH, dataset) is used when there is one (a line says which); flags override it."""
+    (ARCH, dataset) is used when there is one (a line says which; not with --init); flags
+    override it."""
     from . import limits
     from .options import parse_key_values
 
@@ -244,7 +245,9 @@ def _base_config(config_file, recipe_name, no_recipe, changes):
         return TrainConfig.from_file(config_file), None
     recipe = get_recipe(recipe_name) if recipe_name else None
     default = None
-    if recipe is None and not no_recipe:
+    # a fine-tune (--init MODEL) keeps the model's architecture options: another recipe's
+    # widths would not fit its weights, so no default recipe applies to it
+    if recipe is None and not no_recipe and not changes.get("init"):
         recipe = default = default_recipe(changes["arch"], changes.get("dataset", TrainConfig().dataset))
     if recipe is None:
         return TrainConfig(), None

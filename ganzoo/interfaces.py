@@ -150,6 +150,18 @@ class Discriminator(nn.Module):
         return self.options.num_classes
 
 
+def pack_samples(x, pack: int, arch: str):
+    """PacGAN input (Lin et al. 2018): each ``pack`` consecutive samples joined along dim 1
+    (their channels or features), ``(N, C, ...)`` → ``(N/k, k·C, ...)``. A discriminator
+    scores the packs and hands each logit back to its members with
+    ``logits.repeat_interleave(pack)``. A batch that does not divide is one line."""
+    from .errors import GanzooError
+
+    if len(x) % pack:
+        raise GanzooError(f"{arch} option pack={pack} needs batches divisible by {pack}, got a batch of {len(x)}")
+    return x.reshape(len(x) // pack, -1, *x.shape[2:])
+
+
 def pack_of(discriminator) -> int:
     """Samples per logit group (``Discriminator.pack``; 1 for a plugin that does not subclass
     ``Discriminator``), read through a DDP or ``torch.compile`` wrapper too."""

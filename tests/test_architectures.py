@@ -429,7 +429,7 @@ def test_dcgan_pack_stacks_k_images_along_the_channels():
     moved[3] += 1.0
     changed = d(moved) != logits
     assert changed.tolist() == [False, False, True, True]
-    with pytest.raises(GanzooError, match="pack=2 needs batches divisible by 2, got 3"):
+    with pytest.raises(GanzooError, match="dcgan option pack=2 needs batches divisible by 2, got a batch of 3"):
         d(x[:3])
     with pytest.raises(GanzooError, match="dcgan option pack must be >= 1"):
         ganzoo.get_architecture("dcgan").make_options(pack=0)

@@ -33,6 +33,10 @@ def test_every_zoo_card_names_a_recipe_that_resolves_to_its_config(card_path):
     assert card.get("recipe"), f"{card['id']} names no recipe"
     assert card.get("ganzoo_version") and card.get("plugin_versions")
     recorded = TrainConfig.from_dict(card["config"])  # 0.7 keys (class_weight = 1) read as methods
+    if recorded.max_seconds and card["steps"] < recorded.steps:
+        # a run its time budget stopped is its recipe at the step where it stopped (constant rates)
+        assert recorded.lr_schedule == "constant"
+        recorded = recorded.replace(steps=card["steps"], max_seconds=None)
     assert resolved(get_recipe(card["recipe"]).config()) == resolved(recorded)
 
 

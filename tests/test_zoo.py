@@ -164,6 +164,18 @@ def test_fine_tune_from_a_zoo_model(fake_registry, tmp_path):
             assert torch.allclose(a, b, atol=1e-6), k
 
 
+def test_fine_tune_command_of_the_docs_keeps_the_models_options(tmp_path, run_cli):
+    """`ganzoo train dcgan --init dcgan-fashion-mnist` (docs/zoo.md): the default recipe of
+    (dcgan, fashion-mnist) has other widths, so it must not apply to a fine-tune."""
+    code, _, err = run_cli(["train", "dcgan", "--init", "dcgan-fashion-mnist", "--steps", "1", "--batch-size", "8",
+                            "--no-progress", "--device", "cpu", "--out", str(tmp_path / "ft")])
+    assert code == 0, err
+    assert "using recipe" not in err
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["loss"] == "non-saturating" and config["methods"] == []
+    assert ganzoo.load_generator(str(tmp_path / "ft" / "export")).options.ngf == 64  # the zoo model's
+
+
 SHIPPED = sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/card.toml"))
 
 
@@ -203,7 +215,6 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
 
     catalog.reset_catalog()
     card = catalog.get_model_card(model_id)
-    is_image = len(card.raw["data_shape"]) == 3
     # mode counts (2-D grids, Stacked MNIST's 1,000 modes) are defined at the protocol's n
     n = int(re.search(r" -n (\d+)", card.raw["evaluation"]).group(1)) if "modes" in card.metrics else 5000
     scores = evaluate(model_id, n=n, seed=0)

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
+from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl, pack_samples
 
 _OUTPUTS = {"tanh": (nn.Tanh, (-1.0, 1.0)), "sigmoid": (nn.Sigmoid, (0.0, 1.0)), "none": (None, None)}
 
@@ -137,10 +137,7 @@ class MLPDiscriminator(Discriminator):
             return self.net[-1](h).squeeze(1) + (self.embed(labels) * h).sum(1)
         if self.pack == 1:
             return self.net(x).squeeze(1)
-        if len(x) % self.pack:
-            raise GanzooError(f"mlp option pack={self.pack} needs batches divisible by {self.pack}, "
-                              f"got a batch of {len(x)}")
-        return self.net(x.reshape(len(x) // self.pack, -1)).squeeze(1).repeat_interleave(self.pack)
+        return self.net(pack_samples(x, self.pack, "mlp")).squeeze(1).repeat_interleave(self.pack)
 
 
 @hookimpl
