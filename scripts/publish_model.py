@@ -115,7 +115,7 @@ def main():
         "sha256": sha256_of(out / "generator.safetensors"),
         "license": LICENCES.get(cfg["dataset"], "see the dataset's licence"),
         # a dataset whose default metric counts modes (stacked-mnist) headlines them
-        "headline": HEADLINE[kind] if HEADLINE[kind] in scores else "modes",
+        "headline": next((h for h in (HEADLINE[kind], "modes") if h in scores), ""),
         "evaluation": f"ganzoo eval {args.id} -n {args.n} --seed 0" + (
             f" (evaluator: registry/evaluators/{evaluator})" if (evaluator := EVALUATOR.get(
                 cfg["dataset"], cfg["dataset"] if kind == "image" else None)) else ""),

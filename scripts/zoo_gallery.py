@@ -8,10 +8,24 @@ IMAGE_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage", "class
 POINT_KEYS = ("modes", "hq_fraction", "kl", "spread", "precision", "recall")
 
 
-def fmt(v):
-    if isinstance(v, float) and v.is_integer() and v > 1:  # counts (modes) stored as floats
+COUNTS = ("modes", "classes_covered")  # stored as floats, shown as counts
+
+
+def fmt(key, v):
+    if key in COUNTS and isinstance(v, float):
         return f"{v:.0f}"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def table(title, cards, keys) -> list[str]:
+    """One markdown table of ``cards``: id, arch, loss, steps, training time, then ``keys``."""
+    out = [title, "", "| id | arch | loss | steps | train time | " + " | ".join(keys) + " |",
+           "|" + "---|" * (5 + len(keys))]
+    for c in cards:
+        out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
+                   f"{c.raw['training_time_s'] / 60:.0f} min | " +
+                   " | ".join(fmt(k, c.metrics.get(k, "")) for k in keys) + " |")
+    return out + [""]
 
 
 def loss_text(card) -> str:
@@ -36,34 +50,14 @@ def main():
            "Inception-based FIDs. The real-data floor (`ganzoo eval --real --dataset fashion-mnist`): "
            "FID 0.31, precision 0.887, recall 0.882, coverage 0.968.", ""]
     images = [c for c in cards if len(c.raw.get("data_shape", [])) == 3 and "fid" in c.metrics]
-    stacked = [c for c in cards if len(c.raw.get("data_shape", [])) == 3 and c not in images]
-    points = [c for c in cards if c not in images and c not in stacked]
+    stacked = [c for c in cards if c.raw.get("dataset") == "stacked-mnist"]
+    points = [c for c in cards if len(c.raw.get("data_shape", [])) == 1]
     if images:
-        keys = [k for k in IMAGE_KEYS if any(k in c.metrics for c in images)]
-        out += ["## Image models", "", "| id | arch | loss | steps | train time | " + " | ".join(keys) + " |",
-                "|" + "---|" * (5 + len(keys))]
-        for c in images:
-            out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
-                       f"{c.raw['training_time_s'] / 60:.0f} min | " +
-                       " | ".join(fmt(c.metrics.get(k, "")) for k in keys) + " |")
-        out.append("")
+        out += table("## Image models", images, [k for k in IMAGE_KEYS if any(k in c.metrics for c in images)])
     if stacked:
-        keys = ("modes", "kl")
-        out += ["## Mode-counting image models (Stacked MNIST: 1,000 modes, 26,000 samples)", "",
-                "| id | arch | loss | steps | train time | modes | kl |", "|" + "---|" * 7]
-        for c in stacked:
-            out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
-                       f"{c.raw['training_time_s'] / 60:.0f} min | " +
-                       " | ".join(fmt(c.metrics.get(k, "")) for k in keys) + " |")
-        out.append("")
+        out += table("## Stacked MNIST (1,000 modes, 26,000 samples; docs/benchmarks.md)", stacked, ["modes", "kl"])
     if points:
-        out += ["## 2-D models", "", "| id | arch | loss | steps | train time | " + " | ".join(POINT_KEYS) + " |",
-                "|" + "---|" * (5 + len(POINT_KEYS))]
-        for c in points:
-            out.append(f"| {c.id} | {c.architecture} | {loss_text(c)} | {c.raw['steps']} | "
-                       f"{c.raw['training_time_s'] / 60:.0f} min | " +
-                       " | ".join(fmt(c.metrics.get(k, "")) for k in POINT_KEYS) + " |")
-        out.append("")
+        out += table("## 2-D models", points, list(POINT_KEYS))
     out += ["## Gallery and how each was trained", ""]
     for c in cards:
         out += [f"### {c.id}", "", c.description + ".", "",
