@@ -200,6 +200,26 @@ def test_shipped_card_verifies_and_samples(model_id, tmp_path, run_cli):
     assert G.data_shape == tuple(json.loads((card.directory / "config.json").read_text())["data_shape"])
 
 
+@pytest.mark.parametrize("model_id", SHIPPED)
+def test_a_shipped_card_with_one_flipped_byte_is_refused(model_id, tmp_path, monkeypatch):
+    """Every shipped model, copied into a registry and altered by one bit, fails its sha256
+    check before anything is loaded."""
+    root = tmp_path / "registry" / "models"
+    shutil.copytree(REPO / "registry" / "models" / model_id, root / model_id)
+    weights = root / model_id / "generator.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # the last byte is tensor data, so only the checksum can notice
+    weights.write_bytes(bytes(data))
+    monkeypatch.setenv("GANZOO_REGISTRY", str(tmp_path / "registry"))
+    catalog.reset_catalog()
+    try:
+        with pytest.raises(GanzooError, match="failed its sha256 check.*nothing was loaded"):
+            ganzoo.load_generator(model_id)
+    finally:
+        monkeypatch.delenv("GANZOO_REGISTRY")
+        catalog.reset_catalog()
+
+
 # Stated tolerance for re-measuring a card with half the samples (5,000 instead of
 # 10,000, same seed): label accuracy and class KL within 0.05; the k-NN metrics
 # (precision, recall, density, coverage) within 0.1, since their radii grow as n shrinks
