@@ -82,6 +82,10 @@ def generator_from_checkpoint(ckpt, use_ema: bool = True, where: str = "checkpoi
     except (RuntimeError, KeyError) as exc:
         raise GanzooError(f"{where}: the checkpoint's weights do not fit architecture {info['architecture']} "
                           f"({' '.join(str(exc).split())[:240]})") from None
+    if kind == "ema":  # averaged spectral-norm vectors are shorter than 1 (ganzoo/ema.py)
+        from .ema import normalize_spectral_vectors
+
+        normalize_spectral_vectors(G)
     G.sampling = info["sampling"]
     info["weights"] = kind
     return G, info

@@ -60,7 +60,11 @@ class Run:
         return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
 
     def sampler(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.G_raw
+        if self.ema is None:
+            return self.G_raw
+        from ..ema import for_inference
+
+        return for_inference(self.ema.module)  # spectral-norm vectors made unit again (ganzoo/ema.py)
 
 
 def _load_data(cfg: TrainConfig):
