@@ -8,7 +8,11 @@ sigma = u·Wv without normalising them, so each layer's weight comes out too lar
 spectrally normalised generator (BigGAN's) draws black or saturated images from its EMA.
 (timm's ``exclude_buffers=True`` would copy the BatchNorm statistics from the live model as
 well, changing every model that has them.) The stored EMA state is left as it is, so
-checkpoints and resumes stay bit-exact; what samples from it uses :func:`for_inference`.
+checkpoints and resumes stay bit-exact; what samples from it uses :func:`for_inference`,
+and exports are written and loaded normalised. Only the parametrization API
+(``torch.nn.utils.parametrizations.spectral_norm``) is handled: the older hook-based
+``torch.nn.utils.spectral_norm`` keeps its vectors as ``weight_u``/``weight_v`` and is not
+handled (no built-in plugin uses it; a plugin that does should move to the parametrization).
 """
 from __future__ import annotations
 

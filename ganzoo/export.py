@@ -210,5 +210,9 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     except RuntimeError as exc:
         raise GanzooError(f"{str(weights)!r} does not match architecture "
                           f"{config['architecture']} ({str(exc).splitlines()[0]})") from None
+    if config.get("weights", "ema") == "ema":  # an export written before ganzoo/ema.py, too
+        from .ema import normalize_spectral_vectors
+
+        normalize_spectral_vectors(G)
     G.export_config = config
     return G.to(device).eval()
