@@ -65,6 +65,8 @@ class ModelCard:
     def headline_text(self) -> str:
         if self.headline and self.headline in self.metrics:
             value = self.metrics[self.headline]
+            if isinstance(value, float) and value.is_integer():  # a count (modes), not 1e+03
+                return f"{self.headline}={value:.0f}"
             return f"{self.headline}={value:.3g}" if isinstance(value, float) else f"{self.headline}={value}"
         return ""
 

@@ -181,6 +181,8 @@ SHIPPED = sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/c
 
 def test_the_zoo_ships_models():
     assert len(SHIPPED) >= 5  # an empty registry/models would leave the tests below with no case
+    catalog.reset_catalog()
+    assert catalog.get_model_card("dcgan-stacked-mnist").headline_text() == "modes=1000"  # a count, not 1e+03
 
 
 @pytest.mark.parametrize("model_id", SHIPPED)
