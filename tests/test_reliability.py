@@ -532,6 +532,31 @@ def test_a_resume_after_a_crash_logs_no_step_twice_and_keeps_elapsed_time(tmp_pa
     assert load_checkpoint(run)["elapsed_s"] >= rows[3]["elapsed_s"] > ckpt["elapsed_s"]
 
 
+def test_a_resume_hides_the_tensorboard_steps_after_its_checkpoint(tmp_path, monkeypatch):
+    """A resumed run logs steps 7-12 again: TensorBoard must drop the first run's events from
+    step 7 (SummaryWriter's purge_step), or its curves show two values per step."""
+    import types
+
+    writers = []
+
+    class FakeWriter:
+        def __init__(self, logdir, purge_step=None):
+            writers.append({"purge_step": purge_step, "steps": []})
+
+        def add_scalar(self, tag, value, step):
+            writers[-1]["steps"].append(step)
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    run = train(ring_cfg(tmp_path, steps=12, checkpoint_every=6, keep_checkpoints=3))
+    latest_checkpoint(run).unlink()  # the run resumes from step 6
+    train(TrainConfig(steps=12, progress=False), resume=run)
+    assert [w["purge_step"] for w in writers] == [None, 7]
+    assert min(writers[1]["steps"]) == 9 and sorted(set(writers[0]["steps"])) == [3, 6, 9, 12]
+
+
 def test_a_checkpoint_without_elapsed_time_resumes_from_zero(tmp_path):
     run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=6))
     path = latest_checkpoint(run)

@@ -162,7 +162,7 @@ def drop_metrics_after(run_dir: Path, step: int) -> None:
 class RunLogger:
     """Rank 0's writer of config, metrics.jsonl, TensorBoard events and sample grids."""
 
-    def __init__(self, run):
+    def __init__(self, run, resumed_at: int | None = None):
         self.run = run
         run.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = open(run.run_dir / "metrics.jsonl", "a")
@@ -170,7 +170,10 @@ class RunLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run.run_dir / "tensorboard"))
+            # a resumed run logs again the steps after its checkpoint: purge_step hides the
+            # earlier events from there on, as drop_metrics_after does for metrics.jsonl
+            purge = None if resumed_at is None else resumed_at + 1
+            self.tb = SummaryWriter(str(run.run_dir / "tensorboard"), purge_step=purge)
         except Exception:  # TensorBoard is optional
             self.tb = None
         G = run.G_raw
