@@ -187,12 +187,21 @@ def run_limited(args):
             seconds = time.perf_counter() - t0
             scores = evaluate(str(run / "export"), n=args.n, seed=0)
             row = {"recipe": args.recipe, "subset": args.subset, "steps": args.steps,
-                   "methods": list(cfg.methods), "seconds": seconds, **scores}
+                   "methods": list(cfg.methods), "seconds": seconds, **scores, **last_logged(run, "ada/p")}
             rows.append(row)
             print(json.dumps(row) if args.json else
                   f"{'+'.join(extra) or 'none':28s} {args.steps} steps {seconds:5.0f} s  " +
-                  "  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+                  "  ".join(f"{k} {v:.3f}" for k, v in {**scores, **last_logged(run, "ada/p")}.items()), flush=True)
     return rows
+
+
+def last_logged(run, *keys) -> dict:
+    """The last value metrics.jsonl logged for each of ``keys`` that the run logged (ADA's p)."""
+    found = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        found.update({k: row[k] for k in keys if k in row})
+    return found
 
 
 def truncations(text: str) -> list[float]:
