@@ -187,16 +187,18 @@ def run_limited(args):
             seconds = time.perf_counter() - t0
             scores = evaluate(str(run / "export"), n=args.n, seed=0)
             row = {"recipe": args.recipe, "subset": args.subset, "steps": args.steps,
-                   "methods": list(cfg.methods), "seconds": seconds, **scores, **last_logged(run, "ada/p")}
+                   "methods": list(cfg.methods), "seconds": seconds, **scores,
+                   **last_logged(run, "ada/p", "ada/rt")}
             rows.append(row)
             print(json.dumps(row) if args.json else
                   f"{'+'.join(extra) or 'none':28s} {args.steps} steps {seconds:5.0f} s  " +
-                  "  ".join(f"{k} {v:.3f}" for k, v in {**scores, **last_logged(run, "ada/p")}.items()), flush=True)
+                  "  ".join(f"{k} {row[k]:.3f}" for k in (*scores, "ada/p", "ada/rt") if k in row), flush=True)
     return rows
 
 
 def last_logged(run, *keys) -> dict:
-    """The last value metrics.jsonl logged for each of ``keys`` that the run logged (ADA's p)."""
+    """The last value metrics.jsonl logged for each of ``keys`` that the run logged (ADA's p
+    and r_t)."""
     found = {}
     for line in (run / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)

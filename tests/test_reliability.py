@@ -533,8 +533,8 @@ def test_a_resume_after_a_crash_logs_no_step_twice_and_keeps_elapsed_time(tmp_pa
 
 
 def test_a_resume_hides_the_tensorboard_steps_after_its_checkpoint(tmp_path, monkeypatch):
-    """A resumed run logs steps 7-12 again: TensorBoard must drop the first run's events from
-    step 7 (SummaryWriter's purge_step), or its curves show two values per step."""
+    """A resumed run logs steps 7-12 again: its SummaryWriter gets purge_step 7, so TensorBoard
+    drops the first run's events from there (as metrics.jsonl drops its rows)."""
     import types
 
     writers = []

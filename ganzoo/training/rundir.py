@@ -170,8 +170,10 @@ class RunLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            # a resumed run logs again the steps after its checkpoint: purge_step hides the
-            # earlier events from there on, as drop_metrics_after does for metrics.jsonl
+            # a resumed run logs again the steps after its checkpoint: purge_step marks the
+            # first run's events from there on as superseded, as drop_metrics_after does for
+            # metrics.jsonl (TensorBoard's legacy loader hides them; its default data server
+            # already keeps only the latest point when a lower step arrives)
             purge = None if resumed_at is None else resumed_at + 1
             self.tb = SummaryWriter(str(run.run_dir / "tensorboard"), purge_step=purge)
         except Exception:  # TensorBoard is optional
