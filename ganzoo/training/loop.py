@@ -93,7 +93,7 @@ def _start(cfg: TrainConfig, state: dict | None):
             clean_temp_files(*(run.run_dir / d for d in ("", "checkpoints", "export", "samples")))
             if state is not None:  # rows past the checkpoint are logged again
                 drop_metrics_after(run.run_dir, run.start_step)
-        logger = RunLogger(run, None if state is None else run.start_step) if info.is_main else None
+        logger = RunLogger(run) if info.is_main else None
         if logger:
             logger.write_config()
         return run, total, logger, lock

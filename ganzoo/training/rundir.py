@@ -162,7 +162,7 @@ def drop_metrics_after(run_dir: Path, step: int) -> None:
 class RunLogger:
     """Rank 0's writer of config, metrics.jsonl, TensorBoard events and sample grids."""
 
-    def __init__(self, run, resumed_at: int | None = None):
+    def __init__(self, run):
         self.run = run
         run.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = open(run.run_dir / "metrics.jsonl", "a")
@@ -174,7 +174,7 @@ class RunLogger:
             # first run's events from there on as superseded, as drop_metrics_after does for
             # metrics.jsonl (TensorBoard's legacy loader hides them; its default data server
             # already keeps only the latest point when a lower step arrives)
-            purge = None if resumed_at is None else resumed_at + 1
+            purge = run.start_step + 1 if run.start_step else None  # a fresh run starts at 0
             self.tb = SummaryWriter(str(run.run_dir / "tensorboard"), purge_step=purge)
         except Exception:  # TensorBoard is optional
             self.tb = None
