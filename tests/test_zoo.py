@@ -225,11 +225,11 @@ def test_a_shipped_card_with_one_flipped_byte_is_refused(model_id, tmp_path, mon
 # Stated tolerance for re-measuring a card with half the samples (5,000 instead of
 # 10,000, same seed): label accuracy and class KL within 0.05; the k-NN metrics
 # (precision, recall, density, coverage) within 0.1, since their radii grow as n shrinks
-# (measured drift up to 0.07); FID within 20% or 6 points, whichever is larger (its small-n
-# bias is upward and about constant, a term in 1/n, not a share: sngan-fashion-mnist's Adam 2e-4
-# card measured 37.2 at n = 5,000 against 32.2 at 10,000, its 8e-4 card 25.9 against 21.0);
-# KID within 5 (its standard error at n = 5,000 is 1-3). Mode-counting cards (2-D, Stacked
-# MNIST) are re-measured at the card's n.
+# (measured drift up to 0.07); FID at most 20% below the card, and above it by at most 20% or
+# 6 points, whichever is larger: its small-n bias is upward, and not a fixed share of the FID
+# (sngan-fashion-mnist's Adam 2e-4 card measured 37.2 at n = 5,000 against 32.2 at 10,000, its
+# 8e-4 card 25.9 against 21.0: +5 both times); KID within 5 (its standard error at n = 5,000 is
+# 1-3). Mode-counting cards (2-D, Stacked MNIST) are re-measured at the card's n.
 RATE_TOL, KNN_TOL, FID_REL_TOL, FID_ABS_TOL, KID_ABS_TOL = 0.05, 0.10, 0.20, 6.0, 5.0
 
 
@@ -246,7 +246,8 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
     for key, want in card.metrics.items():
         got = scores[key]
         if key == "fid":
-            assert abs(got - want) < max(FID_REL_TOL * want, FID_ABS_TOL), f"fid: card {want}, measured {got}"
+            assert -FID_REL_TOL * want < got - want < max(FID_REL_TOL * want, FID_ABS_TOL), \
+                f"fid: card {want}, measured {got}"
         elif key in ("kid", "kid_se"):
             assert abs(got - want) < KID_ABS_TOL, key
         elif key in ("modes", "classes_covered"):
