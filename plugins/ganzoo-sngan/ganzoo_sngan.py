@@ -197,4 +197,5 @@ def register_recipes(register):
                   lr_g=8e-4, lr_d=8e-4, betas_g=(0.0, 0.9), betas_d=(0.0, 0.9), d_steps=1,
                   ema=True, ema_decay=0.999, steps=7000, sample_every=1000, checkpoint_every=1000),
              default_for=[("sngan", "fashion-mnist")],
-             description="SNGAN-ResNet (widths 64) on fashion-mnist: hinge, 7,000 steps (zoo sngan-fashion-mnist)")
+             description="SNGAN-ResNet (widths 64) on fashion-mnist: hinge, Adam 8e-4, 7,000 steps "
+                         "(zoo sngan-fashion-mnist)")
