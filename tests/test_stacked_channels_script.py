@@ -5,14 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import cli_env
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "stacked_channels.py"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run(*args):
-    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, env=cli_env(ONE_THREAD))
 
 
-def test_its_joint_figure_is_the_metric_and_its_channel_histograms_are_distributions():
+def test_its_figures_add_up_to_the_metric_on_the_same_samples():
     n = "400"
     split = run(sys.executable, str(SCRIPT), "dcgan-stacked-mnist", "-n", n, "--seed", "3")
     assert split.returncode == 0, split.stderr
@@ -20,13 +23,21 @@ def test_its_joint_figure_is_the_metric_and_its_channel_histograms_are_distribut
                  "-n", n, "--seed", "3", "--json")
     assert metric.returncode == 0, metric.stderr
     scores = json.loads(metric.stdout)["scores"]
-    joint = re.search(r"'kl': ([0-9.e-]+)", split.stdout)
-    assert joint and abs(float(joint.group(1)) - scores["kl"]) < 1e-9  # the same samples, the same figure
+    modes, kl = re.search(r"^metric: modes (\d+)  kl ([0-9.]+)$", split.stdout, re.M).groups()
+    assert int(modes) == scores["modes"] and abs(float(kl) - scores["kl"]) < 1e-6  # the same samples
 
-    channels = re.findall(r"channel ([RGB]): KL ([0-9.]+)  digits 0-9: ((?:[0-9.]+ ?){10})", split.stdout)
+    channels = re.findall(r"^channel ([RGB]): kl ([0-9.]+)  digits 0-9: ([0-9.]+(?: [0-9.]+){9})  "
+                          r"confidence < 0.9: ([0-9.]+)$", split.stdout, re.M)
     assert [c[0] for c in channels] == ["R", "G", "B"]
-    for _, kl, hist in channels:
-        p = [float(v) for v in hist.split()]
-        assert abs(sum(p) - 1) < 0.01 and float(kl) >= 0
-    total = float(re.search(r"sum of the channels' KLs: ([0-9.]+)", split.stdout).group(1))
-    assert abs(total - sum(float(c[1]) for c in channels)) < 2e-4
+    for _, _, hist, low in channels:
+        assert abs(sum(float(v) for v in hist.split()) - 1) < 1e-3 and 0 <= float(low) <= 1
+    total = float(re.search(r"^sum of the channels' kl: ([0-9.]+)$", split.stdout, re.M).group(1))
+    assert abs(total - sum(float(c[1]) for c in channels)) < 3e-6
+    extra = float(re.search(r"^kl\(joint \|\| product of the channels\): ([0-9.]+)", split.stdout, re.M).group(1))
+    # KL(p || u) = Σ_c KL(p_c || u_10) + KL(p || Π p_c): the split is exact
+    assert abs(float(kl) - (total + extra)) < 3e-6
+
+
+def test_a_bad_sample_count_is_one_line():
+    done = run(sys.executable, str(SCRIPT), "dcgan-stacked-mnist", "-n", "0")
+    assert done.returncode != 0 and done.stderr.strip() == "error: -n must be at least 1, got 0"

@@ -64,6 +64,11 @@ def stacked_mode_statistics(modes: torch.Tensor, num_modes: int = NUM_MODES) -> 
 
 def classify_channels(images: torch.Tensor, evaluator, batch_size: int = 1000) -> torch.Tensor:
     """N×3×H×W uint8 images → N×3 digits: each channel classified as a 1-channel image."""
+    return channel_logits(images, evaluator, batch_size).argmax(2)
+
+
+def channel_logits(images: torch.Tensor, evaluator, batch_size: int = 1000) -> torch.Tensor:
+    """N×3×H×W uint8 images → N×3×10 digit logits, each channel classified as a 1-channel image."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise GanzooError(f"stacked-modes takes 3-channel images (Stacked MNIST), got samples of "
                           f"shape {tuple(images.shape[1:])}")
@@ -77,7 +82,7 @@ def classify_channels(images: torch.Tensor, evaluator, batch_size: int = 1000) -
     n, _, h, w = images.shape
     singles = images.reshape(n * 3, 1, h, w)  # sample-major: R, G, B of sample 0, then sample 1 ...
     _, logits = evaluator.embed(singles, batch_size)
-    return logits.argmax(1).reshape(n, 3)
+    return logits.reshape(n, 3, -1)
 
 
 class StackedModes(Metric):
