@@ -21,6 +21,7 @@ import sys
 
 import torch
 
+from ganzoo import limits
 from ganzoo.errors import GanzooError
 from ganzoo.images import to_uint8
 from ganzoo.metrics.classes import kl_divergence
@@ -59,9 +60,9 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=PROTOCOL_SAMPLES)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if args.n < 1:
-        sys.exit(f"error: -n must be at least 1, got {args.n}")
     try:
+        limits.check("n", args.n, "-n")  # the bounds `ganzoo eval` enforces
+        limits.check("seed", args.seed)
         print("\n".join(split_kl(args.model, args.n, args.seed)))
     except GanzooError as exc:
         sys.exit(f"error: {exc}")

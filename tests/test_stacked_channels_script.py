@@ -27,7 +27,7 @@ def test_its_figures_add_up_to_the_metric_on_the_same_samples():
     assert int(modes) == scores["modes"] and abs(float(kl) - scores["kl"]) < 1e-6  # the same samples
 
     channels = re.findall(r"^channel ([RGB]): kl ([0-9.]+)  digits 0-9: ([0-9.]+(?: [0-9.]+){9})  "
-                          r"confidence < 0.9: ([0-9.]+)$", split.stdout, re.M)
+                          r"confidence < 0\.9: ([0-9.]+)$", split.stdout, re.M)
     assert [c[0] for c in channels] == ["R", "G", "B"]
     for _, _, hist, low in channels:
         assert abs(sum(float(v) for v in hist.split()) - 1) < 1e-3 and 0 <= float(low) <= 1
@@ -40,4 +40,4 @@ def test_its_figures_add_up_to_the_metric_on_the_same_samples():
 
 def test_a_bad_sample_count_is_one_line():
     done = run(sys.executable, str(SCRIPT), "dcgan-stacked-mnist", "-n", "0")
-    assert done.returncode != 0 and done.stderr.strip() == "error: -n must be at least 1, got 0"
+    assert done.returncode != 0 and done.stderr.strip() == "error: -n must be >= 1, got 0"

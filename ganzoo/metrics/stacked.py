@@ -82,7 +82,7 @@ def channel_logits(images: torch.Tensor, evaluator, batch_size: int = 1000) -> t
     n, _, h, w = images.shape
     singles = images.reshape(n * 3, 1, h, w)  # sample-major: R, G, B of sample 0, then sample 1 ...
     _, logits = evaluator.embed(singles, batch_size)
-    return logits.reshape(n, 3, -1)
+    return logits.reshape(n, 3, opts.num_classes)
 
 
 class StackedModes(Metric):
