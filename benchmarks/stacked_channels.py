@@ -37,7 +37,8 @@ def split_kl(model: str, n: int, seed: int) -> list[str]:
     logits = channel_logits(to_uint8(x, G.output_range), load_evaluator("mnist"))
     digits = logits.argmax(2)
     confidence = logits.softmax(2).max(2).values
-    stats = stacked_mode_statistics(modes_of_digits(digits))
+    modes = modes_of_digits(digits)
+    stats = stacked_mode_statistics(modes)
     lines = [f"metric: modes {stats['modes']}  kl {stats['kl']:.6f}"]
     uniform = torch.full((10,), 0.1, dtype=torch.double)
     marginals = [torch.bincount(digits[:, c], minlength=10).double() / n for c in range(3)]
@@ -47,7 +48,7 @@ def split_kl(model: str, n: int, seed: int) -> list[str]:
                      + " ".join(f"{v:.4f}" for v in marginals[c])
                      + f"  confidence < 0.9: {float((confidence[:, c] < 0.9).double().mean()):.4f}")
     lines.append(f"sum of the channels' kl: {sum(kls):.6f}")
-    joint = torch.bincount(modes_of_digits(digits), minlength=NUM_MODES).double() / n
+    joint = torch.bincount(modes, minlength=NUM_MODES).double() / n
     product = (marginals[0][:, None, None] * marginals[1][None, :, None] * marginals[2][None, None, :]).flatten()
     lines.append(f"kl(joint || product of the channels): {kl_divergence(joint, product):.6f}  "
                  f"(finite-sample bias for independent channels ≈ {(NUM_MODES - 1 - 27) / (2 * n):.4f})")
