@@ -25,6 +25,8 @@ Keys of ``ganzoo-checkpoint/1`` (ganzoo >= 0.8):
 ``sampling``       what a sampler of G needs (``class_prior``, ``labels``), from the methods
 ``elapsed_s``      seconds of training up to ``step``, over all resumes (metrics.jsonl's
                    ``elapsed_s`` continues from it; absent in older checkpoints: read as 0)
+``best``           only in ``checkpoints/best.pt`` (``--keep-best KEY``): ``{key, value, step}``,
+                   the in-training score that made it the run's best
 =================  ==========================================================================
 
 No RNG state is saved: every random draw of a step is seeded from (seed, step, rank).
@@ -50,6 +52,7 @@ MAX_CHECKPOINT_BYTES = 64 << 30  # no real checkpoint is larger; a device file o
 
 FORMAT = "ganzoo-checkpoint/1"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
+BEST_NAME = "best.pt"  # --keep-best: not a step-N name, so never pruned nor resumed from
 
 
 # -- where checkpoints live ---------------------------------------------------------------
@@ -148,6 +151,50 @@ def save_run_checkpoint(run, step: int, elapsed_s: float = 0.0) -> Path:
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` atomically (temp file, fsync, rename)."""
     return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+
+
+class BestCheckpoint:
+    """``--keep-best KEY``: the checkpoint of the run's best in-training score of ``KEY``
+    (``direction`` ``"lower"`` or ``"higher"`` is better), kept as ``checkpoints/best.pt`` beside
+    the newest ones and never pruned. The score is stored in the checkpoint (``best``), so a
+    resumed run goes on comparing with it; a score ranked by another key is replaced."""
+
+    def __init__(self, run_dir: str | Path, key: str, direction: str):
+        self.path = checkpoint_dir(run_dir) / BEST_NAME
+        self.key, self.direction = key, direction
+        self.value: float | None = None
+        self.step: int | None = None
+        if self.path.exists():
+            try:
+                kept = load_checkpoint(self.path).get("best")
+            except GanzooError:  # unreadable: the next evaluation replaces it
+                kept = None
+            if isinstance(kept, dict) and kept.get("key") == key:
+                self.value, self.step = float(kept["value"]), int(kept["step"])
+
+    def improves(self, value: float) -> bool:
+        """Strictly better than the kept score (the first finite score always is)."""
+        if value != value or value in (float("inf"), float("-inf")):
+            return False
+        if self.value is None:
+            return True
+        return value < self.value if self.direction == "lower" else value > self.value
+
+    def offer(self, run, step: int, scores: dict[str, float], elapsed_s: float = 0.0) -> bool:
+        """Keep ``run``'s state at ``step`` if ``scores`` beat the kept one; True if it did.
+        A state holding NaN/inf is never kept (the step's own checkpoint reports it)."""
+        value = scores.get(self.key)
+        if value is None or not self.improves(float(value)):
+            return False
+        state = checkpoint_state(run, step, elapsed_s)
+        try:
+            check_finite(state)
+        except NonFiniteState:
+            return False
+        state["best"] = {"key": self.key, "value": float(value), "step": int(step)}
+        save_checkpoint(state, self.path)
+        self.value, self.step = float(value), int(step)
+        return True
 
 
 # -- loading ------------------------------------------------------------------------------

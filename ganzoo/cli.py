@@ -280,7 +280,8 @@ def resume_command(run_dir, steps, progress, max_loss):
 @click.option("--half", is_flag=True, help="Store float weights as float16 (half the size).")
 @click.option("--force", is_flag=True, help="Replace another model's export in --out.")
 def export_command(run_dir, out, raw, half, force):
-    """Write generator.safetensors + config.json from a run's latest checkpoint."""
+    """Write generator.safetensors + config.json from a run's latest checkpoint (or from
+    the checkpoint file given, e.g. RUN_DIR/checkpoints/best.pt)."""
     import torch
 
     from .export import export_run

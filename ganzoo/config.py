@@ -75,6 +75,9 @@ class TrainConfig:
     eval_every: int = option(0, "Run metrics every N steps (0 = never).")
     eval_metrics: tuple[str, ...] = option((), "Comma-separated metric names for --eval-every.")
     eval_samples: int = option(2500, "Samples per in-training evaluation.")  # PacGAN's protocol: 2,500
+    keep_best: Optional[str] = option(
+        None, "Also keep the checkpoint with the best in-training score KEY (fid, recall, ...) as "
+        "checkpoints/best.pt; needs --eval-every.")
     amp: bool = option(True, "bf16 autocast on CUDA (ignored elsewhere).")
     channels_last: bool = option(True, "channels_last memory format for conv nets.")
     compile: bool = option(False, "torch.compile the networks.")
@@ -141,6 +144,9 @@ class TrainConfig:
             b = getattr(self, name)
             if b is not None and (len(b) != 2 or not all(0.0 <= v < 1.0 for v in b)):
                 raise GanzooError(f"{name.replace('_', '-')} must be two numbers in [0, 1), got {b}")
+        if self.keep_best and not self.eval_every:
+            raise GanzooError(f"--keep-best {self.keep_best} needs --eval-every N: the best checkpoint "
+                              f"is chosen by the in-training evaluations")
         limits.check_device_name(self.device)
 
 

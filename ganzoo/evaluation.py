@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import GanzooError
+from .errors import GanzooError, UnknownNameError
 from . import limits
 from .fileio import atomic_write
 
@@ -234,15 +234,28 @@ def _evaluator_for(evaluator, name: str, metrics, device: str, dataset):
 
 
 def check_evaluable(dataset: str, metrics=None, n: int = 10000, conditional: bool = False,
-                    device: str = "cpu", sampling: dict | None = None) -> None:
+                    device: str = "cpu", sampling: dict | None = None,
+                    rank_by: str | None = None) -> str | None:
     """Raise the error :func:`evaluate` would raise for these settings, before any training
-    (``sampling``: what the trained generator will carry, see :func:`labels_of`)."""
+    (``sampling``: what the trained generator will carry, see :func:`labels_of`). With
+    ``rank_by`` (a score key, as ``--keep-best`` takes), return whether ``"lower"`` or
+    ``"higher"`` is better for it, or raise naming the keys these metrics can rank by."""
     data = _load_dataset(dataset, REFERENCE_SPLIT)
     labels = labels_of(sampling)
     chosen = create_metrics(metrics or default_metrics(data, conditional=conditional and labels is None))
     _refuse_label_accuracy(chosen, labels, dataset)
     _check_sample_count(chosen, n)
     _evaluator_for(None, dataset, chosen, device, data)
+    return None if rank_by is None else score_direction(chosen, rank_by)
+
+
+def score_direction(metrics, key: str) -> str:
+    """``"lower"`` or ``"higher"``: which values of score ``key`` are better, as the metric
+    reporting it declares (its ``better`` table); an unknown key raises with close matches."""
+    directions = {k: d for m in metrics for k, d in m.better.items()}
+    if key not in directions:
+        raise UnknownNameError("score to rank checkpoints by", key, directions)
+    return directions[key]
 
 
 def labels_of(sampling: dict | None) -> str | None:

@@ -61,12 +61,16 @@ class Metric:
 
     ``uses_reference`` is False for metrics that score the generated samples
     alone (mode counting, label accuracy): their reference set is not checked.
+    ``better`` says, for each reported key that ranks models, whether ``"lower"`` or
+    ``"higher"`` is better (what ``--keep-best KEY`` compares); keys absent from it (a
+    standard error, a count) rank nothing.
     """
 
     name: str = "metric"
     needs: tuple[str, ...] = ("features",)
     min_samples: int = 2
     uses_reference: bool = True
+    better: dict[str, str] = {}
 
     def compute(self, real, fake, **ctx) -> dict[str, float]:
         """Score ``fake`` against ``real`` (SampleSets, or bare tensors of ``needs[0]``)."""

@@ -23,6 +23,7 @@ class ClassHistogram(Metric):
     """KL from the samples' predicted-class histogram to the data's class distribution, and classes covered."""
 
     name = "class-histogram"
+    better = {"class_kl": "lower"}
     needs = ("logits", "labels")
     min_samples = 1
 
@@ -44,6 +45,7 @@ class LabelAccuracy(Metric):
     """Share of a conditional model's samples that the evaluator classifies as the requested label."""
 
     name = "label-accuracy"
+    better = {"label_accuracy": "higher"}
     needs = ("logits", "labels")
     min_samples = 1
     uses_reference = False

@@ -21,6 +21,7 @@ class FID(Metric):
     """Fréchet distance between evaluator-feature Gaussians of reference and samples (lower is better)."""
 
     name = "fid"
+    better = {"fid": "lower"}
     needs = ("features",)
     min_samples = 2
 

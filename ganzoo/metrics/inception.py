@@ -66,6 +66,7 @@ class InceptionFID(Metric):
     """FID in Inception-v3 pool features (optional: torch-fidelity/pytorch-fid with cached weights)."""
 
     name = "fid-inception"
+    better = {"fid_inception": "lower"}
     needs = ("images",)
     min_samples = FEATURE_DIM + 1
 

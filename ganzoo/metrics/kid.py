@@ -34,6 +34,7 @@ class KID(Metric):
     """Unbiased MMD² (cubic kernel) between evaluator features, with its standard error (lower is better)."""
 
     name = "kid"
+    better = {"kid": "lower"}
     needs = ("features",)
 
     def __init__(self, min_blocks: int = 10, max_block_size: int = 1000, seed: int = 0):

@@ -66,6 +66,7 @@ class Precision(_ManifoldMetric):
     """Share of samples inside the reference feature manifold, k = 3 (Kynkäänniemi 2019; higher is better)."""
 
     name = "precision"
+    better = {"precision": "higher"}
 
     def measure(self, real, fake, **ctx):
         xr, xf = self.features(real, fake)
@@ -76,6 +77,7 @@ class Recall(_ManifoldMetric):
     """Share of reference points inside the samples' feature manifold, k = 3 (Kynkäänniemi 2019; higher is better)."""
 
     name = "recall"
+    better = {"recall": "higher"}
 
     def measure(self, real, fake, **ctx):
         xr, xf = self.features(real, fake)
@@ -86,6 +88,7 @@ class Density(_ManifoldMetric):
     """Mean number of reference k-NN balls holding a sample, over k, k = 5 (Naeem 2020; ≈ 1 when matched)."""
 
     name = "density"
+    better = {"density": "higher"}
     default_k = 5
 
     def measure(self, real, fake, **ctx):
@@ -98,6 +101,7 @@ class Coverage(_ManifoldMetric):
     """Share of reference k-NN balls that hold at least one sample, k = 5 (Naeem 2020; higher is better)."""
 
     name = "coverage"
+    better = {"coverage": "higher"}
     default_k = 5
 
     def measure(self, real, fake, **ctx):

@@ -61,6 +61,7 @@ class Modes(Metric):
     """2-D mixtures: modes covered, share of samples within 3σ of a mode, reverse KL to uniform (PacGAN)."""
 
     name = "modes"
+    better = {"modes": "higher", "hq_fraction": "higher", "kl": "lower"}
     needs = ("points",)
     min_samples = 1
     uses_reference = False

@@ -91,6 +91,7 @@ class StackedModes(Metric):
     Each channel is classified by the MNIST evaluator; the protocol draws 26,000 samples."""
 
     name = "stacked-modes"
+    better = {"modes": "higher", "modes_fraction": "higher", "kl": "lower"}
     needs = ("images",)
     min_samples = 1
     uses_reference = False

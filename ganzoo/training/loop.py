@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..checkpoint import NonFiniteState, check_finite, checkpoint_state, load_latest, save_run_checkpoint
+from ..checkpoint import BestCheckpoint, NonFiniteState, check_finite, checkpoint_state, load_latest, save_run_checkpoint
 from ..config import TrainConfig
 from ..errors import GanzooError, Interrupted
 from ..fileio import clean_temp_files
@@ -70,8 +70,8 @@ def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
 
 def _start(cfg: TrainConfig, state: dict | None):
     """Build the run and check it can go (before anything is written), then take the run's
-    lock (one process per run directory); returns (run, total, logger, lock)."""
-    logger = lock = None
+    lock (one process per run directory); returns (run, total, logger, lock, best)."""
+    logger = lock = best = direction = None
     try:  # a refused run leaves the process group too
         run = build_run(cfg, state)
         cfg, info = run.cfg, run.dist
@@ -82,8 +82,9 @@ def _start(cfg: TrainConfig, state: dict | None):
         if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
             from ..evaluation import check_evaluable
 
-            check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
-                            run.arch.conditional, str(run.device), run.G_raw.sampling)
+            direction = check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
+                                        run.arch.conditional, str(run.device), run.G_raw.sampling,
+                                        rank_by=cfg.keep_best)
         if state is None:
             refuse_to_overwrite(run.run_dir, info)
         lock = lock_run(run.run_dir, info)
@@ -96,7 +97,9 @@ def _start(cfg: TrainConfig, state: dict | None):
         logger = RunLogger(run) if info.is_main else None
         if logger:
             logger.write_config()
-        return run, total, logger, lock
+            if cfg.keep_best:
+                best = BestCheckpoint(run.run_dir, cfg.keep_best, direction)
+        return run, total, logger, lock, best
     except BaseException:
         if logger:
             logger.close()
@@ -107,7 +110,7 @@ def _start(cfg: TrainConfig, state: dict | None):
 
 
 def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
-    run, total, logger, lock = _start(cfg, state)
+    run, total, logger, lock, best = _start(cfg, state)
     cfg, info = run.cfg, run.dist
     if announce is not None and info.is_main:
         announce()
@@ -151,7 +154,9 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 if logger and (step % cfg.sample_every == 0 or done):
                     logger.sample_grid(step)
                 if cfg.eval_every and step % cfg.eval_every == 0 and logger:
-                    logger.evaluate(step)
+                    scores = logger.evaluate(step)
+                    if best:
+                        best.offer(run, step, scores, elapsed())
                 if step % cfg.checkpoint_every == 0 or done:
                     _check_finite(sums, step, last_saved)
                     last_saved = _save(run, step, last_saved, elapsed())
@@ -173,6 +178,9 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
             from ..export import export_run
 
             export_run(run.run_dir, run.run_dir / "export")
+            if best and best.step is not None:
+                print(f"best {best.key} {best.value:.4g} at step {best.step}: {best.path} "
+                      f"(export it with `ganzoo export {shlex.quote(str(best.path))} --out DIR`)", flush=True)
         distributed.barrier()  # success only: a failed rank must not leave the others waiting
     finally:
         bar.close()

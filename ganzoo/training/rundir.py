@@ -213,7 +213,7 @@ class RunLogger:
             centers = getattr(self.run.data, "centers", None)
             save_scatter(x.float().cpu(), path, centers=None if centers is None else centers.cpu())
 
-    def evaluate(self, step: int):
+    def evaluate(self, step: int) -> dict[str, float]:
         from ..evaluation import evaluate
 
         G = self.run.sampler()
@@ -225,6 +225,7 @@ class RunLogger:
                           seed=self.run.cfg.seed)
         G.train(was_training)
         self.log({"step": step, **{f"eval/{k}": v for k, v in scores.items()}})
+        return scores
 
     def close(self):
         self.metrics.close()

@@ -1,0 +1,129 @@
+"""--keep-best KEY: the checkpoint of the best in-training score survives pruning and resumes."""
+import pytest
+import torch
+
+from ganzoo.checkpoint import BestCheckpoint, load_checkpoint
+from ganzoo.config import TrainConfig
+from ganzoo.errors import GanzooError
+from ganzoo.evaluation import create_metrics, score_direction
+from ganzoo.export import export_run, load_export
+from ganzoo.training import resume, train
+from ganzoo.training.rundir import RunLogger
+
+
+def ring_cfg(tmp_path, **kw):
+    base = dict(arch="mlp", dataset="ring8", steps=6, batch_size=64, out=str(tmp_path / "run"),
+                progress=False, log_every=2, sample_every=1000, checkpoint_every=2,
+                keep_checkpoints=1, eval_every=2, eval_samples=500, keep_best="kl",
+                arch_options={"g_hidden": "32,32", "d_hidden": "32,32"})
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+@pytest.fixture
+def scripted_scores(monkeypatch):
+    """In-training evaluations return the scores given, in order (the real metrics are
+    still checked before training); the list records the steps evaluated."""
+    queue, steps = [], []
+
+    def evaluate(self, step):
+        steps.append(step)
+        scores = queue.pop(0)
+        self.log({"step": step, **{f"eval/{k}": v for k, v in scores.items()}})
+        return scores
+
+    monkeypatch.setattr(RunLogger, "evaluate", evaluate)
+    return queue, steps
+
+
+def test_directions_come_from_the_metrics():
+    metrics = create_metrics("fid,kid,recall,class-histogram")
+    assert score_direction(metrics, "fid") == "lower"
+    assert score_direction(metrics, "class_kl") == "lower"
+    assert score_direction(metrics, "recall") == "higher"
+    with pytest.raises(GanzooError, match=r"'recal'; did you mean 'recall'\?"):
+        score_direction(metrics, "recal")
+    with pytest.raises(GanzooError, match="unknown score"):
+        score_direction(metrics, "kid_se")  # a standard error ranks nothing
+
+
+@pytest.mark.parametrize("direction, values, best", [
+    ("lower", [5.0, 3.0, 4.0, float("nan"), 3.0], 3.0),
+    ("higher", [0.2, 0.5, 0.4, float("inf"), 0.5], 0.5),
+])
+def test_only_a_strictly_better_finite_score_improves(tmp_path, direction, values, best):
+    keeper = BestCheckpoint(tmp_path, "x", direction)
+    kept = []
+    for v in values:
+        if keeper.improves(v):
+            keeper.value = v
+            kept.append(v)
+    assert kept == [values[0], values[1]] and keeper.value == best
+
+
+def test_best_checkpoint_is_the_best_scored_step_and_survives_pruning(tmp_path, scripted_scores):
+    queue, steps = scripted_scores
+    queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]
+    run_dir = train(ring_cfg(tmp_path))
+    assert steps == [2, 4, 6]
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["best.pt", "step-00000006.pt"]  # keep_checkpoints=1 pruned step 4, not best
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["best"] == {"key": "kl", "value": 3.0, "step": 4} and best["step"] == 4
+    last = load_checkpoint(run_dir / "checkpoints" / "step-00000006.pt")
+    assert not all(torch.equal(best["generator"][k], last["generator"][k]) for k in best["generator"])
+
+    # step 4's weights, as a fresh run pruned of nothing shows
+    queue += [{"kl": 1.0}, {"kl": 1.0}]
+    again = train(ring_cfg(tmp_path, out=str(tmp_path / "again"), steps=4, keep_checkpoints=5))
+    same = load_checkpoint(again / "checkpoints" / "step-00000004.pt")
+    for part in ("generator", "discriminator", "ema"):
+        for k in best[part]:
+            assert torch.equal(best[part][k], same[part][k]), f"{part}.{k}"
+
+    # it exports like any checkpoint: the EMA weights of step 4
+    out = export_run(run_dir / "checkpoints" / "best.pt", tmp_path / "best-export")
+    G = load_export(out)
+    for k, v in G.state_dict().items():
+        assert torch.equal(v, best["ema"][k].to(v.dtype)), k
+
+
+def test_a_resumed_run_compares_with_the_kept_score(tmp_path, scripted_scores):
+    queue, _ = scripted_scores
+    queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]
+    run_dir = train(ring_cfg(tmp_path))
+    queue += [{"kl": 3.5}]  # worse than the kept 3.0: best.pt stays at step 4
+    resume(run_dir, steps=8, progress=False)
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"]["step"] == 4
+    queue += [{"kl": 2.0}]
+    resume(run_dir, steps=10, progress=False)
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 2.0, "step": 10}
+
+
+def test_higher_is_better_for_recall(tmp_path, scripted_scores):
+    queue, _ = scripted_scores
+    queue += [{"recall": 0.2}, {"recall": 0.7}, {"recall": 0.5}]
+    run_dir = train(ring_cfg(tmp_path, keep_best="recall"))
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"]["step"] == 4
+
+
+def test_bad_keep_best_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(GanzooError, match=r"unknown score to rank checkpoints by 'fid'.*known: hq_fraction, kl"):
+        train(ring_cfg(tmp_path, keep_best="fid"))  # ring8's metrics have no FID
+    with pytest.raises(GanzooError, match="--keep-best kl needs --eval-every N"):
+        train(ring_cfg(tmp_path, eval_every=0))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_names_the_best_checkpoint(tmp_path, run_cli):
+    out = tmp_path / "cli"
+    rc, stdout, stderr = run_cli(["train", "mlp", "--dataset", "ring8", "--no-recipe", "--steps", "4", "--batch-size", "64",
+                 "--eval-every", "2", "--eval-samples", "500", "--keep-best", "hq_fraction",
+                 "--arch-opt", "g_hidden=16", "--arch-opt", "d_hidden=16", "--no-progress", "--out", str(out)])
+    assert rc == 0, stderr
+    best = load_checkpoint(out / "checkpoints" / "best.pt")["best"]
+    assert f"best hq_fraction {best['value']:.4g} at step {best['step']}: " in stdout
+    rc, _, stderr = run_cli(["train", "mlp", "--dataset", "ring8", "--steps", "4", "--eval-every", "2",
+                   "--keep-best", "hq_fractoin", "--out", str(tmp_path / "bad")])
+    assert rc != 0 and "did you mean 'hq_fraction'?" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
