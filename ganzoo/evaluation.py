@@ -168,6 +168,17 @@ def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch
     return ref
 
 
+def reference_features(name: str, n: int, evaluator=None, batch_size: int = 500):
+    """``(features, labels)`` of the ``n`` test-split images :func:`evaluate` scores a model of
+    image dataset ``name`` against (the same images for the same n), under ``evaluator``
+    (default: the dataset's shipped one)."""
+    from .metrics.evaluator import load_evaluator
+
+    data = _load_dataset(name, REFERENCE_SPLIT)
+    ref = _reference_set(name, data, {"features"}, n, evaluator or load_evaluator(name), batch_size)
+    return ref.features, ref.labels
+
+
 def _point_set(points: torch.Tensor, needs: set[str], labels=None):
     """Samples of a points dataset: feature metrics (FID, precision/recall, ...) read the raw
     coordinates, k-NN radii and all, at the scale of the data."""
