@@ -167,10 +167,12 @@ class BestCheckpoint:
         if self.path.exists():
             try:
                 kept = load_checkpoint(self.path).get("best")
-            except GanzooError:  # unreadable: the next evaluation replaces it
-                kept = None
-            if isinstance(kept, dict) and kept.get("key") == key:
-                self.value, self.step = float(kept["value"]), int(kept["step"])
+                if isinstance(kept, dict) and kept.get("key") == key:
+                    value, step = float(kept["value"]), int(kept["step"])
+                    if self.improves(value):  # finite: a NaN kept would block every later score
+                        self.value, self.step = value, step
+            except (GanzooError, KeyError, TypeError, ValueError):  # unreadable or malformed:
+                pass  # the next evaluation replaces it
 
     def improves(self, value: float) -> bool:
         """Strictly better than the kept score (the first finite score always is)."""

@@ -144,9 +144,13 @@ class TrainConfig:
             b = getattr(self, name)
             if b is not None and (len(b) != 2 or not all(0.0 <= v < 1.0 for v in b)):
                 raise GanzooError(f"{name.replace('_', '-')} must be two numbers in [0, 1), got {b}")
-        if self.keep_best and not self.eval_every:
-            raise GanzooError(f"--keep-best {self.keep_best} needs --eval-every N: the best checkpoint "
-                              f"is chosen by the in-training evaluations")
+        if self.keep_best:
+            if not self.eval_every:
+                raise GanzooError(f"--keep-best {self.keep_best} needs --eval-every N: the best checkpoint "
+                                  f"is chosen by the in-training evaluations")
+            from .evaluation import check_rankable
+
+            check_rankable(self.keep_best)  # on every rank, before torchrun starts any
         limits.check_device_name(self.device)
 
 

@@ -260,13 +260,41 @@ def check_evaluable(dataset: str, metrics=None, n: int = 10000, conditional: boo
     return None if rank_by is None else score_direction(chosen, rank_by)
 
 
+DIRECTIONS = ("lower", "higher")
+
+
 def score_direction(metrics, key: str) -> str:
-    """``"lower"`` or ``"higher"``: which values of score ``key`` are better, as the metric
-    reporting it declares (its ``better`` table); an unknown key raises with close matches."""
-    directions = {k: d for m in metrics for k, d in m.better.items()}
-    if key not in directions:
-        raise UnknownNameError("score to rank checkpoints by", key, directions)
-    return directions[key]
+    """``"lower"`` or ``"higher"``: which values of score ``key`` are better, as the metric of
+    ``metrics`` reporting it declares (its ``better`` table). A key no installed metric ranks
+    by raises with close matches; one that only a metric left out of ``metrics`` ranks by
+    raises naming that metric."""
+    for m in metrics:
+        direction = m.better.get(key)
+        if direction is not None:
+            if direction not in DIRECTIONS:
+                raise GanzooError(f"metric {m.name} declares {key!r} better {direction!r}; "
+                                  f"expected 'lower' or 'higher'")
+            return direction
+    check_rankable(key)
+    owner = next(name for name, better in rankable_scores().items() if key in better)
+    raise GanzooError(f"score {key!r} is reported by metric {owner}, which the evaluated metrics "
+                      f"({', '.join(m.name for m in metrics)}) leave out: add it to --eval-metrics")
+
+
+def rankable_scores() -> dict[str, dict[str, str]]:
+    """``{metric name: its better table}`` of every installed metric (plugins' included)."""
+    from .catalog import get_catalog, list_metrics
+
+    return {name: dict(getattr(get_catalog().get("metric", name).obj, "better", {}) or {})
+            for name in list_metrics()}
+
+
+def check_rankable(key: str) -> None:
+    """Raise one line (with close matches) unless some installed metric ranks by ``key``:
+    the check ``--keep-best`` gets before anything is built, on every process."""
+    known = {k for better in rankable_scores().values() for k in better}
+    if key not in known:
+        raise UnknownNameError("score to rank checkpoints by", key, known)
 
 
 def labels_of(sampling: dict | None) -> str | None:

@@ -93,15 +93,18 @@ def generator_from_checkpoint(ckpt, use_ema: bool = True, where: str = "checkpoi
 
 def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool = True,
                dtype: torch.dtype | None = None, force: bool = False) -> Path:
-    """Export the newest readable checkpoint of run directory ``run`` (or a checkpoint file).
-    A directory holding another model's export (another run or architecture) is refused
-    unless ``force``; the run's own ``export/`` and its earlier exports are replaced."""
-    from .checkpoint import Checkpoint
+    """Export the newest readable checkpoint of run directory ``run`` (or a checkpoint file)
+    to ``out_dir`` (default ``RUN/export``; ``RUN/export-best`` for ``--keep-best``'s
+    ``checkpoints/best.pt``, so the run's final export stays). A directory holding another
+    model's export (another run or architecture) is refused unless ``force``; the run's own
+    ``export/`` and its earlier exports are replaced."""
+    from .checkpoint import BEST_NAME, Checkpoint
 
     run = Path(run)
     run_dir = run if run.is_dir() else run.parent.parent
     own = run_dir / "export"
-    out = Path(out_dir) if out_dir else own
+    best = not run.is_dir() and run.name == BEST_NAME
+    out = Path(out_dir) if out_dir else (run_dir / "export-best" if best else own)
     G, info = generator_from_checkpoint(Checkpoint.load(run), use_ema, str(run))
     info["run"] = run_id(run_dir)
     if not force and not _same_dir(out, own):

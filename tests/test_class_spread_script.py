@@ -62,7 +62,7 @@ def test_its_overall_figures_are_ganzoo_evals_on_the_same_samples():
                  "-n", n, "--seed", "3", "--json")
     assert metric.returncode == 0, metric.stderr
     scores = json.loads(metric.stdout)["scores"]
-    assert "grouped by the labels drawn" in done.stdout.splitlines()[0]
+    assert done.stdout.splitlines()[0] == "fashion-mnist, 600 samples, seed 3; grouped by the labels drawn"
     recall, precision = re.search(r"^all: recall ([0-9.]+)  precision ([0-9.]+)  ", done.stdout, re.M).groups()
     assert abs(float(recall) - scores["recall"]) < 1e-4 and abs(float(precision) - scores["precision"]) < 1e-4
     rows = re.findall(r"^class (\d) \(.+?\): n (\d+)/(\d+)  spread real ([0-9.]+)  samples ([0-9.]+)  "
@@ -73,6 +73,28 @@ def test_its_overall_figures_are_ganzoo_evals_on_the_same_samples():
         assert float(r[5]) == pytest.approx(float(r[4]) / float(r[3]), abs=2e-3)
     mean = float(re.search(r"^mean spread ratio over 10 classes: ([0-9.]+)$", done.stdout, re.M).group(1))
     assert mean == pytest.approx(sum(float(r[5]) for r in rows) / 10, abs=1e-3)
+
+
+def overall(stdout):
+    return [float(v) for v in re.search(r"^all: recall ([0-9.]+)  precision ([0-9.]+)  ", stdout, re.M).groups()]
+
+
+@pytest.mark.parametrize("source, first", [
+    (["dcgan-fashion-mnist"], "fashion-mnist, 300 samples, seed 1; grouped by the evaluator's predicted class"),
+    (["--real", "fashion-mnist"], "fashion-mnist, 300 train-split images, seed 1; grouped by the evaluator's predicted class"),
+])
+def test_unconditional_samples_and_real_images_are_grouped_by_prediction(source, first):
+    done = run(sys.executable, str(SCRIPT), *source, "-n", "300", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == first
+    args = ["--real", "--dataset", source[1]] if source[0] == "--real" else source
+    metric = run(sys.executable, "-m", "ganzoo", "eval", *args, "--metrics", "recall,precision",
+                 "-n", "300", "--seed", "1", "--json")
+    assert metric.returncode == 0, metric.stderr
+    scores = json.loads(metric.stdout)["scores"]
+    assert overall(done.stdout) == pytest.approx([scores["recall"], scores["precision"]], abs=1e-4)
+    centres = re.search(r"^class centres' spread: real ([0-9.]+)  samples ([0-9.]+)$", done.stdout, re.M)
+    assert centres and float(centres.group(1)) > 0
 
 
 def test_bad_input_is_one_line():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ganzoo.checkpoint import BestCheckpoint, load_checkpoint
+from ganzoo.checkpoint import BestCheckpoint, load_checkpoint, save_checkpoint
 from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
 from ganzoo.evaluation import create_metrics, score_direction
@@ -45,6 +45,19 @@ def test_directions_come_from_the_metrics():
         score_direction(metrics, "recal")
     with pytest.raises(GanzooError, match="unknown score"):
         score_direction(metrics, "kid_se")  # a standard error ranks nothing
+    with pytest.raises(GanzooError, match="unknown score"):
+        score_direction(create_metrics("density"), "density")  # best at 1, not at an extreme
+    with pytest.raises(GanzooError, match=r"'precision' is reported by metric precision, which the "
+                                          r"evaluated metrics \(fid, recall\) leave out: add it to --eval-metrics"):
+        score_direction(create_metrics("fid,recall"), "precision")
+
+
+def test_a_direction_other_than_lower_or_higher_is_refused():
+    class Odd:
+        name, better = "odd", {"x": "min"}
+
+    with pytest.raises(GanzooError, match="metric odd declares 'x' better 'min'; expected 'lower' or 'higher'"):
+        score_direction([Odd()], "x")
 
 
 @pytest.mark.parametrize("direction, values, best", [
@@ -81,8 +94,11 @@ def test_best_checkpoint_is_the_best_scored_step_and_survives_pruning(tmp_path, 
         for k in best[part]:
             assert torch.equal(best[part][k], same[part][k]), f"{part}.{k}"
 
-    # it exports like any checkpoint: the EMA weights of step 4
-    out = export_run(run_dir / "checkpoints" / "best.pt", tmp_path / "best-export")
+    # it exports like any checkpoint (the EMA weights of step 4), beside the run's own export
+    final = (run_dir / "export" / "generator.safetensors").read_bytes()
+    out = export_run(run_dir / "checkpoints" / "best.pt")
+    assert out == run_dir / "export-best"
+    assert (run_dir / "export" / "generator.safetensors").read_bytes() == final
     G = load_export(out)
     for k, v in G.state_dict().items():
         assert torch.equal(v, best["ema"][k].to(v.dtype)), k
@@ -108,8 +124,11 @@ def test_higher_is_better_for_recall(tmp_path, scripted_scores):
 
 
 def test_bad_keep_best_fails_before_anything_is_written(tmp_path):
-    with pytest.raises(GanzooError, match=r"unknown score to rank checkpoints by 'fid'.*known: hq_fraction, kl"):
-        train(ring_cfg(tmp_path, keep_best="fid"))  # ring8's metrics have no FID
+    with pytest.raises(GanzooError, match=r"^unknown score to rank checkpoints by 'fdi'; did you mean 'fid'"):
+        train(ring_cfg(tmp_path, keep_best="fdi"))
+    with pytest.raises(GanzooError, match=r"^score 'fid' is reported by metric fid, which the evaluated metrics "
+                                          r"\(modes, precision, recall\) leave out: add it to --eval-metrics$"):
+        train(ring_cfg(tmp_path, keep_best="fid"))  # ring8's default metrics do not include FID
     with pytest.raises(GanzooError, match="--keep-best kl needs --eval-every N"):
         train(ring_cfg(tmp_path, eval_every=0))
     assert not (tmp_path / "run").exists()
@@ -125,5 +144,38 @@ def test_cli_names_the_best_checkpoint(tmp_path, run_cli):
     assert f"best hq_fraction {best['value']:.4g} at step {best['step']}: " in stdout
     rc, _, stderr = run_cli(["train", "mlp", "--dataset", "ring8", "--steps", "4", "--eval-every", "2",
                    "--keep-best", "hq_fractoin", "--out", str(tmp_path / "bad")])
-    assert rc != 0 and "did you mean 'hq_fraction'?" in stderr
+    assert rc != 0 and "did you mean 'hq_fraction'" in stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_a_kept_score_of_another_key_or_malformed_is_not_compared_with(tmp_path, scripted_scores):
+    queue, _ = scripted_scores
+    queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]
+    run_dir = train(ring_cfg(tmp_path))
+    assert BestCheckpoint(run_dir, "kl", "lower").value == 3.0
+    assert BestCheckpoint(run_dir, "recall", "higher").value is None  # ranked by kl: replaced
+    path = run_dir / "checkpoints" / "best.pt"
+    for bad in ({"key": "kl", "value": "three", "step": 4}, {"key": "kl", "value": float("nan"), "step": 4},
+                {"key": "kl"}, "kl"):
+        state = load_checkpoint(path)
+        state["best"] = bad
+        save_checkpoint(state, path)
+        assert BestCheckpoint(run_dir, "kl", "lower").value is None, bad
+
+
+def test_a_state_holding_nan_is_never_kept(tmp_path, monkeypatch):
+    import ganzoo.checkpoint as ckpt
+
+    keeper = BestCheckpoint(tmp_path, "fid", "lower")
+    monkeypatch.setattr(ckpt, "checkpoint_state", lambda run, step, elapsed_s=0.0: {
+        "generator": {"w": torch.tensor([float("nan")])}})
+    assert not keeper.offer(None, 5, {"fid": 1.0}) and keeper.value is None
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
+
+
+def test_a_run_whose_evaluations_lack_the_key_says_so(tmp_path, scripted_scores, capsys):
+    queue, _ = scripted_scores
+    queue += [{"modes": 8.0}, {"modes": 8.0}, {"modes": 8.0}]
+    run_dir = train(ring_cfg(tmp_path))
+    assert "no best checkpoint kept: no in-training evaluation reported a finite kl" in capsys.readouterr().out
+    assert not (run_dir / "checkpoints" / "best.pt").exists()

@@ -62,8 +62,8 @@ class Metric:
     ``uses_reference`` is False for metrics that score the generated samples
     alone (mode counting, label accuracy): their reference set is not checked.
     ``better`` says, for each reported key that ranks models, whether ``"lower"`` or
-    ``"higher"`` is better (what ``--keep-best KEY`` compares); keys absent from it (a
-    standard error, a count) rank nothing.
+    ``"higher"`` is better (what ``--keep-best KEY`` compares); keys absent from it rank
+    nothing (a standard error; density, whose best value is 1, not an extreme).
     """
 
     name: str = "metric"

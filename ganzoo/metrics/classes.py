@@ -23,7 +23,7 @@ class ClassHistogram(Metric):
     """KL from the samples' predicted-class histogram to the data's class distribution, and classes covered."""
 
     name = "class-histogram"
-    better = {"class_kl": "lower"}
+    better = {"class_kl": "lower", "classes_covered": "higher"}
     needs = ("logits", "labels")
     min_samples = 1
 

@@ -88,7 +88,6 @@ class Density(_ManifoldMetric):
     """Mean number of reference k-NN balls holding a sample, over k, k = 5 (Naeem 2020; ≈ 1 when matched)."""
 
     name = "density"
-    better = {"density": "higher"}
     default_k = 5
 
     def measure(self, real, fake, **ctx):

@@ -179,8 +179,11 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
 
             export_run(run.run_dir, run.run_dir / "export")
             if best and best.step is not None:
-                print(f"best {best.key} {best.value:.4g} at step {best.step}: {best.path} "
-                      f"(export it with `ganzoo export {shlex.quote(str(best.path))} --out DIR`)", flush=True)
+                print(f"best {best.key} {best.value:.4g} at step {best.step}: {best.path} (export it "
+                      f"with `ganzoo export {shlex.quote(str(best.path))}`, to RUN/export-best)", flush=True)
+            elif best:
+                print(f"no best checkpoint kept: no in-training evaluation reported a finite {best.key}",
+                      flush=True)
         distributed.barrier()  # success only: a failed rank must not leave the others waiting
     finally:
         bar.close()
