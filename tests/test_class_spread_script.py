@@ -1,6 +1,5 @@
 """benchmarks/class_spread.py: per-class spread, recall and precision of a model's samples."""
 import importlib.util
-import json
 import re
 import subprocess
 import sys
@@ -8,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from ganzoo.errors import GanzooError
+from ganzoo.evaluation import evaluate, evaluate_real
 
 from conftest import cli_env
 
@@ -54,52 +56,55 @@ def test_rows_see_a_shrunken_class_and_skip_a_tiny_one(script):
     assert [r["class"] for r in script.class_rows(real, labels, real, few, 3)] == [1, 2]
 
 
-def test_its_overall_figures_are_ganzoo_evals_on_the_same_samples():
-    n = "600"
-    done = run(sys.executable, str(SCRIPT), "cgan-fashion-mnist", "-n", n, "--seed", "3")
-    assert done.returncode == 0, done.stderr
-    metric = run(sys.executable, "-m", "ganzoo", "eval", "cgan-fashion-mnist", "--metrics", "precision,recall",
-                 "-n", n, "--seed", "3", "--json")
-    assert metric.returncode == 0, metric.stderr
-    scores = json.loads(metric.stdout)["scores"]
-    assert done.stdout.splitlines()[0] == "fashion-mnist, 600 samples, seed 3; grouped by the labels drawn"
-    recall, precision = re.search(r"^all: recall ([0-9.]+)  precision ([0-9.]+)  ", done.stdout, re.M).groups()
-    assert abs(float(recall) - scores["recall"]) < 1e-4 and abs(float(precision) - scores["precision"]) < 1e-4
+def overall(lines):
+    return [float(v) for v in re.search(r"^all: recall ([0-9.]+)  precision ([0-9.]+)  ", lines, re.M).groups()]
+
+
+def test_its_overall_figures_are_ganzoo_evals_on_the_same_samples(script):
+    n = 600
+    out = "\n".join(script.report("cgan-fashion-mnist", n, 3))
+    scores = evaluate("cgan-fashion-mnist", n=n, metrics="precision,recall", seed=3)
+    assert out.splitlines()[0] == "fashion-mnist, 600 samples, seed 3; grouped by the labels drawn"
+    assert overall(out) == pytest.approx([scores["recall"], scores["precision"]], abs=1e-4)
     rows = re.findall(r"^class (\d) \(.+?\): n (\d+)/(\d+)  spread real ([0-9.]+)  samples ([0-9.]+)  "
-                      r"ratio ([0-9.]+)  recall ([0-9.]+)  precision ([0-9.]+)$", done.stdout, re.M)
+                      r"ratio ([0-9.]+)  recall ([0-9.]+)  precision ([0-9.]+)$", out, re.M)
     assert [int(r[0]) for r in rows] == list(range(10))
-    assert sum(int(r[1]) for r in rows) == int(n) and sum(int(r[2]) for r in rows) == int(n)
+    assert sum(int(r[1]) for r in rows) == n and sum(int(r[2]) for r in rows) == n
     for r in rows:
         assert float(r[5]) == pytest.approx(float(r[4]) / float(r[3]), abs=2e-3)
-    mean = float(re.search(r"^mean spread ratio over 10 classes: ([0-9.]+)$", done.stdout, re.M).group(1))
+    mean = float(re.search(r"^mean spread ratio over 10 classes: ([0-9.]+)$", out, re.M).group(1))
     assert mean == pytest.approx(sum(float(r[5]) for r in rows) / 10, abs=1e-3)
 
 
-def overall(stdout):
-    return [float(v) for v in re.search(r"^all: recall ([0-9.]+)  precision ([0-9.]+)  ", stdout, re.M).groups()]
-
-
-@pytest.mark.parametrize("source, first", [
-    (["dcgan-fashion-mnist"], "fashion-mnist, 300 samples, seed 1; grouped by the evaluator's predicted class"),
-    (["--real", "fashion-mnist"], "fashion-mnist, 300 train-split images, seed 1; grouped by the evaluator's predicted class"),
-])
-def test_unconditional_samples_and_real_images_are_grouped_by_prediction(source, first):
-    done = run(sys.executable, str(SCRIPT), *source, "-n", "300", "--seed", "1")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == first
-    args = ["--real", "--dataset", source[1]] if source[0] == "--real" else source
-    metric = run(sys.executable, "-m", "ganzoo", "eval", *args, "--metrics", "recall,precision",
-                 "-n", "300", "--seed", "1", "--json")
-    assert metric.returncode == 0, metric.stderr
-    scores = json.loads(metric.stdout)["scores"]
-    assert overall(done.stdout) == pytest.approx([scores["recall"], scores["precision"]], abs=1e-4)
-    centres = re.search(r"^class centres' spread: real ([0-9.]+)  samples ([0-9.]+)$", done.stdout, re.M)
-    assert centres and float(centres.group(1)) > 0
+@pytest.mark.parametrize("real", [False, True])
+def test_unconditional_samples_and_real_images_are_grouped_by_prediction(script, real):
+    source = "fashion-mnist" if real else "dcgan-fashion-mnist"
+    out = "\n".join(script.report(source, 300, 1, real=real))
+    what = "300 train-split images" if real else "300 samples"
+    assert out.splitlines()[0] == f"fashion-mnist, {what}, seed 1; grouped by the evaluator's predicted class"
+    metrics = "recall,precision"
+    scores = (evaluate_real("fashion-mnist", n=300, metrics=metrics, seed=1) if real
+              else evaluate(source, n=300, metrics=metrics, seed=1))
+    assert overall(out) == pytest.approx([scores["recall"], scores["precision"]], abs=1e-4)
+    centres = re.search(r"^class centres' spread: real ([0-9.]+)  samples ([0-9.]+)$", out, re.M)
+    assert centres and float(centres.group(1)) > 0 and float(centres.group(2)) > 0
 
 
 def test_bad_input_is_one_line():
     done = run(sys.executable, str(SCRIPT), "cgan-fashion-mnist", "-n", "0")
     assert done.returncode != 0 and done.stderr.strip() == "error: -n must be >= 1, got 0"
-    done = run(sys.executable, str(SCRIPT), "mlp-ring8", "-n", "100")
-    assert done.returncode != 0 and done.stderr.startswith("error: mlp-ring8 was trained on ring8: ")
-    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_model_of_points_is_refused(script):
+    with pytest.raises(GanzooError, match=r"^mlp-ring8 was trained on ring8: this script needs a labelled image"):
+        script.report("mlp-ring8", 100, 0)
+
+
+def test_cluster_ids_are_not_taken_for_classes(script, monkeypatch):
+    from ganzoo.references import load_generator
+
+    G = load_generator("cgan-fashion-mnist")
+    G.sampling = {**(G.sampling or {}), "labels": "10 k-means cluster ids"}
+    monkeypatch.setattr(script, "load_generator", lambda source: G)
+    out = script.report("clustered", 200, 0)
+    assert out[0] == "fashion-mnist, 200 samples, seed 0; grouped by the evaluator's predicted class"
