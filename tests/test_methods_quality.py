@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ganzoo.data import InMemoryDataset, ring8
 from ganzoo.data.subset import Subset, subset
@@ -460,3 +461,20 @@ def test_ada_p_rises_while_d_tells_reals_from_fakes(tmp_path, mnist_dir):
     ps = [r["ada/p"] for r in logged]
     assert ps[-1] > 0.1 and ps[-1] == max(ps)
     assert sum(r["ada/rt"] > 0.6 for r in logged[2:]) > len(logged[2:]) / 2
+
+
+def test_class_loss_g_weight_sets_gs_term_alone():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    labels = torch.randint(0, 10, (8,), generator=g)
+    c = dict(real_class_logits=real, fake_class_logits=fake, labels=labels)
+    ce_real, ce_fake = F.cross_entropy(real, labels), F.cross_entropy(fake, labels)
+    both = create_method("class-loss:weight=0.5")
+    assert torch.allclose(both.d_terms(ctx(**c)), 0.5 * ce_real)
+    assert torch.allclose(both.g_terms(ctx(phase="g", **c)), 0.5 * ce_fake)  # g_weight defaults to weight
+    d_only = create_method("class-loss:weight=0.5,g_weight=0")
+    assert torch.allclose(d_only.d_terms(ctx(**c)), 0.5 * ce_real)
+    assert d_only.g_terms(ctx(phase="g", **c)) is None
+    assert torch.allclose(create_method("class-loss:g_weight=0.25").g_terms(ctx(phase="g", **c)), 0.25 * ce_fake)
+    with pytest.raises(GanzooError, match="class-loss g_weight must be >= 0, got -1.0"):
+        create_method("class-loss:g_weight=-1")

@@ -19,11 +19,18 @@ class ClassLoss(TrainingMethod):
     """Auxiliary class loss (AC-GAN, Odena et al. 2017; P2GAN, Han et al. 2021): D's class head learns real labels, G makes fakes it classifies as theirs."""
 
     weight: float = 1.0
+    # G's term alone (default: weight). G's term asks for fakes D's class head classifies
+    # confidently, which narrows each class (benchmarks/class_spread.py); g_weight=0 keeps
+    # the head's training on real labels and drops that pull.
+    g_weight: float | None = None
     needs_class_logits = True
 
     def __post_init__(self):
-        if not (math.isfinite(self.weight) and self.weight >= 0):
-            raise GanzooError(f"class-weight must be >= 0, got {self.weight}")
+        for name in ("weight", "g_weight"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                label = "class-weight" if name == "weight" else "class-loss g_weight"
+                raise GanzooError(f"{label} must be >= 0, got {value}")
 
     def check(self, arch) -> None:
         if not has_class_head(arch):
@@ -38,4 +45,7 @@ class ClassLoss(TrainingMethod):
         return self.weight * F.cross_entropy(ctx.real_class_logits.float(), ctx.labels)
 
     def g_terms(self, ctx: StepContext):
-        return self.weight * F.cross_entropy(ctx.fake_class_logits.float(), ctx.labels)
+        weight = self.weight if self.g_weight is None else self.g_weight
+        if weight == 0:
+            return None
+        return weight * F.cross_entropy(ctx.fake_class_logits.float(), ctx.labels)
