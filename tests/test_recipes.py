@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 CARDS = sorted((REPO / "registry" / "models").glob("*/card.toml"))
 # keys that change how a run is watched or where it writes, not what it trains
 RUNTIME = {"out", "progress", "num_threads", "device", "log_every", "sample_every", "checkpoint_every",
-           "keep_checkpoints", "eval_every", "eval_metrics", "eval_samples"}
+           "keep_checkpoints", "eval_every", "eval_metrics", "eval_samples", "keep_best"}
 
 
 def resolved(cfg: TrainConfig) -> dict:
