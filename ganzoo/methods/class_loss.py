@@ -19,9 +19,9 @@ class ClassLoss(TrainingMethod):
     """Auxiliary class loss (AC-GAN, Odena et al. 2017; P2GAN, Han et al. 2021): D's class head learns real labels, G makes fakes it classifies as theirs."""
 
     weight: float = 1.0
-    # G's term alone (default: weight). G's term asks for fakes D's class head classifies
-    # confidently, which narrows each class (benchmarks/class_spread.py); g_weight=0 keeps
-    # the head's training on real labels and drops that pull.
+    # G's term alone (default: weight); g_weight=0 keeps the head's training on real labels
+    # and drops G's term. The loss narrows each class (benchmarks/class_spread.py), mostly
+    # through D's head: on cgan, g_weight=0 kept most of the narrowing (docs/benchmarks.md).
     g_weight: float | None = None
     needs_class_logits = True
 
