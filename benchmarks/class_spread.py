@@ -33,7 +33,7 @@ import torch
 
 from ganzoo import limits
 from ganzoo.errors import GanzooError
-from ganzoo.evaluation import labels_of, reference_features
+from ganzoo.evaluation import labels_of, real_images, reference_features
 from ganzoo.images import to_uint8
 from ganzoo.metrics import Precision, Recall
 from ganzoo.metrics.evaluator import load_evaluator
@@ -72,11 +72,7 @@ def centre_spread(features: torch.Tensor, labels: torch.Tensor, num_classes: int
 def samples(source: str, n: int, seed: int, real: bool):
     """``(dataset name, uint8 images, labels to group by or None, what they are)``."""
     if real:  # what `ganzoo eval --real` draws: n random train-split images
-        data = create_dataset(source, split="train")
-        if n > len(data):
-            raise GanzooError(f"{source} train has {len(data)} images, fewer than -n {n}")
-        index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-        return source, data.data[index], None, f"{n} train-split images"
+        return source, real_images(source, n, seed)[0], None, f"{n} train-split images"
     G = load_generator(source)
     name = (getattr(G, "export_config", None) or {}).get("dataset")
     x, labels = generate(G, n, seed=seed)  # the samples `ganzoo eval` scores for this n and seed

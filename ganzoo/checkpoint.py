@@ -36,6 +36,7 @@ Checkpoints of ganzoo 0.7 (an ``rng`` key, ``cluster_centroids``, method flags i
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 import sys
@@ -176,7 +177,7 @@ class BestCheckpoint:
 
     def improves(self, value: float) -> bool:
         """Strictly better than the kept score (the first finite score always is)."""
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             return False
         if self.value is None:
             return True

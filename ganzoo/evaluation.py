@@ -168,6 +168,16 @@ def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch
     return ref
 
 
+def real_images(dataset: str, n: int, seed: int = 0, split: str = "train"):
+    """``(images, labels)``: the ``n`` random images of ``split`` that
+    :func:`evaluate_real` scores for this seed (labels None for an unlabelled dataset)."""
+    held_out = _load_dataset(dataset, split)
+    if n > len(held_out):
+        raise GanzooError(f"{dataset} {split} has {len(held_out)} images, fewer than -n {n}")
+    index = torch.randperm(len(held_out), generator=torch.Generator().manual_seed(seed))[:n]
+    return held_out.data[index], None if held_out.labels is None else held_out.labels[index]
+
+
 def reference_features(name: str, n: int, evaluator=None, batch_size: int = 500):
     """``(features, labels)`` of the ``n`` test-split images :func:`evaluate` scores a model of
     image dataset ``name`` against (the same images for the same n), under ``evaluator``
@@ -397,16 +407,11 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
     scorer = _evaluator_for(evaluator, dataset, chosen, device, data)
-    g = torch.Generator().manual_seed(seed)
     if data.is_image:
-        held_out = _load_dataset(dataset, split)
-        if n > len(held_out):
-            raise GanzooError(f"{dataset} {split} has {len(held_out)} images, fewer than -n {n}")
-        index = torch.randperm(len(held_out), generator=g)[:n]
-        labels = None if held_out.labels is None else held_out.labels[index]
-        fake = _embed(held_out.data[index], labels, needs, scorer, batch_size)
+        images, labels = real_images(dataset, n, seed, split)
+        fake = _embed(images, labels, needs, scorer, batch_size)
     else:
-        points, _ = data.sample(n, g)
+        points, _ = data.sample(n, torch.Generator().manual_seed(seed))
         fake = _point_set(points.cpu(), needs)
     real = _reference_set(dataset, data, needs, n, scorer, batch_size)
     return _score(chosen, real, fake, _context(data, device, seed))
