@@ -7,7 +7,7 @@ multiplier ``mapping_lr_mul``) takes the normalised z (and, conditional, a norma
 embedding) to w; a synthesis network starts from a learned constant at 4×4 (7×7 for 28 px)
 and doubles the resolution per block. Every 3×3 convolution is modulated by a per-layer affine
 style of w and demodulated (its per-sample weights scaled to unit norm per output channel),
-followed by per-pixel noise with a learned per-channel scale, a bias and leaky ReLU (0.2, gain
+followed by per-pixel noise with a learned scale (one per layer, as in the official code), a bias and leaky ReLU (0.2, gain
 √2). Skip architecture: a modulated 1×1 toRGB (not demodulated) at every resolution, the
 image upsampled and summed. Training-mode extras: style mixing (``style_mixing``: with that
 probability a batch's w is replaced by a second latent's w from a random layer on) and a
@@ -62,7 +62,7 @@ class StyleGAN2Options(ArchOptions):
     mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network
     ngf: int = 256  # channels of every synthesis layer
     ndf: int = 256  # channels of every discriminator layer
-    noise: bool = True  # per-pixel noise inputs with learned per-channel scales
+    noise: bool = True  # per-pixel noise inputs, each with a learned scale
     style_mixing: float = 0.9  # probability of mixing two latents' styles (training mode only)
     w_avg_beta: float = 0.995  # decay of the running mean of w (training mode)
     mbstd_group: int = 4  # minibatch-stddev group size (0 = off)
@@ -459,9 +459,12 @@ def register_methods(register):
 
 @hookimpl
 def register_recipes(register):
-    # The zoo model's: StyleGAN2-ADA's CIFAR-10 configuration without ADA (non-saturating loss,
-    # Adam 0.0025 β=(0, 0.99), lazy R1 γ=0.01 every 16, a 2-layer mapping, G EMA), scaled down to
-    # widths 64 and a 128-d z/w, batch 32: about 1.5 steps/s on one CPU thread, 2.6 on two.
+    # The zoo model's: the optimiser and regulariser of StyleGAN2-ADA's CIFAR-10 configuration
+    # (non-saturating loss, Adam 0.0025 β=(0, 0.99), lazy R1 γ=0.01 every 16, a 2-layer mapping,
+    # G EMA) on the paper's networks, not that configuration's: style mixing stays at 0.9 (CIFAR
+    # turns it off), D is residual (CIFAR: 'orig') and the minibatch-stddev groups are 4 (CIFAR:
+    # 32); scaled down to widths 64 and a 128-d z/w, batch 32: about 1.5 steps/s on one CPU
+    # thread, 2.6 on two.
     # 4,050 steps: what 30 minutes on 2 threads reached (zoo stylegan2-fashion-mnist).
     register("stylegan2-fashion-mnist",
              dict(arch="stylegan2", dataset="fashion-mnist", loss="non-saturating",
@@ -471,4 +474,4 @@ def register_recipes(register):
                   steps=4050, sample_every=1000, checkpoint_every=1000),
              default_for=[("stylegan2", "fashion-mnist")],
              description="StyleGAN2 (widths 64, 128-d z/w, 2 mapping layers) on fashion-mnist: "
-                         "StyleGAN2-ADA's CIFAR-10 settings, 4,050 steps of 32 (zoo stylegan2-fashion-mnist)")
+                         "StyleGAN2-ADA's CIFAR-10 optimiser and R1, 4,050 steps of 32 (zoo stylegan2-fashion-mnist)")
