@@ -281,7 +281,7 @@ def register_recipes(register):
     # The zoo model's: cgan-fashion-mnist's settings (hinge, Adam 2e-4 β=(0, 0.9), one D step, EMA)
     # with the auxiliary class loss at a tenth of its weight, plus the paper's orthogonal
     # regularisation, at widths 64. The class-loss weight trades label accuracy for recall:
-    # 1 → FID 10.0, recall 0.22, accuracy 0.9999; 0.1 → 5.1, 0.47, 0.960; 0 → 7.4, 0.49, 0.926
+    # 1 → FID 10.0, recall 0.22, accuracy 0.9999; 0.1 → 5.1, 0.47, 0.960; 0 → 7.4, 0.49, 0.926 (one seed each)
     # (docs/benchmarks.md, "The class-loss weight of biggan").
     register("biggan-fashion-mnist",
              dict(arch="biggan", arch_options={"ngf": 64, "ndf": 64}, dataset="fashion-mnist", loss="hinge",
