@@ -171,11 +171,11 @@ def _reference_set(name: str, dataset, needs: set[str], n: int, evaluator, batch
 def real_images(dataset: str, n: int, seed: int = 0, split: str = "train"):
     """``(images, labels)``: the ``n`` random images of ``split`` that
     :func:`evaluate_real` scores for this seed (labels None for an unlabelled dataset)."""
-    held_out = _load_dataset(dataset, split)
-    if n > len(held_out):
-        raise GanzooError(f"{dataset} {split} has {len(held_out)} images, fewer than -n {n}")
-    index = torch.randperm(len(held_out), generator=torch.Generator().manual_seed(seed))[:n]
-    return held_out.data[index], None if held_out.labels is None else held_out.labels[index]
+    pool = _load_dataset(dataset, split)
+    if n > len(pool):
+        raise GanzooError(f"{dataset} {split} has {len(pool)} images, fewer than -n {n}")
+    index = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]
+    return pool.data[index], None if pool.labels is None else pool.labels[index]
 
 
 def reference_features(name: str, n: int, evaluator=None, batch_size: int = 500):
