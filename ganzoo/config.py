@@ -77,7 +77,7 @@ class TrainConfig:
     eval_samples: int = option(2500, "Samples per in-training evaluation.")  # PacGAN's protocol: 2,500
     keep_best: Optional[str] = option(
         None, "Also keep the checkpoint with the best in-training score KEY (fid, recall, ...) as "
-        "checkpoints/best.pt; needs --eval-every.")
+        "checkpoints/best.pt (the last step is scored too); needs --eval-every.")
     amp: bool = option(True, "bf16 autocast on CUDA (ignored elsewhere).")
     channels_last: bool = option(True, "channels_last memory format for conv nets.")
     compile: bool = option(False, "torch.compile the networks.")

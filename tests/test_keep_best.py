@@ -116,6 +116,21 @@ def test_a_resumed_run_compares_with_the_kept_score(tmp_path, scripted_scores):
     assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 2.0, "step": 10}
 
 
+def test_the_last_step_is_scored_when_it_is_off_the_evaluation_grid(tmp_path, scripted_scores):
+    queue, steps = scripted_scores
+    queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}, {"kl": 1.0}]
+    run_dir = train(ring_cfg(tmp_path, steps=7))
+    assert steps == [2, 4, 6, 7]  # 7 is no multiple of --eval-every 2, yet it can be the best
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 1.0, "step": 7}
+
+
+def test_without_keep_best_only_the_grid_is_scored(tmp_path, scripted_scores):
+    queue, steps = scripted_scores
+    queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]
+    run_dir = train(ring_cfg(tmp_path, steps=7, keep_best=None))
+    assert steps == [2, 4, 6] and not (run_dir / "checkpoints" / "best.pt").exists()
+
+
 def test_higher_is_better_for_recall(tmp_path, scripted_scores):
     queue, _ = scripted_scores
     queue += [{"recall": 0.2}, {"recall": 0.7}, {"recall": 0.5}]

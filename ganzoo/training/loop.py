@@ -153,7 +153,8 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     break
                 if logger and (step % cfg.sample_every == 0 or done):
                     logger.sample_grid(step)
-                if cfg.eval_every and step % cfg.eval_every == 0 and logger:
+                # --keep-best also scores the last step, which may be the best one
+                if cfg.eval_every and (step % cfg.eval_every == 0 or (done and best)) and logger:
                     scores = logger.evaluate(step)
                     if best:
                         best.offer(run, step, scores, elapsed())
