@@ -36,6 +36,7 @@ from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
 from ganzoo.evaluation import evaluate
 from ganzoo.latents import check_truncation
+from ganzoo.options import parse_key_values
 from ganzoo.training import train
 
 # The settings come from the recipes the built-in plugins register (`ganzoo info cmlp-grid25`,
@@ -178,6 +179,7 @@ def run_limited(args):
             values = recipe_values(args.recipe, drop=("dataset", "steps", "max_seconds", "log_every",
                                                       "sample_every", "checkpoint_every"))
             values["methods"] = [*values.get("methods", []), *extra]
+            values["arch_options"] = {**values.get("arch_options", {}), **args.arch_options}
             cfg = TrainConfig.from_dict(dict(values, dataset="fashion-mnist", subset=args.subset,
                                              steps=args.steps, seed=0, out=f"{tmp}/{i}", progress=False,
                                              log_every=500, sample_every=10**9, checkpoint_every=10**9,
@@ -186,7 +188,7 @@ def run_limited(args):
             run = train(cfg)
             seconds = time.perf_counter() - t0
             scores = evaluate(str(run / "export"), n=args.n, seed=0)
-            row = {"recipe": args.recipe, "subset": args.subset, "steps": args.steps,
+            row = {"recipe": args.recipe, "arch_options": args.arch_options, "subset": args.subset, "steps": args.steps,
                    "methods": list(cfg.methods), "seconds": seconds, **scores,
                    **last_logged(run, "ada/p", "ada/rt")}
             rows.append(row)
@@ -246,10 +248,17 @@ def main():
     lim.add_argument("--steps", type=int, default=5000)
     lim.add_argument("--methods", default="none;diffaugment;ada",
                      help="';'-separated method sets, '+' within one; 'none' = the recipe alone")
+    lim.add_argument("--arch-opt", action="append", default=[], metavar="KEY=VALUE",
+                     help="architecture option over the recipe's, repeatable (e.g. ndf=64)")
     lim.add_argument("-n", type=int, default=10000)
     lim.add_argument("--num-threads", type=int, default=None)
     lim.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.what == "limited":
+        try:
+            args.arch_options = parse_key_values(args.arch_opt, "--arch-opt")
+        except GanzooError as exc:
+            sys.exit(f"error: {exc}")
     {"modes": run_modes, "images": run_images, "limited": run_limited}[args.what](args)
 
 

@@ -30,3 +30,19 @@ def test_settings_the_script_owns_are_refused_with_one_line():
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip() == ("error: --settings cannot set seed, steps; the script's own flags "
                                    "(--datasets, --losses, --seeds, --steps, --num-threads) choose those")
+
+
+@pytest.mark.slow
+def test_the_limited_data_table_takes_architecture_options_over_the_recipe():
+    done = quality("limited", "--recipe", "dcgan-fashion-mnist-quick", "--arch-opt", "ndf=8", "--arch-opt", "ngf=8",
+                   "--subset", "200", "--steps", "3", "--methods", "none", "-n", "500", "--num-threads", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["arch_options"] == {"ndf": "8", "ngf": "8"} and (row["subset"], row["steps"]) == ("200", 3)
+    assert row["fid"] > 0 and 0 <= row["recall"] <= 1
+
+
+def test_a_malformed_architecture_option_is_one_line():
+    done = quality("limited", "--arch-opt", "ndf", "--steps", "1")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: --arch-opt 'ndf' must look like KEY=VALUE"
