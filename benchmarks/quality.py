@@ -4,7 +4,8 @@
                                         [--settings JSON]
     python benchmarks/quality.py images [--seconds 300] [--archs dcgan,cgan] [-n 10000] [--settings JSON]
                                         [--truncations 1.5,1.0]
-    python benchmarks/quality.py limited [--subset 0.1] [--steps 5000] [--methods "none;diffaugment;ada"]
+    python benchmarks/quality.py limited [--recipe R] [--subset 0.1] [--steps 5000] [--methods "none;diffaugment;ada"]
+                                         [--arch-opt KEY=VALUE ...]
 
 ``modes`` trains ``cmlp`` on each 2-D mixture with each loss (the settings in
 the recipe ``cmlp-DATASET``, the same for every loss: the mlp networks conditioned on k-means
