@@ -348,6 +348,18 @@ def test_config_file_with_cli_overrides(tmp_path):
             TrainConfig.from_file(toml)
 
 
+def test_the_run_records_architecture_options_as_the_architecture_read_them(tmp_path, run_cli):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "mlp", "--dataset", "ring8", "--no-recipe", "--steps", "2", "--batch-size", "32",
+                            "--arch-opt", "g_hidden=16,16", "--arch-opt", "leak=0.1", "--arch-opt", "d_dropout=0",
+                            "--no-progress", "--out", str(out)])
+    assert code == 0, err
+    recorded = json.loads((out / "config.json").read_text())["arch_options"]
+    assert recorded == {"g_hidden": [16, 16], "leak": 0.1, "d_dropout": 0.0}  # not the strings typed
+    code, _, err = run_cli(["resume", str(out), "--steps", "3", "--no-progress"])
+    assert code == 0, err
+
+
 def test_eval_every_logs_metrics(tmp_path):
     run_dir = train(ring_cfg(tmp_path, steps=4, eval_every=2, eval_samples=500))
     evals = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()

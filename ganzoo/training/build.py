@@ -96,6 +96,10 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
     return arch.make_options(**values)
 
 
+def _as_recorded(value):
+    return list(value) if isinstance(value, tuple) else value  # as config.json reads back
+
+
 def _optimizer(module: nn.Module, cfg: TrainConfig, lr: float, betas, device: torch.device):
     from timm.optim import create_optimizer_v2  # timm is imported lazily: it costs seconds
 
@@ -172,6 +176,8 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     data = methods.wrap_dataset(_load_data(cfg), cfg.seed)
     init = _init_model(cfg, arch) if cfg.init else None
     options = _arch_options(arch, cfg, data, base=init.options.to_dict() if init else None)
+    # the run records the options as the architecture read them (--arch-opt ndf=64 → 64, not "64")
+    cfg.arch_options = {k: _as_recorded(getattr(options, k, v)) for k, v in cfg.arch_options.items()}
 
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or max(1, _cores() // info.local_world_size))
