@@ -189,7 +189,8 @@ def run_limited(args):
             run = train(cfg)
             seconds = time.perf_counter() - t0
             scores = evaluate(str(run / "export"), n=args.n, seed=0)
-            row = {"recipe": args.recipe, "arch_options": args.arch_options, "subset": args.subset, "steps": args.steps,
+            trained = json.loads((run / "config.json").read_text())["arch_options"]  # recipe + --arch-opt
+            row = {"recipe": args.recipe, "arch_options": trained, "subset": args.subset, "steps": args.steps,
                    "methods": list(cfg.methods), "seconds": seconds, **scores,
                    **last_logged(run, "ada/p", "ada/rt")}
             rows.append(row)

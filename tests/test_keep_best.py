@@ -124,6 +124,14 @@ def test_the_last_step_is_scored_when_it_is_off_the_evaluation_grid(tmp_path, sc
     assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 1.0, "step": 7}
 
 
+def test_a_time_budget_stop_scores_its_last_step(tmp_path, scripted_scores):
+    queue, steps = scripted_scores
+    queue += [{"kl": 5.0}, {"kl": 2.0}]
+    run_dir = train(ring_cfg(tmp_path, max_seconds=0, log_every=3))  # stops at the first log step, 3
+    assert steps == [2, 3]  # step 2 (the grid), then the stop's step 3, off the grid
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 2.0, "step": 3}
+
+
 def test_without_keep_best_only_the_grid_is_scored(tmp_path, scripted_scores):
     queue, steps = scripted_scores
     queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]

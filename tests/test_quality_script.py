@@ -38,7 +38,7 @@ def test_the_limited_data_table_takes_architecture_options_over_the_recipe():
                    "--subset", "200", "--steps", "3", "--methods", "none", "-n", "500", "--num-threads", "1", "--json")
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    assert row["arch_options"] == {"ndf": "8", "ngf": "8"} and (row["subset"], row["steps"]) == ("200", 3)
+    assert row["arch_options"] == {"ndf": 8, "ngf": 8} and (row["subset"], row["steps"]) == ("200", 3)
     assert row["fid"] > 0 and 0 <= row["recall"] <= 1
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from ganzoo.catalog import create_loss, get_catalog
 from ganzoo.config import TrainConfig
+from ganzoo.options import build_options
 from ganzoo.recipes import default_recipe, get_recipe
 from test_plugins import fake_install, with_path
 
@@ -23,7 +24,10 @@ RUNTIME = {"out", "progress", "num_threads", "device", "log_every", "sample_ever
 
 def resolved(cfg: TrainConfig) -> dict:
     values = cfg.resolved(create_loss(cfg.loss).recommended).to_dict()
-    values["arch_options"] = {k: str(v) for k, v in values["arch_options"].items()}
+    # as the architecture parses them: "128,256" and [128, 256], "false" and False are one value
+    arch = get_catalog().get("architecture", cfg.arch).obj
+    options = build_options(arch.options, values["arch_options"]).to_dict()
+    values["arch_options"] = {k: options[k.replace("-", "_")] for k in values["arch_options"]}
     return {k: v for k, v in values.items() if k not in RUNTIME}
 
 
