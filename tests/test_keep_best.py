@@ -132,6 +132,14 @@ def test_a_time_budget_stop_scores_its_last_step(tmp_path, scripted_scores):
     assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 2.0, "step": 3}
 
 
+def test_a_time_budget_stop_on_the_evaluation_grid_is_scored_once(tmp_path, scripted_scores):
+    queue, steps = scripted_scores
+    queue += [{"kl": 2.0}]
+    run_dir = train(ring_cfg(tmp_path, max_seconds=0, log_every=2))  # stops at step 2, a grid step
+    assert steps == [2]
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 2.0, "step": 2}
+
+
 def test_without_keep_best_only_the_grid_is_scored(tmp_path, scripted_scores):
     queue, steps = scripted_scores
     queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]

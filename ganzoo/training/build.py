@@ -96,14 +96,6 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
     return arch.make_options(**values)
 
 
-def _as_recorded(value, given):
-    """An option as parsed, in the form config.json reads back; what JSON cannot hold stays as given."""
-    plain = (str, int, float, bool, type(None))
-    if isinstance(value, (tuple, list)) and all(isinstance(v, plain) for v in value):
-        return list(value)
-    return value if isinstance(value, plain) else given
-
-
 def _optimizer(module: nn.Module, cfg: TrainConfig, lr: float, betas, device: torch.device):
     from timm.optim import create_optimizer_v2  # timm is imported lazily: it costs seconds
 
@@ -181,8 +173,8 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     init = _init_model(cfg, arch) if cfg.init else None
     options = _arch_options(arch, cfg, data, base=init.options.to_dict() if init else None)
     # the run records the options as the architecture read them (--arch-opt ndf=64 → 64, not "64")
-    cfg.arch_options = {k: _as_recorded(getattr(options, k.replace("-", "_"), v), v)
-                        for k, v in cfg.arch_options.items()}
+    parsed = options.to_dict()  # JSON-ready, as the export's config.json writes them
+    cfg.arch_options = {k: parsed[k.replace("-", "_")] for k in cfg.arch_options}
 
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or max(1, _cores() // info.local_world_size))

@@ -163,7 +163,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     last_saved = _save(run, step, last_saved, elapsed())
         if stop:  # the one way out of an early stop: keep what was done
             _check_finite(sums, step, last_saved)
-            if stop == "time" and best and step % cfg.eval_every:  # the budget's last step may be the best
+            if stop == "time" and best:  # the budget's last step may be the best (the loop broke before scoring it)
                 best.offer(run, step, logger.evaluate(step), elapsed())
             _save(run, step, last_saved, elapsed())
             if info.is_main:
