@@ -182,15 +182,18 @@ def run_limited(args):
             values["methods"] = [*values.get("methods", []), *extra]
             values["arch_options"] = {**values.get("arch_options", {}), **args.arch_options}
             cfg = TrainConfig.from_dict(dict(values, dataset="fashion-mnist", subset=args.subset,
-                                             steps=args.steps, seed=0, out=f"{tmp}/{i}", progress=False,
+                                             subset_seed=args.subset_seed, steps=args.steps, seed=args.seed,
+                                             out=f"{tmp}/{i}", progress=False,
                                              log_every=500, sample_every=10**9, checkpoint_every=10**9,
                                              num_threads=args.num_threads))
             t0 = time.perf_counter()
             run = train(cfg)
             seconds = time.perf_counter() - t0
-            scores = evaluate(str(run / "export"), n=args.n, seed=0)
-            trained = json.loads((run / "config.json").read_text())["arch_options"]  # recipe + --arch-opt
-            row = {"recipe": args.recipe, "arch_options": trained, "subset": args.subset, "steps": args.steps,
+            scores = evaluate(str(run / "export"), n=args.n, seed=args.seed)
+            recorded = json.loads((run / "config.json").read_text())
+            row = {"recipe": args.recipe, "arch_options": recorded["arch_options"],  # recipe + --arch-opt
+                   "subset": args.subset, "subset_seed": recorded["subset_seed"], "seed": recorded["seed"],
+                   "steps": args.steps,
                    "methods": list(cfg.methods), "seconds": seconds, **scores,
                    **last_logged(run, "ada/p", "ada/rt")}
             rows.append(row)
@@ -248,6 +251,9 @@ def main():
     lim.add_argument("--recipe", default="dcgan-fashion-mnist-300s")
     lim.add_argument("--subset", default="0.1", help="samples or share of the train split (0.1 = 6,000)")
     lim.add_argument("--steps", type=int, default=5000)
+    lim.add_argument("--seed", type=int, default=0, help="training and evaluation seed (a second seed: "
+                     "the same images, other runs)")
+    lim.add_argument("--subset-seed", type=int, default=0, help="seed of the subset's draw (other images)")
     lim.add_argument("--methods", default="none;diffaugment;ada",
                      help="';'-separated method sets, '+' within one; 'none' = the recipe alone")
     lim.add_argument("--arch-opt", action="append", default=[], metavar="KEY=VALUE",

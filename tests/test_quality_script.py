@@ -35,10 +35,12 @@ def test_settings_the_script_owns_are_refused_with_one_line():
 @pytest.mark.slow
 def test_the_limited_data_table_takes_architecture_options_over_the_recipe():
     done = quality("limited", "--recipe", "dcgan-fashion-mnist-quick", "--arch-opt", "ndf=8", "--arch-opt", "ngf=8",
-                   "--subset", "200", "--steps", "3", "--methods", "none", "-n", "500", "--num-threads", "1", "--json")
+                   "--subset", "200", "--steps", "3", "--methods", "none", "-n", "500", "--num-threads", "1",
+                   "--seed", "3", "--subset-seed", "5", "--json")
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert row["arch_options"] == {"ndf": 8, "ngf": 8} and (row["subset"], row["steps"]) == ("200", 3)
+    assert (row["seed"], row["subset_seed"]) == (3, 5)  # as the run recorded them
     assert row["fid"] > 0 and 0 <= row["recall"] <= 1
 
 
