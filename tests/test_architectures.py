@@ -45,6 +45,7 @@ CONFORMANCE = [
     ("dcgan", dict(data_shape=(3, 32, 32), **SMALL)),
     ("dcgan", dict(data_shape=(3, 64, 64), latent_dim=16, **SMALL)),
     ("dcgan", dict(data_shape=(1, 28, 28), spectral_norm=True, **SMALL)),
+    ("dcgan", dict(data_shape=(3, 32, 32), extra_layers=2, **SMALL)),
     ("cgan", dict(data_shape=(1, 28, 28), num_classes=10, **SMALL)),
     ("cgan", dict(data_shape=(3, 32, 32), num_classes=5, **SMALL)),
     ("cgan", dict(data_shape=(1, 32, 32), num_classes=3, spectral_norm=False, **SMALL)),
@@ -255,6 +256,28 @@ def test_dcgan_spectral_norm_discriminator():
         assert abs(sigma.item() - 1) < 0.05
     assert DiscriminatorPair(d).joint  # no batch norm: real and fake go through in one forward
     assert modules(arch.create_discriminator(data_shape=(1, 28, 28)), nn.BatchNorm2d)  # default: the paper's
+
+
+def test_dcgan_extra_layers_are_3x3_blocks_at_the_largest_hidden_resolution():
+    """extra_layers=n (WGAN's DCGAN): n stride-1 3×3 conv blocks that keep the shape, in G before
+    its output layer and in D after its first conv; none by default; a negative count is one line."""
+    arch = ganzoo.get_architecture("dcgan")
+    plain = arch.make_options(data_shape=(1, 28, 28), ngf=8, ndf=8)
+    extra = arch.make_options(data_shape=(1, 28, 28), ngf=8, ndf=8, extra_layers=2)
+    g0, g2 = arch.create_generator(plain), arch.create_generator(extra)
+    d0, d2 = arch.create_discriminator(plain), arch.create_discriminator(extra)
+    block = (8, 8, 3, 1, 1, False)  # G's last hidden width at 14×14, D's first
+    assert conv_specs(g2) == conv_specs(g0)[:-1] + [block, block] + conv_specs(g0)[-1:]
+    assert conv_specs(d2) == conv_specs(d0)[:1] + [block, block] + conv_specs(d0)[1:]
+    assert len(modules(g2, nn.BatchNorm2d)) == len(modules(g0, nn.BatchNorm2d)) + 2
+    assert len(modules(d2, nn.BatchNorm2d)) == len(modules(d0, nn.BatchNorm2d)) + 2
+    torch.manual_seed(0)
+    x = g2(torch.randn(3, 100))
+    assert x.shape == (3, 1, 28, 28) and d2(x).shape == (3,)
+    sn = arch.create_discriminator(data_shape=(1, 28, 28), ndf=8, extra_layers=1, spectral_norm=True)
+    assert not modules(sn, nn.BatchNorm2d) and conv_specs(sn)[1] == (8, 8, 3, 1, 1, True)
+    with pytest.raises(GanzooError, match="^dcgan option extra_layers must be >= 0, got -1$"):
+        arch.make_options(data_shape=(1, 28, 28), extra_layers=-1)
 
 
 def test_dcgan_init():

@@ -10,6 +10,9 @@ gains from N(1, 0.02). ``spectral_norm`` swaps D's BatchNorm for spectral
 norm on every conv (the SNGAN "standard CNN" recipe; off by default). ``pack = k``
 makes D a PacGAN discriminator (Lin et al. 2018, "PacDCGAN"): k samples of one kind
 stacked along the channels score one logit, which each of them receives.
+``extra_layers = n`` adds n stride-1 3×3 Conv → BatchNorm → ReLU (LeakyReLU in D) blocks at the
+largest hidden resolution of both networks: G's before its output layer, D's after its first
+conv (the ``n_extra_layers`` of the WGAN paper's DCGAN, Arjovsky et al. 2017).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ class DCGANOptions(ArchOptions):
     ndf: int = 64  # discriminator width: channels of its first layer
     spectral_norm: bool = False  # D: spectral norm on every conv instead of BatchNorm (Miyato et al. 2018)
     pack: int = 1  # PacGAN: D scores packs of this many samples (the batch size must divide by it)
+    extra_layers: int = 0  # 3×3 stride-1 conv blocks at the largest hidden resolution, in G and in D
 
     def __post_init__(self):
         self.data_shape = tuple(self.data_shape)
@@ -41,6 +45,8 @@ class DCGANOptions(ArchOptions):
             raise GanzooError("dcgan options ngf and ndf must be >= 1")
         if self.pack < 1:
             raise GanzooError(f"dcgan option pack must be >= 1, got {self.pack}")
+        if self.extra_layers < 0:
+            raise GanzooError(f"dcgan option extra_layers must be >= 0, got {self.extra_layers}")
 
     def widths(self, base: int) -> tuple[int, list[int]]:
         """First feature map size and hidden widths, deepest first: 64px, base 64 → 4, [512, 256, 128, 64]."""
@@ -69,6 +75,8 @@ class DCGANGenerator(Generator):
                   nn.BatchNorm2d(ch[0]), nn.ReLU(True)]
         for a, b in zip(ch, ch[1:]):
             layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
+        for _ in range(options.extra_layers):
+            layers += [nn.Conv2d(ch[-1], ch[-1], 3, 1, 1, bias=False), nn.BatchNorm2d(ch[-1]), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(ch[-1], options.data_shape[0], 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
@@ -87,6 +95,9 @@ class DCGANDiscriminator(Discriminator):
         bn = not options.spectral_norm
         self.pack = options.pack  # the trainer and the penalties read it (ganzoo.Discriminator)
         layers = [nn.Conv2d(options.data_shape[0] * self.pack, ch[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for _ in range(options.extra_layers):
+            layers += [nn.Conv2d(ch[0], ch[0], 3, 1, 1, bias=not bn)] + ([nn.BatchNorm2d(ch[0])] if bn else [])
+            layers.append(nn.LeakyReLU(0.2, True))
         for a, b in zip(ch, ch[1:]):
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=not bn)] + ([nn.BatchNorm2d(b)] if bn else [])
             layers.append(nn.LeakyReLU(0.2, True))
