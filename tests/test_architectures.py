@@ -274,8 +274,10 @@ def test_dcgan_extra_layers_are_3x3_blocks_at_the_largest_hidden_resolution():
     torch.manual_seed(0)
     x = g2(torch.randn(3, 100))
     assert x.shape == (3, 1, 28, 28) and d2(x).shape == (3,)
-    sn = arch.create_discriminator(data_shape=(1, 28, 28), ndf=8, extra_layers=1, spectral_norm=True)
-    assert not modules(sn, nn.BatchNorm2d) and conv_specs(sn)[1] == (8, 8, 3, 1, 1, True)
+    sn = arch.create_discriminator(data_shape=(1, 28, 28), ndf=8, extra_layers=1, spectral_norm=True, pack=2)
+    assert not modules(sn, nn.BatchNorm2d) and conv_specs(sn)[:2] == [(2, 8, 4, 2, 1, True), (8, 8, 3, 1, 1, True)]
+    assert all(nn.utils.parametrize.is_parametrized(c) for c in modules(sn, nn.Conv2d))  # the extra one too
+    assert sn(torch.randn(4, 1, 28, 28)).shape == (4,)
     with pytest.raises(GanzooError, match="^dcgan option extra_layers must be >= 0, got -1$"):
         arch.make_options(data_shape=(1, 28, 28), extra_layers=-1)
 
