@@ -41,7 +41,7 @@ def main():
            "Pretrained generators shipped in `registry/models/` (inside the wheel too, as "
            "`ganzoo/_registry/`), usable offline:", "",
            "```bash", "ganzoo list models", "ganzoo sample dcgan-fashion-mnist -n 64 --out grid.png",
-           "ganzoo eval dcgan-fashion-mnist -n 10000", "ganzoo train dcgan --init dcgan-fashion-mnist --steps 2000 --out runs/dcgan-finetune   # fine-tune",
+           "ganzoo eval dcgan-fashion-mnist -n 10000", "ganzoo train --recipe dcgan-fashion-mnist --init dcgan-fashion-mnist --steps 2000 --out runs/dcgan-finetune   # fine-tune with its settings",
            "```", "",
            "`ganzoo.load_generator(\"dcgan-fashion-mnist\")` does the same from Python. Each card records the "
            "plugin and versions it needs and the sha256 of its weights, checked before anything is loaded. "

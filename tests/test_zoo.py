@@ -16,6 +16,7 @@ import ganzoo
 from ganzoo import catalog, zoo
 from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
+from ganzoo.recipes import default_recipe
 from ganzoo.training import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,17 +165,32 @@ def test_fine_tune_from_a_zoo_model(fake_registry, tmp_path):
             assert torch.allclose(a, b, atol=1e-6), k
 
 
-def test_fine_tune_command_of_the_docs_keeps_the_models_options(tmp_path, run_cli):
-    """`ganzoo train dcgan --init dcgan-fashion-mnist` (docs/zoo.md): the default recipe of
-    (dcgan, fashion-mnist) has its own options (and loss), so it must not apply to a fine-tune:
-    the network is the zoo model's."""
-    code, _, err = run_cli(["train", "dcgan", "--init", "dcgan-fashion-mnist", "--steps", "1", "--batch-size", "8",
+def test_fine_tune_command_of_the_docs_trains_with_the_models_recipe(tmp_path, run_cli):
+    """`ganzoo train --recipe dcgan-fashion-mnist --init dcgan-fashion-mnist` (docs/zoo.md):
+    the zoo model's own settings (hinge, Adam 1.6e-3) on its own network."""
+    code, _, err = run_cli(["train", "--recipe", "dcgan-fashion-mnist", "--init", "dcgan-fashion-mnist",
+                            "--steps", "1", "--batch-size", "8", "--no-progress", "--device", "cpu",
+                            "--out", str(tmp_path / "ft")])
+    assert code == 0, err
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    card = catalog.get_model_card("dcgan-fashion-mnist").raw["config"]
+    assert (config["loss"], config["lr_g"], config["betas_g"]) == (card["loss"], card["lr_g"], card["betas_g"])
+    zoo = ganzoo.load_generator("dcgan-fashion-mnist").options.to_dict()
+    assert ganzoo.load_generator(str(tmp_path / "ft" / "export")).options.to_dict() == zoo
+
+
+def test_no_default_recipe_applies_to_a_fine_tune(tmp_path, run_cli):
+    """`ganzoo train cgan --init cgan-fashion-mnist`: the default recipe of (cgan, fashion-mnist)
+    has other widths than the zoo model, so it must not apply: the network is the model's."""
+    assert default_recipe("cgan", "fashion-mnist").config().arch_options["ngf"] != \
+        ganzoo.load_generator("cgan-fashion-mnist").options.ngf  # else this test could not fail
+    code, _, err = run_cli(["train", "cgan", "--init", "cgan-fashion-mnist", "--steps", "1", "--batch-size", "8",
                             "--no-progress", "--device", "cpu", "--out", str(tmp_path / "ft")])
     assert code == 0, err
     assert "using recipe" not in err
     config = json.loads((tmp_path / "ft" / "config.json").read_text())
-    assert config["loss"] == "non-saturating" and config["methods"] == []
-    zoo = ganzoo.load_generator("dcgan-fashion-mnist").options.to_dict()
+    assert config["loss"] == "non-saturating" and config["methods"] == []  # the bare defaults
+    zoo = ganzoo.load_generator("cgan-fashion-mnist").options.to_dict()
     assert ganzoo.load_generator(str(tmp_path / "ft" / "export")).options.to_dict() == zoo
 
 

@@ -128,7 +128,7 @@ def register_recipes(register):
     # the zoo dcgan-fashion-mnist until ganzoo-dcgan 0.5 (FID 53.3 there).
     paper = dict(arch="dcgan", steps=8000, sample_every=1000, checkpoint_every=1000, eval_samples=2000)
     register("dcgan-fashion-mnist-paper", dict(paper, dataset="fashion-mnist"),
-             description="DCGAN on fashion-mnist, the paper's settings, 8,000 steps (the zoo model until 0.5)")
+             description="DCGAN on fashion-mnist, the paper's settings, 8,000 steps (the zoo model until ganzoo-dcgan 0.5)")
     register("dcgan-mnist", dict(paper, dataset="mnist"), default_for=[("dcgan", "mnist")],
              description="DCGAN on mnist, the paper's settings, 8,000 steps")
     # The best measured in about 300 s on a 2-core CPU (docs/benchmarks.md, "300 s"): half the
@@ -147,7 +147,7 @@ def register_recipes(register):
     # against the paper settings' 53.3; widths 64 for 8,000 steps in the same time scored 5.8.
     register("dcgan-fashion-mnist", dict(quick, steps=24000, checkpoint_every=2000),
              description="DCGAN widths 32 with 2 extra layers, hinge, Adam 1.6e-3, 24,000 steps: "
-                         "about 47 min on one CPU thread (zoo dcgan-fashion-mnist)")
+                         "about 47 min on one CPU thread with in-training evaluation (zoo dcgan-fashion-mnist)")
     # zoo dcgan-stacked-mnist: the bare defaults (the 30-CPU-minute run of docs/benchmarks.md
     # stopped at step 23,500; with a constant learning rate the step budget is the same run)
     register("dcgan-stacked-mnist",
