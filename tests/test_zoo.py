@@ -247,9 +247,11 @@ def test_a_shipped_card_with_one_flipped_byte_is_refused(model_id, tmp_path, mon
 # (measured drift up to 0.07); FID at most 20% below the card, and above it by at most 20% or
 # 6 points, whichever is larger: its small-n bias is upward, and for a small FID more than 20%
 # of it (sngan-fashion-mnist's Adam 2e-4 card measured 37.2 at n = 5,000 against 32.2 at 10,000,
-# its 8e-4 card 25.9 against 21.0: +5 both times); KID within 5 (its standard error at n = 5,000 is
-# 1-3). Mode-counting cards (2-D, Stacked MNIST) are re-measured at the card's n.
-RATE_TOL, KNN_TOL, FID_REL_TOL, FID_ABS_TOL, KID_ABS_TOL = 0.05, 0.10, 0.20, 6.0, 5.0
+# its 8e-4 card 25.9 against 21.0: +5 both times); KID within 5, or for a large KID within three of
+# the card's standard errors scaled to the smaller n (its spread grows with KID: stylegan2's 24.1 ± 1.4
+# re-measured 5.3 away), capped at 30% of the card's KID so that the band cannot grow with a
+# regressed run's own spread. Mode-counting cards (2-D, Stacked MNIST) are re-measured at the card's n.
+RATE_TOL, KNN_TOL, FID_REL_TOL, FID_ABS_TOL, KID_ABS_TOL, KID_REL_CAP = 0.05, 0.10, 0.20, 6.0, 5.0, 0.30
 
 
 @pytest.mark.slow
@@ -267,8 +269,10 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
         if key == "fid":
             assert -FID_REL_TOL * want < got - want < max(FID_REL_TOL * want, FID_ABS_TOL), \
                 f"fid: card {want}, measured {got}"
-        elif key == "kid":  # within three standard errors of the difference (its spread grows with it)
-            tol = max(KID_ABS_TOL, 3 * math.hypot(card.metrics.get("kid_se", 0), scores.get("kid_se", 0)))
+        elif key == "kid":
+            n_card = int(re.search(r" -n (\d+)", card.raw["evaluation"]).group(1))
+            spread = 3 * card.metrics.get("kid_se", 0) * math.sqrt(1 + n_card / n)
+            tol = max(KID_ABS_TOL, min(spread, KID_REL_CAP * want))
             assert abs(got - want) < tol, f"kid: card {want}, measured {got}, tolerance {tol:.2f}"
         elif key == "kid_se":
             assert abs(got - want) < KID_ABS_TOL, key
