@@ -459,22 +459,26 @@ def register_methods(register):
 
 @hookimpl
 def register_recipes(register):
-    # The zoo model's (ganzoo-stylegan2 0.3.0): the regulariser and optimiser family of
+    # What every Fashion-MNIST recipe here shares: the regulariser and optimiser family of
     # StyleGAN2-ADA's CIFAR-10 configuration (Adam β=(0, 0.99), lazy R1 γ=0.01 every 16, a
-    # 2-layer mapping, G EMA) with what an hour of one CPU thread needs instead: widths 32
+    # 2-layer mapping, G EMA 0.998, batch 32). Style mixing stays at 0.9 and D residual with
+    # stddev groups of 4, as in the paper's networks.
+    def fashion(widths, **settings):
+        return dict(arch="stylegan2", dataset="fashion-mnist", batch_size=32, d_steps=1,
+                    arch_options={"ngf": widths, "ndf": widths, "latent_dim": 128, "w_dim": 128,
+                                  "mapping_layers": 2},
+                    betas_g=(0.0, 0.99), betas_d=(0.0, 0.99), methods=["lazy-r1:gamma=0.01,every=16"],
+                    ema=True, ema_decay=0.998, sample_every=1000, **settings)
+
+    # The zoo model's (ganzoo-stylegan2 0.3.0): what an hour of one CPU thread needs: widths 32
     # (about 3.5 steps/s of 32 on one thread, 2.3x widths 64), the hinge loss, and a rate of
     # 0.025 for both nets (ten times the paper's 0.0025) decayed linearly to 0 over 11,000 steps.
     # At widths 32 the paper's rate reaches FID 273 in 1,000 steps (n = 2,000), 0.015 + hinge 94
     # (n = 1,000); a constant 0.015 plateaued at FID 29.1 (the 0.2.0 card), the decayed 0.025
-    # reaches 19.9 in 37 minutes (docs/benchmarks.md). Style mixing stays at 0.9 and D residual
-    # with stddev groups of 4, as in the paper's networks.
+    # reaches 19.9 in 37 minutes (docs/benchmarks.md).
     register("stylegan2-fashion-mnist",
-             dict(arch="stylegan2", dataset="fashion-mnist", loss="hinge",
-                  arch_options={"ngf": 32, "ndf": 32, "latent_dim": 128, "w_dim": 128, "mapping_layers": 2},
-                  batch_size=32, lr_g=0.025, lr_d=0.025, betas_g=(0.0, 0.99), betas_d=(0.0, 0.99),
-                  lr_schedule="linear",
-                  d_steps=1, methods=["lazy-r1:gamma=0.01,every=16"], ema=True, ema_decay=0.998,
-                  steps=11000, sample_every=1000, checkpoint_every=2000),
+             fashion(32, loss="hinge", lr_g=0.025, lr_d=0.025, lr_schedule="linear", steps=11000,
+                     checkpoint_every=2000),
              default_for=[("stylegan2", "fashion-mnist")],
              description="StyleGAN2 (widths 32, 128-d z/w, 2 mapping layers) on fashion-mnist: hinge, "
                          "Adam 0.025 β=(0, 0.99) decayed linearly, lazy R1, 11,000 steps of 32 "
@@ -482,21 +486,13 @@ def register_recipes(register):
     # The 0.2.0 zoo model's: the same at a constant 0.015 for 11,800 steps (58 minutes of one
     # thread, FID 29.1). Kept so that the figures measured with it stay reproducible.
     register("stylegan2-fashion-mnist-constant-rate",
-             dict(arch="stylegan2", dataset="fashion-mnist", loss="hinge",
-                  arch_options={"ngf": 32, "ndf": 32, "latent_dim": 128, "w_dim": 128, "mapping_layers": 2},
-                  batch_size=32, lr_g=0.015, lr_d=0.015, betas_g=(0.0, 0.99), betas_d=(0.0, 0.99),
-                  d_steps=1, methods=["lazy-r1:gamma=0.01,every=16"], ema=True, ema_decay=0.998,
-                  steps=11800, sample_every=1000, checkpoint_every=2000),
+             fashion(32, loss="hinge", lr_g=0.015, lr_d=0.015, steps=11800, checkpoint_every=2000),
              description="StyleGAN2 (widths 32) on fashion-mnist: hinge, a constant Adam 0.015 "
                          "β=(0, 0.99), lazy R1, 11,800 steps of 32 (the 0.2.0 zoo model)")
     # The first zoo model's (ganzoo-stylegan2 0.1.0): StyleGAN2-ADA's CIFAR-10 optimiser as
     # published (non-saturating, Adam 0.0025) on widths 64; 4,050 steps, 30 minutes on 2 threads.
     # Kept so that model's figures (FID 87.9) stay reproducible with one command.
     register("stylegan2-fashion-mnist-cifar-optimizer",
-             dict(arch="stylegan2", dataset="fashion-mnist", loss="non-saturating",
-                  arch_options={"ngf": 64, "ndf": 64, "latent_dim": 128, "w_dim": 128, "mapping_layers": 2},
-                  batch_size=32, lr_g=0.0025, lr_d=0.0025, betas_g=(0.0, 0.99), betas_d=(0.0, 0.99),
-                  d_steps=1, methods=["lazy-r1:gamma=0.01,every=16"], ema=True, ema_decay=0.998,
-                  steps=4050, sample_every=1000, checkpoint_every=1000),
+             fashion(64, loss="non-saturating", lr_g=0.0025, lr_d=0.0025, steps=4050, checkpoint_every=1000),
              description="StyleGAN2 (widths 64) on fashion-mnist with StyleGAN2-ADA's CIFAR-10 optimiser "
                          "as published (non-saturating, Adam 0.0025), 4,050 steps of 32 (the 0.1.0 zoo model)")
