@@ -250,7 +250,8 @@ def test_a_shipped_card_with_one_flipped_byte_is_refused(model_id, tmp_path, mon
 # its 8e-4 card 25.9 against 21.0: +5 both times); KID within 5, or for a large KID within three of
 # the card's standard errors scaled to the smaller n (its spread grows with KID: the 0.2.0 stylegan2
 # card's 24.1 ± 1.4 re-measured 5.3 away), but never wider than 30% of the card's KID (a deliberate
-# bound: a standard error of 2 on a KID of 10 would otherwise allow a doubling). Mode-counting cards (2-D, Stacked MNIST) are re-measured at the card's n.
+# bound: a standard error of 2 on a KID of 10 would otherwise allow a doubling). Mode-counting
+# cards (2-D, Stacked MNIST) are re-measured at the card's n.
 RATE_TOL, KNN_TOL, FID_REL_TOL, FID_ABS_TOL, KID_ABS_TOL, KID_REL_CAP = 0.05, 0.10, 0.20, 6.0, 5.0, 0.30
 
 
@@ -261,8 +262,9 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
 
     catalog.reset_catalog()
     card = catalog.get_model_card(model_id)
+    n_card = int(re.search(r" -n (\d+)", card.raw["evaluation"]).group(1))
     # mode counts (2-D grids, Stacked MNIST's 1,000 modes) are defined at the protocol's n
-    n = int(re.search(r" -n (\d+)", card.raw["evaluation"]).group(1)) if "modes" in card.metrics else 5000
+    n = n_card if "modes" in card.metrics else 5000
     scores = evaluate(model_id, n=n, seed=0)
     for key, want in card.metrics.items():
         got = scores[key]
@@ -270,7 +272,6 @@ def test_card_metrics_reproduce_with_ganzoo_eval(model_id):
             assert -FID_REL_TOL * want < got - want < max(FID_REL_TOL * want, FID_ABS_TOL), \
                 f"fid: card {want}, measured {got}"
         elif key == "kid":
-            n_card = int(re.search(r" -n (\d+)", card.raw["evaluation"]).group(1))
             spread = 3 * card.metrics.get("kid_se", 0) * math.sqrt(1 + n_card / n)
             tol = max(KID_ABS_TOL, min(spread, KID_REL_CAP * want))
             assert abs(got - want) < tol, f"kid: card {want}, measured {got}, tolerance {tol:.2f}"
