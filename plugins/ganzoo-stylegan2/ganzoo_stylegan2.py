@@ -483,15 +483,16 @@ def register_recipes(register):
              description="StyleGAN2 (widths 32, 128-d z/w, 2 mapping layers) on fashion-mnist: hinge, "
                          "Adam 0.025 β=(0, 0.99) decayed linearly, lazy R1, 11,000 steps of 32 "
                          "(zoo stylegan2-fashion-mnist)")
-    # The whole hour (ganzoo-stylegan2 0.4.0): 0.03 decayed linearly over 17,000 steps, 56 minutes
-    # of one thread. Against the zoo recipe it trades FID (23.0 against 19.9) for recall (0.637
-    # against 0.481), KID (9.5 against 12.4) and coverage; not the default because the zoo's
-    # headline is FID (docs/benchmarks.md, "the whole hour").
+    # The whole hour (ganzoo-stylegan2 0.4.0): 0.03 decayed linearly over 17,000 steps, 57 minutes
+    # (3,402 s) of one thread. Against the zoo recipe (float32 exports, one seed each) it trades
+    # FID (23.0 against 19.9) for recall (0.637 against 0.482) and coverage, KID 9.5 against
+    # 12.4; not the default because the zoo's headline is FID (docs/benchmarks.md).
     register("stylegan2-fashion-mnist-hour",
              fashion(32, loss="hinge", lr_g=0.03, lr_d=0.03, lr_schedule="linear", steps=17000,
                      checkpoint_every=2000),
              description="StyleGAN2 (widths 32) on fashion-mnist: hinge, Adam 0.03 β=(0, 0.99) decayed "
-                         "linearly, lazy R1, 17,000 steps of 32: about an hour of one thread, recall 0.64")
+                         "linearly, lazy R1, 17,000 steps of 32: about an hour of one thread "
+                         "(docs/benchmarks.md, \"the whole hour\")")
     # The 0.2.0 zoo model's: the same at a constant 0.015 for 11,800 steps (58 minutes of one
     # thread, FID 29.1). Kept so that the figures measured with it stay reproducible.
     register("stylegan2-fashion-mnist-constant-rate",
