@@ -40,7 +40,7 @@ def test_the_limited_data_table_takes_architecture_options_over_the_recipe():
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout.strip().splitlines()[-1])
     # --arch-opt over the recipe's options; the recipe's own extra_layers survives
-    assert row["arch_options"] == {"ndf": 8, "ngf": 8, "extra_layers": 2} and (row["subset"], row["steps"]) == ("200", 3)
+    assert row["arch_options"] == {"ndf": 8, "ngf": 8, "extra_layers": 3} and (row["subset"], row["steps"]) == ("200", 3)
     assert (row["seed"], row["subset_seed"]) == (3, 5)  # as the run recorded them
     assert row["fid"] > 0 and 0 <= row["recall"] <= 1
 
