@@ -136,11 +136,12 @@ def register_recipes(register):
     # more than the width at this budget; hinge with 8× the paper's learning rate and no top-k;
     # two extra 3×3 layers at 14×14 in G and D triple a step's FLOPs (2.8× fewer steps in the
     # same time) and are worth far more than the steps: quiet 300 s, FID 36.8 → 22.2 and
-    # precision 0.623 → 0.705 (0.3.1's recipe, 12,000 steps without them, against this one).
+    # precision 0.623 → 0.705 (0.3.1's recipe, 12,000 steps without them, against 0.4.0's two layers, 4,600 steps).
     # A third extra layer (ganzoo-dcgan 0.6.0) buys precision at the same 300 s: quiet, two
     # seeds, 2026-12-04, 5,800 steps against two layers' 7,200 (uncapped): precision
     # 0.714/0.716 → 0.737/0.734, FID 15.4/13.6 → 15.1/11.6, recall 0.758/0.713 → 0.666/0.679.
-    # 5,800 steps: where that quiet run stopped (a slower CPU stops earlier under --max-seconds;
+    # 5,800 steps: where that quiet run stopped (about 500 s at 2026-12-02's slower speed, where
+    # --max-seconds 300 stops earlier;
     # at 3,500 steps, one thread, precision was 0.718/0.722).
     quick = dict(arch="dcgan", dataset="fashion-mnist", arch_options={"ngf": 32, "ndf": 32, "extra_layers": 2},
                  loss="hinge", lr_g=1.6e-3, lr_d=1.6e-3, log_every=100, sample_every=1000, checkpoint_every=1000)
@@ -148,7 +149,7 @@ def register_recipes(register):
              dict(quick, arch_options=dict(quick["arch_options"], extra_layers=3), steps=5800),
              default_for=[("dcgan", "fashion-mnist")],
              description="DCGAN widths 32 with 3 extra layers, hinge, Adam 1.6e-3, 5,800 steps: about 300 s "
-                         "on 2 CPU cores, the best measured at that budget (docs/benchmarks.md)")
+                         "on 2 CPU cores (up to 500 s on a slower day), the best measured at that budget (docs/benchmarks.md)")
     # zoo dcgan-fashion-mnist: two extra layers for 24,000 steps (47 min on one thread): FID 5.4
     # against the paper settings' 53.3; widths 64 for 8,000 steps in the same time scored 5.8.
     register("dcgan-fashion-mnist", dict(quick, steps=24000, checkpoint_every=2000),
