@@ -141,18 +141,20 @@ def register_recipes(register):
     # seeds, 2026-12-04, 5,800 steps against two layers' 7,200 (uncapped): precision
     # 0.714/0.716 → 0.737/0.734, FID 15.4/13.6 → 15.1/11.6, recall 0.758/0.713 → 0.666/0.679.
     # 5,800 steps: where that quiet run stopped (about 500 s at 2026-12-02's slower speed, where
-    # --max-seconds 300 stops earlier;
-    # at 3,500 steps, one thread, precision was 0.718/0.722).
-    quick = dict(arch="dcgan", dataset="fashion-mnist", arch_options={"ngf": 32, "ndf": 32, "extra_layers": 2},
-                 loss="hinge", lr_g=1.6e-3, lr_d=1.6e-3, log_every=100, sample_every=1000, checkpoint_every=1000)
+    # --max-seconds 300 stops earlier; at 3,500 steps, one thread, precision was 0.718/0.722).
+    hinge32 = dict(arch="dcgan", dataset="fashion-mnist", loss="hinge", lr_g=1.6e-3, lr_d=1.6e-3,
+                   log_every=100, sample_every=1000, checkpoint_every=1000)
     register("dcgan-fashion-mnist-quick",
-             dict(quick, arch_options=dict(quick["arch_options"], extra_layers=3), steps=5800),
+             dict(hinge32, arch_options={"ngf": 32, "ndf": 32, "extra_layers": 3}, steps=5800),
              default_for=[("dcgan", "fashion-mnist")],
              description="DCGAN widths 32 with 3 extra layers, hinge, Adam 1.6e-3, 5,800 steps: about 300 s "
                          "on 2 CPU cores (up to 500 s on a slower day), the best measured at that budget (docs/benchmarks.md)")
-    # zoo dcgan-fashion-mnist: two extra layers for 24,000 steps (47 min on one thread): FID 5.4
-    # against the paper settings' 53.3; widths 64 for 8,000 steps in the same time scored 5.8.
-    register("dcgan-fashion-mnist", dict(quick, steps=24000, checkpoint_every=2000),
+    # zoo dcgan-fashion-mnist: the 0.4–0.5 quick recipe (two extra layers) for 24,000 steps (47 min
+    # on one thread): FID 5.4 against the paper settings' 53.3; widths 64 for 8,000 steps in the
+    # same time scored 5.8.
+    register("dcgan-fashion-mnist",
+             dict(hinge32, arch_options={"ngf": 32, "ndf": 32, "extra_layers": 2}, steps=24000,
+                  checkpoint_every=2000),
              description="DCGAN widths 32 with 2 extra layers, hinge, Adam 1.6e-3, 24,000 steps: "
                          "about 47 min on one CPU thread with in-training evaluation (zoo dcgan-fashion-mnist)")
     # zoo dcgan-stacked-mnist: the bare defaults (the 30-CPU-minute run of docs/benchmarks.md

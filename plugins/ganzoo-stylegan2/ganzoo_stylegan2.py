@@ -484,9 +484,10 @@ def register_recipes(register):
                          "Adam 0.025 β=(0, 0.99) decayed linearly, lazy R1, 11,000 steps of 32 "
                          "(zoo stylegan2-fashion-mnist)")
     # The whole hour (ganzoo-stylegan2 0.4.0): 0.03 decayed linearly over 17,000 steps, 57 minutes
-    # (3,402 s) of one thread. Against the zoo recipe (float32 exports; the card one seed, the hour two) it trades
-    # FID (23.0 against 19.9) for recall (0.637 against 0.482) and coverage, KID 9.5 against
-    # 12.4 on seed 0 (seed 1: FID 23.1, recall 0.592, KID 12.2); not the default because the zoo's headline is FID (docs/benchmarks.md).
+    # (3,402 s) of one thread. Against the zoo recipe (float32 exports; the card one seed, the
+    # hour two) it trades FID (23.0 and 23.1 against 19.9) for recall (0.637 and 0.592 against
+    # 0.482) and coverage; KID 9.5 on seed 0, 12.2 on seed 1, against 12.4. Not the default
+    # because the zoo's headline is FID (docs/benchmarks.md).
     register("stylegan2-fashion-mnist-hour",
              fashion(32, loss="hinge", lr_g=0.03, lr_d=0.03, lr_schedule="linear", steps=17000,
                      checkpoint_every=2000),
