@@ -74,12 +74,13 @@ class BenchConfig:
     arch: str | None = None
     arch_options: dict = field(default_factory=dict)
     preset: str | None = None
+    recipe: str | None = None  # time this recipe's step: its loss, methods, optimiser, batch size
     dataset: str | None = None  # preset's, else fashion-mnist
     data_root: str | None = None
     split: str = "train"
     image_size: int | None = None  # preset's, else native
     limit_data: int | None = None  # use only the first N samples (quick tests)
-    batch_size: int = 64
+    batch_size: int | None = None  # the recipe's, else 64
     steps: int = 20  # timed steps per round, of each loop
     warmup: int = 5
     rounds: int = 3  # the loops alternate; each reports its best round
@@ -93,10 +94,15 @@ class BenchConfig:
     ema: bool = True
     baseline: bool = True
     peak_repeats: int = 5
+    peak_size: int = 2048  # n of the n×n matmul peak (a large GPU needs 8192 to reach its rate)
+    flop_steps: int = 1  # FLOPs are counted over this many steps (a lazy regulariser's period)
 
     def resolved(self) -> "BenchConfig":
-        """Fill arch/options/dataset/image size from the preset; explicit values win."""
+        """Fill arch/options/dataset/image size/batch size from the preset or the recipe;
+        explicit values win."""
         values = asdict(self)
+        if self.preset is not None and self.recipe is not None:
+            raise GanzooError("give --preset or --recipe, not both")
         if self.preset is not None:
             p = get_preset(self.preset)
             if self.arch is not None and self.arch != p.arch:
@@ -105,12 +111,28 @@ class BenchConfig:
             values.update(arch=p.arch, arch_options={**p.arch_options, **self.arch_options},
                           dataset=self.dataset or p.dataset,
                           image_size=self.image_size if self.image_size is not None else p.image_size)
+        if self.recipe is not None:
+            from .recipes import get_recipe
+
+            recipe = get_recipe(self.recipe)
+            recipe.check_installed()
+            r = recipe.config()
+            if self.arch is not None and self.arch != r.arch:
+                raise GanzooError(f"recipe {self.recipe} trains {r.arch}, not {self.arch} "
+                                  f"(drop ARCH or the recipe)")
+            # The reference loop trains with BCE and plain Adam: not a recipe's step, so no
+            # speedup over it is reported for a recipe.
+            values.update(arch=r.arch, arch_options={**r.arch_options, **self.arch_options},
+                          dataset=self.dataset or r.dataset, data_root=self.data_root or r.data_root,
+                          image_size=self.image_size if self.image_size is not None else r.image_size,
+                          batch_size=self.batch_size or r.batch_size, baseline=False)
         if values["arch"] is None:
-            raise GanzooError("give an architecture (e.g. `ganzoo bench dcgan`) or --preset "
-                              f"({', '.join(PRESETS)})")
+            raise GanzooError("give an architecture (e.g. `ganzoo bench dcgan`), --preset "
+                              f"({', '.join(PRESETS)}) or --recipe NAME")
         values["dataset"] = values["dataset"] or "fashion-mnist"
+        values["batch_size"] = values["batch_size"] or 64
         cfg = BenchConfig(**values)
-        for name in ("steps", "batch_size", "peak_repeats", "rounds"):
+        for name in ("steps", "batch_size", "peak_repeats", "rounds", "flop_steps", "peak_size"):
             if getattr(cfg, name) < 1:
                 raise GanzooError(f"{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
         if cfg.warmup < 0 or cfg.workers < 0:
@@ -122,17 +144,32 @@ class BenchConfig:
 
 # -- measuring helpers ----------------------------------------------------------------------
 def count_flops(fn: Callable, *args, **kwargs) -> tuple[int, Any]:
-    """Run ``fn(*args, **kwargs)`` under ``FlopCounterMode`` → ``(flops, result)``.
+    """Run ``fn(*args, **kwargs)`` counting FLOPs with torch's formulas → ``(flops, result)``.
 
-    Counts what torch's counter counts: matmuls, convolutions and attention,
-    forward and backward (a Linear layer's forward on an m×k input with n
-    outputs is 2·m·n·k); element-wise ops and optimiser updates count 0.
+    Counts what torch's ``FlopCounterMode`` counts: matmuls, convolutions and attention,
+    forward and backward (a Linear layer's forward on an m×k input with n outputs is
+    2·m·n·k); element-wise ops and optimiser updates count 0. The counter is our own small
+    dispatch mode over torch's formula table (``torch.utils.flop_counter.flop_registry``)
+    because ``FlopCounterMode`` also tracks modules with backward hooks, which refuse a
+    step that calls ``torch.autograd.grad`` (R1 and path-length penalties do).
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
 
-    with FlopCounterMode(display=False) as counter:
+    class FlopCount(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    with FlopCount() as counter:
         result = fn(*args, **kwargs)
-    return int(counter.get_total_flops()), result
+    return int(counter.total), result
 
 
 def synchronize(device: torch.device) -> None:
@@ -169,18 +206,29 @@ def _loadavg() -> float | None:
 
 # -- 1. ganzoo's training step ----------------------------------------------------------------
 def _train_config(cfg: BenchConfig, out: str):
+    """What ganzoo trains per step: the recipe's config (or the bare defaults with the
+    non-saturating loss, the reference loop's objective) with the bench's values on top."""
     from .config import TrainConfig
 
-    return TrainConfig(arch=cfg.arch, arch_options=dict(cfg.arch_options), dataset=cfg.dataset,
-                       data_root=cfg.data_root, split=cfg.split, image_size=cfg.image_size,
-                       batch_size=cfg.batch_size, steps=cfg.warmup + cfg.steps + 1, seed=cfg.seed,
-                       device=cfg.device, out=out, progress=False, ema=cfg.ema, amp=cfg.amp,
-                       channels_last=cfg.channels_last, compile=cfg.compile,
-                       num_threads=cfg.num_threads, loss="non-saturating")
+    if cfg.recipe is not None:
+        from .recipes import get_recipe
+
+        base = get_recipe(cfg.recipe).config().to_dict()
+    else:
+        base = {"loss": "non-saturating"}
+    steps = cfg.warmup + cfg.flop_steps + cfg.steps * cfg.rounds
+    return TrainConfig.from_dict({
+        **base, "arch": cfg.arch, "arch_options": dict(cfg.arch_options), "dataset": cfg.dataset,
+        "data_root": cfg.data_root, "split": cfg.split, "image_size": cfg.image_size,
+        "batch_size": cfg.batch_size, "steps": steps, "epochs": None, "max_seconds": None,
+        "seed": cfg.seed, "device": cfg.device, "out": out, "progress": False, "ema": cfg.ema,
+        "amp": cfg.amp, "channels_last": cfg.channels_last, "compile": cfg.compile,
+        "num_threads": cfg.num_threads, "eval_every": 0})
 
 
 class GanzooSide:
-    """ganzoo's run, built once; step 0 is FLOP-counted, then ``warmup`` untimed steps."""
+    """ganzoo's run, built once; the first ``flop_steps`` steps are FLOP-counted (their
+    mean is the step's count), then ``warmup`` untimed steps."""
 
     def __init__(self, cfg: BenchConfig):
         from .training import build_run, train_step
@@ -197,8 +245,10 @@ class GanzooSide:
         self.images_per_step = cfg.batch_size * self.run.cfg.d_steps
         self.memory_format = ("channels_last" if self.run.memory_format == torch.channels_last
                               else "contiguous")
-        # Step 0 is counted (and is a warm-up step too: allocator, thread pool, cuDNN autotuning).
-        self.flops_per_step, _ = count_flops(self._one)
+        # The counted steps are warm-up steps too (allocator, thread pool, cuDNN autotuning).
+        # A regulariser that runs every k steps (lazy R1) is counted fairly over k steps.
+        flops, _ = count_flops(lambda: [self._one() for _ in range(cfg.flop_steps)])
+        self.flops_per_step = flops / cfg.flop_steps
         for _ in range(cfg.warmup):
             self._one()
         self._finish()
@@ -282,7 +332,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     load_before = _loadavg()
 
     amp = bool(cfg.amp and device.type == "cuda")
-    log(f"building ganzoo's run (1 FLOP-counted + {cfg.warmup} warm-up steps)...")
+    log(f"building ganzoo's run ({cfg.flop_steps} FLOP-counted + {cfg.warmup} warm-up steps)...")
     g = GanzooSide(cfg)
     b = None
     try:
@@ -295,9 +345,11 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         for r in range(cfg.rounds):
             log(f"round {r + 1}/{cfg.rounds}: matmul peak, {cfg.steps} ganzoo steps"
                 + (f", {cfg.steps} reference steps" if b else "") + "...")
-            peaks_fp32.append(matmul_peak(device, torch.float32, repeats=cfg.peak_repeats))
+            peaks_fp32.append(matmul_peak(device, torch.float32, n=cfg.peak_size,
+                                          repeats=cfg.peak_repeats))
             if amp:
-                peaks_bf16.append(matmul_peak(device, torch.bfloat16, repeats=cfg.peak_repeats))
+                peaks_bf16.append(matmul_peak(device, torch.bfloat16, n=cfg.peak_size,
+                                              repeats=cfg.peak_repeats))
             g_times.append(g.time(cfg.steps))
             if b is not None:
                 b_times.append(b.time(cfg.steps))
@@ -312,10 +364,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     sps = cfg.steps / min(g_times)
     gflop = g.flops_per_step / 1e9
     result = {
-        "arch": cfg.arch, "preset": cfg.preset, "options": g.options,
+        "arch": cfg.arch, "preset": cfg.preset, "recipe": cfg.recipe, "options": g.options,
         "dataset": cfg.dataset, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
         "steps": cfg.steps, "warmup": cfg.warmup, "rounds": cfg.rounds,
-        "peak_repeats": cfg.peak_repeats,
+        "peak_repeats": cfg.peak_repeats, "peak_size": cfg.peak_size, "flop_steps": cfg.flop_steps,
         "device": str(device), "device_name": _device_name(device),
         "torch": torch.__version__, "threads": threads, "amp": amp,
         "memory_format": g.memory_format, "compile": cfg.compile, "ema": cfg.ema,
@@ -360,6 +412,7 @@ def format_report(r: dict) -> str:
     opts = {k: v for k, v in r["options"].items() if k not in ("data_shape", "num_classes")}
     shape = "×".join(str(v) for v in r["options"].get("data_shape", ()))
     head = (f"ganzoo bench: {r['arch']}" + (f" (preset {r['preset']})" if r["preset"] else "")
+            + (f" (recipe {r['recipe']})" if r["recipe"] else "")
             + f" on {r['dataset']} {shape}, batch {r['batch_size']}, best of {r['rounds']} rounds of "
             f"{r['steps']} timed steps after {r['warmup']} warm-up")
     lines = [head,
@@ -389,7 +442,10 @@ def format_report(r: dict) -> str:
                     if r["baseline_round_s_per_step"] else ""))
     if r["speedup"] is not None:
         lines.append(f"  speedup: {r['speedup']:.2f}× the reference loop's steps/s")
-    peak = (f"  matmul peak ({r['peak_dtype']} 2048×2048, best of {r['rounds']}×{r['peak_repeats']}): "
+    if r["flop_steps"] > 1:
+        lines.append(f"  GFLOP/step: the mean of {r['flop_steps']} counted steps")
+    n = r["peak_size"]
+    peak = (f"  matmul peak ({r['peak_dtype']} {n}×{n}, best of {r['rounds']}×{r['peak_repeats']}): "
             f"{r['peak_gflop_per_s']:.1f} GFLOP/s")
     if r["peak_bf16_gflop_per_s"] is not None:
         peak += f" (fp32: {r['peak_fp32_gflop_per_s']:.1f})"

@@ -131,6 +131,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def test_device():
+    """Where the conformance kit runs: cpu, or $GANZOO_TEST_DEVICE (``cuda`` on a GPU machine:
+    ``GANZOO_TEST_DEVICE=cuda pytest -k conformance``); CI has no GPU and runs cpu."""
+    return os.environ.get("GANZOO_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
     """An MNIST-format test split (10k random 28×28 images, labels 0-9 in turn) the tests write
     themselves: `--dataset mnist --split test --data-root DIR` without the real files."""

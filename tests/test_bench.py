@@ -250,3 +250,45 @@ def test_the_command_is_a_default_plugin_once_registered(run_cli):
     assert "ganzoo.default_plugins.bench" in DEFAULT_PLUGINS
     code, out, err = run_cli(["bench", "--help"])  # in-process: the command comes through the hook
     assert code == 0 and "--preset" in out, err
+
+
+def test_flops_through_a_gradient_penalty(restore_threads):
+    """R1 differentiates through torch.autograd.grad, which torch's own FlopCounterMode
+    (its module tracker) refuses; ganzoo's counter must count it."""
+    m, k, n = 8, 32, 16
+    layer = nn.Linear(k, n, bias=False)
+    x = torch.randn(m, k, requires_grad=True)
+
+    def r1():
+        (grad,) = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+        grad.pow(2).sum().backward()
+
+    flops, _ = count_flops(r1)
+    # forward x·Wᵀ, the input gradient 1·W, and the weight gradient of that: 3 matmuls.
+    assert flops == 3 * 2 * m * n * k
+
+
+# -- recipes --------------------------------------------------------------------------------------
+def test_a_recipe_gives_its_architecture_batch_and_options_and_flags_win():
+    from ganzoo.recipes import get_recipe
+
+    recipe = get_recipe("stylegan2-fashion-mnist-hour").config()
+    cfg = BenchConfig(recipe="stylegan2-fashion-mnist-hour").resolved()
+    assert (cfg.arch, cfg.batch_size, cfg.image_size) == (recipe.arch, recipe.batch_size, recipe.image_size)
+    assert cfg.arch_options == recipe.arch_options and cfg.baseline is False
+    cfg = BenchConfig(recipe="stylegan2-fashion-mnist-hour", batch_size=8, image_size=32).resolved()
+    assert (cfg.batch_size, cfg.image_size) == (8, 32)
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(recipe="stylegan2-fashion-mnist-hour", preset="mlp-reference"), "not both"),
+    (dict(recipe="stylegan2-fashion-mnist-hour", arch="dcgan"), "trains stylegan2, not dcgan"),
+])
+def test_recipe_conflicts_are_errors(kw, words):
+    with pytest.raises(GanzooError, match=words):
+        BenchConfig(**kw).resolved()
+
+
+def test_a_misspelt_recipe_gets_a_suggestion():
+    with pytest.raises(UnknownNameError, match="stylegan2-fashion-mnist-hour"):
+        BenchConfig(recipe="stylegan2-fashion-mnist-hr").resolved()

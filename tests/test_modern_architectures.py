@@ -55,8 +55,8 @@ CONFORMANCE = [
 
 @pytest.mark.parametrize("name,options", CONFORMANCE,
                          ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFORMANCE)])
-def test_conformance(name, options):
-    check_architecture(name, **options)
+def test_conformance(name, options, test_device):
+    check_architecture(name, device=test_device, **options)
 
 
 def modules(net, *types):

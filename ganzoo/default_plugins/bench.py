@@ -28,8 +28,10 @@ def _jsonable(value):
 @click.command("bench")
 @click.argument("arch", required=False)
 @click.option("--preset", help=f"A reference architecture: {', '.join(PRESET_NAMES)}.")
+@click.option("--recipe", help="Time this recipe's training step (its loss, methods, optimiser, batch "
+              "size; see `ganzoo list recipes`); flags override it. No reference loop then.")
 @click.option("--arch-opt", "arch_opts", multiple=True, help="Architecture option KEY=VALUE, repeatable.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, help="[default: the recipe's, else 64]")
 @click.option("--steps", type=int, default=20, show_default=True, help="Timed steps per round.")
 @click.option("--rounds", type=int, default=3, show_default=True,
               help="The two loops alternate this many times; each reports its best round.")
@@ -50,13 +52,19 @@ def _jsonable(value):
               help="torch.compile ganzoo's networks.")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="ganzoo's generator EMA, as in training.")
 @click.option("--no-baseline", is_flag=True, help="Skip the reference loop.")
+@click.option("--flop-steps", type=int, default=1, show_default=True,
+              help="Count FLOPs over this many steps and report the mean (a regulariser that runs "
+              "every k steps, such as lazy R1: give k).")
+@click.option("--peak-size", type=int, default=2048, show_default=True,
+              help="n of the n×n matmul that measures the peak (8192 to reach a large GPU's rate).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def bench_command(arch, preset, arch_opts, no_baseline, as_json, compile_, **flags):
     """Time ganzoo's training step against a plain PyTorch loop of the same networks.
 
     Prints steps/s and images/s of both, the speedup, GFLOP per step
     (FlopCounterMode), achieved GFLOP/s and its fraction of a matmul peak
-    measured in the same run. Example: ganzoo bench --preset dcgan64-reference --steps 10
+    measured in the same run. Example: ganzoo bench --preset dcgan64-reference --steps 10;
+    a recipe's own step: ganzoo bench --recipe stylegan2-fashion-mnist --flop-steps 16
     """
     from ganzoo.bench import BenchConfig, format_report, get_preset, run_bench
     from ganzoo.options import parse_key_values
