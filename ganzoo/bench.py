@@ -125,12 +125,13 @@ class BenchConfig:
             values.update(arch=r.arch, arch_options={**r.arch_options, **self.arch_options},
                           dataset=self.dataset or r.dataset, data_root=self.data_root or r.data_root,
                           image_size=self.image_size if self.image_size is not None else r.image_size,
-                          batch_size=self.batch_size or r.batch_size, baseline=False)
+                          batch_size=self.batch_size if self.batch_size is not None else r.batch_size,
+                          baseline=False)
         if values["arch"] is None:
             raise GanzooError("give an architecture (e.g. `ganzoo bench dcgan`), --preset "
                               f"({', '.join(PRESETS)}) or --recipe NAME")
         values["dataset"] = values["dataset"] or "fashion-mnist"
-        values["batch_size"] = values["batch_size"] or 64
+        values["batch_size"] = 64 if values["batch_size"] is None else values["batch_size"]
         cfg = BenchConfig(**values)
         for name in ("steps", "batch_size", "peak_repeats", "rounds", "flop_steps", "peak_size"):
             if getattr(cfg, name) < 1:

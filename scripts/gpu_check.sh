@@ -25,6 +25,8 @@ if [ "${INSTALL:-1}" = 1 ]; then
     args=(-e .)
     for p in plugins/*/; do args+=(-e "$p"); done
     python3 -m pip install -q --no-deps --no-build-isolation --no-index "${args[@]}" 2>&1 | tail -3
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || { say "install failed (rc $rc): stopping"; exit 1; }
 fi
 say "machine"
 { nvidia-smi -L 2>/dev/null; python3 -c "import torch, ganzoo; print('torch', torch.__version__, 'ganzoo', ganzoo.__version__)"; ganzoo list architectures; } 2>&1 | tee -a "$S"
@@ -32,6 +34,7 @@ say "machine"
 say "conformance kit on $DEVICE"
 GANZOO_TEST_DEVICE=$DEVICE timeout 300 python3 -m pytest -q -p no:cacheprovider -k conformance \
     tests/test_architectures.py tests/test_modern_architectures.py 2>&1 | tail -4 | tee -a "$S"
+say "conformance rc ${PIPESTATUS[0]}"
 
 bench() {  # bench LABEL [FLAGS]: one row of the table, its JSON appended to bench.jsonl
     local label=$1; shift

@@ -292,3 +292,10 @@ def test_recipe_conflicts_are_errors(kw, words):
 def test_a_misspelt_recipe_gets_a_suggestion():
     with pytest.raises(UnknownNameError, match="stylegan2-fashion-mnist-hour"):
         BenchConfig(recipe="stylegan2-fashion-mnist-hr").resolved()
+
+
+@pytest.mark.parametrize("kw", [dict(arch="dcgan", batch_size=0),
+                                dict(recipe="stylegan2-fashion-mnist-hour", batch_size=0)])
+def test_an_explicit_zero_batch_is_refused_not_replaced_by_a_default(kw):
+    with pytest.raises(GanzooError, match="batch-size must be >= 1, got 0"):
+        BenchConfig(**kw).resolved()
