@@ -62,7 +62,7 @@ def bench_command(arch, preset, arch_opts, no_baseline, as_json, compile_, **fla
     """Time ganzoo's training step against a plain PyTorch loop of the same networks.
 
     Prints steps/s and images/s of both, the speedup, GFLOP per step
-    (FlopCounterMode), achieved GFLOP/s and its fraction of a matmul peak
+    (torch's FLOP formulas), achieved GFLOP/s and its fraction of a matmul peak
     measured in the same run. Example: ganzoo bench --preset dcgan64-reference --steps 10;
     a recipe's own step: ganzoo bench --recipe stylegan2-fashion-mnist --flop-steps 16
     """
