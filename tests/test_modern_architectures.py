@@ -445,6 +445,21 @@ def test_stylegan2_trains_and_resumes_bit_exactly_with_its_lazy_regularisers(tmp
     assert x.shape == (3, 1, 28, 28) and torch.allclose(x, x[:1].expand_as(x))
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_stylegan2s_functional_convs_get_channels_last(tmp_path, mnist_dir, channels_last):
+    """Its convs are F.conv2d over equalised-lr weights, not nn.Conv2d: channels_last must
+    still reach them (it makes the CPU step faster), and --no-channels-last must not."""
+    from ganzoo.training import build_run
+
+    run = build_run(train_cfg(mnist_dir, tmp_path, 1, arch="stylegan2", channels_last=channels_last,
+                              arch_options=dict(SG_SMALL, ngf=4, ndf=4)))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert run.memory_format == fmt
+    weights = [p for net in (run.G_raw, run.D_raw) for p in net.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=fmt) for p in weights)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in run.D_raw.modules())
+
+
 def test_biggan_and_csngan_train_with_their_methods(tmp_path, mnist_dir):
     from ganzoo.sampling import generate
     from ganzoo.training import train
