@@ -67,6 +67,9 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+_FROM_THE_RECIPE = ("split", "seed", "amp", "channels_last", "compile", "ema")
+
+
 @dataclass
 class BenchConfig:
     """What ``ganzoo bench`` measures; ``None`` fields come from the preset or the defaults."""
@@ -77,7 +80,7 @@ class BenchConfig:
     recipe: str | None = None  # time this recipe's step: its loss, methods, optimiser, batch size
     dataset: str | None = None  # preset's, else fashion-mnist
     data_root: str | None = None
-    split: str = "train"
+    split: str | None = None  # the recipe's, else train
     image_size: int | None = None  # preset's, else native
     limit_data: int | None = None  # use only the first N samples (quick tests)
     batch_size: int | None = None  # the recipe's, else 64
@@ -87,20 +90,28 @@ class BenchConfig:
     workers: int = 2  # DataLoader workers of the reference loop
     device: str = "auto"
     num_threads: int | None = None  # None = all cores, as the trainer does
-    seed: int = 0
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    ema: bool = True
+    # None: the recipe's value, else the trainer's default (seed 0, amp, channels_last and EMA on,
+    # compile off), so a recipe is timed with its own settings unless a flag says otherwise
+    seed: int | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    ema: bool | None = None
     baseline: bool = True
     peak_repeats: int = 5
     peak_size: int = 2048  # n of the n×n matmul peak (a large GPU needs 8192 to reach its rate)
-    flop_steps: int = 1  # FLOPs are counted over this many steps (a lazy regulariser's period)
+    # FLOPs are counted over this many steps; None: the period of the recipe's methods (lazy R1
+    # every 16 D updates: 16), so a regulariser that runs every k steps is counted once per k
+    flop_steps: int | None = None
 
     def resolved(self) -> "BenchConfig":
-        """Fill arch/options/dataset/image size/batch size from the preset or the recipe;
-        explicit values win."""
+        """Fill arch/options/dataset/image size/batch size from the preset or the recipe, the
+        settings left ``None`` from the recipe (else the trainer's defaults); explicit values win."""
+        from .config import TrainConfig
+        from .methods import MethodStack
+
         values = asdict(self)
+        base = TrainConfig()  # the bare defaults; a recipe's config replaces them
         if self.preset is not None and self.recipe is not None:
             raise GanzooError("give --preset or --recipe, not both")
         if self.preset is not None:
@@ -116,7 +127,7 @@ class BenchConfig:
 
             recipe = get_recipe(self.recipe)
             recipe.check_installed()
-            r = recipe.config()
+            r = base = recipe.config()
             if self.arch is not None and self.arch != r.arch:
                 raise GanzooError(f"recipe {self.recipe} trains {r.arch}, not {self.arch} "
                                   f"(drop ARCH or the recipe)")
@@ -127,6 +138,11 @@ class BenchConfig:
                           image_size=self.image_size if self.image_size is not None else r.image_size,
                           batch_size=self.batch_size if self.batch_size is not None else r.batch_size,
                           baseline=False)
+        for name in _FROM_THE_RECIPE:
+            if values[name] is None:
+                values[name] = getattr(base, name)
+        if values["flop_steps"] is None:
+            values["flop_steps"] = MethodStack.from_specs(base.methods).period
         if values["arch"] is None:
             raise GanzooError("give an architecture (e.g. `ganzoo bench dcgan`), --preset "
                               f"({', '.join(PRESETS)}) or --recipe NAME")
@@ -152,7 +168,8 @@ def count_flops(fn: Callable, *args, **kwargs) -> tuple[int, Any]:
     2·m·n·k); element-wise ops and optimiser updates count 0. The counter is our own small
     dispatch mode over torch's formula table (``torch.utils.flop_counter.flop_registry``)
     because ``FlopCounterMode`` also tracks modules with backward hooks, which refuse a
-    step that calls ``torch.autograd.grad`` (R1 and path-length penalties do).
+    step that calls ``torch.autograd.grad`` (R1 and path-length penalties do). Like
+    ``FlopCounterMode``, an op without a formula runs through its decomposition when it has one.
     """
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
@@ -162,8 +179,15 @@ def count_flops(fn: Callable, *args, **kwargs) -> tuple[int, Any]:
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            out = func(*args, **kwargs)
             formula = flop_registry.get(func._overloadpacket)
+            if formula is None and func is not torch.ops.prim.device.default:
+                # as FlopCounterMode: an op without a formula that has a composite kernel
+                # runs decomposed under this mode, so its matmuls and convs are counted
+                with self:
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+            out = func(*args, **kwargs)
             if formula is not None:
                 self.total += formula(*args, **kwargs, out_val=out)
             return out
@@ -237,6 +261,7 @@ class GanzooSide:
         self._train_step = train_step
         self.out = tempfile.mkdtemp(prefix="ganzoo-bench-")
         self.run = build_run(_train_config(cfg, self.out))
+        self.cfg = self.run.cfg  # what was trained (the report reads amp, EMA, compile from it)
         if cfg.limit_data is not None:
             self.run.data = self.run.data.subset(cfg.limit_data)
         self.device = self.run.device
@@ -332,9 +357,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     torch.set_num_threads(threads)
     load_before = _loadavg()
 
-    amp = bool(cfg.amp and device.type == "cuda")
     log(f"building ganzoo's run ({cfg.flop_steps} FLOP-counted + {cfg.warmup} warm-up steps)...")
     g = GanzooSide(cfg)
+    amp = bool(g.cfg.amp and device.type == "cuda")
     b = None
     try:
         if cfg.baseline:
@@ -371,7 +396,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         "peak_repeats": cfg.peak_repeats, "peak_size": cfg.peak_size, "flop_steps": cfg.flop_steps,
         "device": str(device), "device_name": _device_name(device),
         "torch": torch.__version__, "threads": threads, "amp": amp,
-        "memory_format": g.memory_format, "compile": cfg.compile, "ema": cfg.ema,
+        "memory_format": g.memory_format, "compile": g.cfg.compile, "ema": g.cfg.ema,
         "steps_per_s": sps, "s_per_step": 1 / sps, "images_per_s": sps * g.images_per_step,
         "gflop_per_step": gflop, "gflop_per_s": gflop * sps,
         "peak_gflop_per_s": peak, "peak_dtype": peak_dtype, "peak_fp32_gflop_per_s": peak_fp32,

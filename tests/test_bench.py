@@ -299,3 +299,77 @@ def test_a_misspelt_recipe_gets_a_suggestion():
 def test_an_explicit_zero_batch_is_refused_not_replaced_by_a_default(kw):
     with pytest.raises(GanzooError, match="batch-size must be >= 1, got 0"):
         BenchConfig(**kw).resolved()
+
+
+def _recipe(monkeypatch, **values):
+    """Make `ganzoo.recipes.get_recipe` return a recipe of ``values`` (a tiny mlp by default)."""
+    import ganzoo.recipes as recipes
+
+    recipe = recipes.Recipe("tiny", {"arch": "mlp", "dataset": "ring8", "batch_size": 16,
+                                     "arch_options": {"g_hidden": "16", "d_hidden": "16"}, **values})
+    monkeypatch.setattr(recipes, "get_recipe", lambda name: recipe)
+    return recipe
+
+
+def test_a_recipes_own_settings_are_timed_unless_a_flag_says_otherwise(monkeypatch):
+    _recipe(monkeypatch, ema=False, channels_last=False, amp=False, seed=7, split="test")
+    cfg = BenchConfig(recipe="tiny").resolved()
+    assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.seed, cfg.split, cfg.compile) == (
+        False, False, False, 7, "test", False)
+    cfg = BenchConfig(recipe="tiny", ema=True, seed=3).resolved()
+    assert (cfg.ema, cfg.seed, cfg.channels_last) == (True, 3, False)
+    # without a recipe: the trainer's defaults
+    cfg = BenchConfig(arch="mlp").resolved()
+    assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.seed, cfg.split, cfg.compile, cfg.flop_steps) == (
+        True, True, True, 0, "train", False, 1)
+
+
+def test_flop_steps_default_to_the_period_of_the_recipes_methods(monkeypatch):
+    from ganzoo.methods import MethodStack
+
+    assert BenchConfig(recipe="stylegan2-fashion-mnist-hour").resolved().flop_steps == 16  # lazy R1 every 16
+    assert BenchConfig(recipe="stylegan2-fashion-mnist-hour", flop_steps=2).resolved().flop_steps == 2
+    assert MethodStack.from_specs([]).period == 1
+    assert MethodStack.from_specs(["lazy-r1:every=16", "path-length:every=4"]).period == 16
+    assert MethodStack.from_specs(["lazy-r1:every=3", "path-length:every=4", "top-k"]).period == 12
+    with pytest.raises(GanzooError, match="flop-steps must be >= 1, got 0"):
+        BenchConfig(recipe="stylegan2-fashion-mnist-hour", flop_steps=0).resolved()
+
+
+def test_the_timed_config_is_the_recipes_with_the_bench_values_on_top(tmp_path):
+    from ganzoo.bench import _train_config
+    from ganzoo.recipes import get_recipe
+
+    recipe = get_recipe("stylegan2-fashion-mnist-hour").config()
+    cfg = BenchConfig(recipe="stylegan2-fashion-mnist-hour", image_size=32, batch_size=8,
+                      steps=4, rounds=2, warmup=1).resolved()
+    train = _train_config(cfg, str(tmp_path))
+    # the recipe's loss, methods, optimiser and schedule are what is timed ...
+    assert train.loss == recipe.loss == "hinge"
+    assert "lazy-r1:gamma=0.01,every=16" in train.methods and train.methods == recipe.methods
+    assert (train.lr_g, train.lr_d, train.betas_g, train.lr_schedule) == (
+        recipe.lr_g, recipe.lr_d, recipe.betas_g, recipe.lr_schedule)
+    # ... with the bench's sizes, run length and output on top
+    assert (train.image_size, train.batch_size, train.out, train.eval_every) == (32, 8, str(tmp_path), 0)
+    assert train.steps == 1 + 16 + 4 * 2 and train.max_seconds is None
+
+
+def test_flops_match_torchs_flop_counter_on_a_mixed_network(restore_threads):
+    """Conv, linear, batched matmul and attention, forward and backward: the same total as
+    torch's FlopCounterMode (which works here: no autograd.grad in this step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    conv, head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 8)
+    x = torch.randn(2, 3, 6, 6)
+
+    def step():
+        h = conv(x).flatten(2).transpose(1, 2)  # (2, 36, 8)
+        q = head(h)
+        a = torch.nn.functional.scaled_dot_product_attention(q[:, None], h[:, None], h[:, None])
+        (torch.bmm(q, h.transpose(1, 2)).sum() + a.sum()).backward()
+
+    flops, _ = count_flops(step)
+    with FlopCounterMode(display=False) as ref:
+        step()
+    assert flops == ref.get_total_flops() > 0

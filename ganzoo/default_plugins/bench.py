@@ -44,17 +44,19 @@ def _jsonable(value):
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers of the reference loop.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N] or mps.")
 @click.option("--num-threads", type=int, help="CPU threads (default: all cores, as `ganzoo train`).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA (ganzoo's step).")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
-              help="channels_last for conv nets (ganzoo's step).")
-@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
-              help="torch.compile ganzoo's networks.")
-@click.option("--ema/--no-ema", default=True, show_default=True, help="ganzoo's generator EMA, as in training.")
+@click.option("--seed", type=int, help="[default: the recipe's, else 0]")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA (ganzoo's step) [default: the "
+              "recipe's, else on].")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="channels_last for conv nets (ganzoo's step) [default: the recipe's, else on].")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile ganzoo's networks [default: the recipe's, else off].")
+@click.option("--ema/--no-ema", default=None, help="ganzoo's generator EMA, as in training [default: the "
+              "recipe's, else on].")
 @click.option("--no-baseline", is_flag=True, help="Skip the reference loop.")
-@click.option("--flop-steps", type=int, default=1, show_default=True,
-              help="Count FLOPs over this many steps and report the mean (a regulariser that runs "
-              "every k steps, such as lazy R1: give k).")
+@click.option("--flop-steps", type=int,
+              help="Count FLOPs over this many steps and report the mean [default: the period of "
+              "the recipe's methods, e.g. 16 for lazy R1 every 16; else 1].")
 @click.option("--peak-size", type=int, default=2048, show_default=True,
               help="n of the n×n matmul that measures the peak (8192 to reach a large GPU's rate).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
@@ -64,7 +66,7 @@ def bench_command(arch, preset, arch_opts, no_baseline, as_json, compile_, **fla
     Prints steps/s and images/s of both, the speedup, GFLOP per step
     (torch's FLOP formulas), achieved GFLOP/s and its fraction of a matmul peak
     measured in the same run. Example: ganzoo bench --preset dcgan64-reference --steps 10;
-    a recipe's own step: ganzoo bench --recipe stylegan2-fashion-mnist --flop-steps 16
+    a recipe's own step: ganzoo bench --recipe stylegan2-fashion-mnist
     """
     from ganzoo.bench import BenchConfig, format_report, get_preset, run_bench
     from ganzoo.options import parse_key_values

@@ -6,6 +6,7 @@ in a config file as ``methods = ["NAME:KEY=VALUE", ...]``. A value may itself ho
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import torch
@@ -123,6 +124,11 @@ class MethodStack:
         if twice:
             raise GanzooError(f"method {twice[0]!r} is given twice; give it once with all its options")
         self.needs_class_logits = any(m.needs_class_logits for m in self.methods)
+
+    @property
+    def period(self) -> int:
+        """Steps after which the whole stack's work repeats: the lcm of the methods' periods."""
+        return math.lcm(1, *(m.period for m in self.methods))
 
     @classmethod
     def from_specs(cls, specs: Iterable[str]) -> "MethodStack":

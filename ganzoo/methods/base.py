@@ -15,6 +15,7 @@ every step; each hook is a no-op here, so a method overrides only what it needs:
 ``g_terms(ctx)``            after D scored the fakes in the G step: a term added to G's loss
 ``end_step(ctx)``           once per step, after both updates (e.g. adapt a probability)
 ``log()``                   figures logged with the losses (e.g. ``ada/p``)
+``period``                  steps after which the method's work repeats (lazy R1: its k)
 ``sampling()``              what a sampler of the trained generator needs (a label prior,
                             whether labels are classes); it travels in the export
 ``state_dict()`` / ``load_state_dict()``   state that must survive a resume (bit-exactly)
@@ -69,6 +70,10 @@ class TrainingMethod:
     name: str = ""
     #: D is called with ``class_logits=True`` so ``ctx.*_class_logits`` are set
     needs_class_logits: bool = False
+
+    #: the number of steps after which this method's work repeats (1: the same every step; a
+    #: lazy regulariser that runs every k updates: k). ``ganzoo bench`` counts FLOPs over it.
+    period: int = 1
 
     # -- once per run ---------------------------------------------------------------
     def check(self, arch) -> None:

@@ -368,6 +368,10 @@ class LazyR1(TrainingMethod):
             raise GanzooError(f"lazy-r1 every must be a number of D updates >= 1 (16 in StyleGAN2), got {self.every}")
         self._updates = 0  # D updates seen: the state a resume needs
 
+    @property
+    def period(self) -> int:  # `every` steps hold a multiple of `every` D updates, whatever d_steps
+        return self.every
+
     def d_terms(self, ctx: StepContext):
         n, self._updates = self._updates, self._updates + 1
         if n % self.every or not self.gamma:
@@ -399,6 +403,10 @@ class PathLength(TrainingMethod):
         if not 0.0 < self.decay <= 1.0:
             raise GanzooError(f"path-length decay must be in (0, 1], got {self.decay}")
         self._mean: torch.Tensor | None = None  # a, from 0 as in the official code
+
+    @property
+    def period(self) -> int:
+        return self.every
 
     def check(self, arch) -> None:
         if not callable(getattr(arch.generator, "ws", None)) or not callable(getattr(arch.generator, "synthesis", None)):
