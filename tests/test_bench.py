@@ -324,7 +324,7 @@ def test_a_recipes_own_settings_are_timed_unless_a_flag_says_otherwise(monkeypat
         True, True, True, 0, "train", False, 1)
 
 
-def test_flop_steps_default_to_the_period_of_the_recipes_methods(monkeypatch):
+def test_flop_steps_default_to_the_period_of_the_recipes_methods():
     from ganzoo.methods import MethodStack
 
     assert BenchConfig(recipe="stylegan2-fashion-mnist-hour").resolved().flop_steps == 16  # lazy R1 every 16
@@ -356,7 +356,8 @@ def test_the_timed_config_is_the_recipes_with_the_bench_values_on_top(tmp_path):
 
 def test_flops_match_torchs_flop_counter_on_a_mixed_network(restore_threads):
     """Conv, linear, batched matmul and attention, forward and backward: the same total as
-    torch's FlopCounterMode (which works here: no autograd.grad in this step)."""
+    torch's FlopCounterMode (which works here: no autograd.grad in this step). On CPU the
+    attention runs torch's flash kernel, which has no formula and counts 0 in both."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
@@ -373,3 +374,35 @@ def test_flops_match_torchs_flop_counter_on_a_mixed_network(restore_threads):
     with FlopCounterMode(display=False) as ref:
         step()
     assert flops == ref.get_total_flops() > 0
+
+
+def test_bench_flags_left_out_reach_the_config_as_unset():
+    """click gives None for a --x/--no-x flag that is not on the command line, so the recipe's
+    value (or the trainer's) is used; given either way, the flag wins."""
+    from ganzoo.default_plugins.bench import bench_command
+
+    names = ("amp", "channels_last", "compile_", "ema", "seed", "flop_steps")
+    unset = bench_command.make_context("bench", ["mlp"]).params
+    assert all(unset[n] is None for n in names), {n: unset[n] for n in names}
+    on = bench_command.make_context("bench", ["mlp", "--amp", "--channels-last", "--compile", "--ema"]).params
+    off = bench_command.make_context(
+        "bench", ["mlp", "--no-amp", "--no-channels-last", "--no-compile", "--no-ema"]).params
+    assert [on[n] for n in names[:4]] == [True] * 4 and [off[n] for n in names[:4]] == [False] * 4
+
+
+def test_a_methods_period_must_be_a_whole_number_of_steps():
+    from ganzoo.methods import MethodStack
+    from ganzoo.methods.base import TrainingMethod
+
+    class Odd(TrainingMethod):
+        period = 0
+
+    odd = Odd()
+    odd.name = "odd"
+    with pytest.raises(GanzooError, match=r"method 'odd' has period = 0; it must be an int >= 1"):
+        MethodStack([odd]).period
+    odd.period = 2.5
+    with pytest.raises(GanzooError, match="period = 2.5"):
+        MethodStack([odd]).period
+    odd.period = 3
+    assert MethodStack([odd]).period == 3
