@@ -17,10 +17,9 @@ One process measures, back to back and on the same device and thread count:
 
 The two loops (and the peak) are timed in alternating rounds (``--rounds``,
 default 3) and each reports its best round, so a load spike on a shared
-machine hits both and is filtered out. FLOPs per step are counted by
-:class:`torch.utils.flop_counter.FlopCounterMode` over one real step (forward
-and backward matmuls/convolutions; optimiser and element-wise work are not
-FLOPs to it).
+machine hits both and is filtered out. FLOPs per step are the mean over the first ``flop_steps`` real steps (default: the
+period of the recipe's methods), counted by :func:`count_flops` with torch's formulas
+(forward and backward matmuls/convolutions; optimiser and element-wise work are not FLOPs).
 """
 from __future__ import annotations
 

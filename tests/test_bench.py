@@ -377,8 +377,9 @@ def test_flops_match_torchs_flop_counter_on_a_mixed_network(restore_threads):
 
 
 def test_bench_flags_left_out_reach_the_config_as_unset():
-    """click gives None for a --x/--no-x flag that is not on the command line, so the recipe's
-    value (or the trainer's) is used; given either way, the flag wins."""
+    """click gives None for a --x/--no-x flag (and --seed, --flop-steps) that is not on the
+    command line, which BenchConfig.resolved() replaces by the recipe's value (tested above);
+    a flag given either way is passed on as given."""
     from ganzoo.default_plugins.bench import bench_command
 
     names = ("amp", "channels_last", "compile_", "ema", "seed", "flop_steps")
@@ -404,5 +405,9 @@ def test_a_methods_period_must_be_a_whole_number_of_steps():
     odd.period = 2.5
     with pytest.raises(GanzooError, match="period = 2.5"):
         MethodStack([odd]).period
+    for bad in (True, -2):  # a bool is an int to Python; lcm(1, -2) would quietly be 2
+        odd.period = bad
+        with pytest.raises(GanzooError, match=f"period = {bad}"):
+            MethodStack([odd]).period
     odd.period = 3
     assert MethodStack([odd]).period == 3
