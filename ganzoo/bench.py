@@ -17,9 +17,10 @@ One process measures, back to back and on the same device and thread count:
 
 The two loops (and the peak) are timed in alternating rounds (``--rounds``,
 default 3) and each reports its best round, so a load spike on a shared
-machine hits both and is filtered out. FLOPs per step are the mean over the first ``flop_steps`` real steps (default: the
-period of the recipe's methods), counted by :func:`count_flops` with torch's formulas
-(forward and backward matmuls/convolutions; optimiser and element-wise work are not FLOPs).
+machine hits both and is filtered out. FLOPs per step are the mean over the first
+``flop_steps`` real steps (default: the period of the recipe's methods), counted by
+:func:`count_flops` with torch's formulas (forward and backward matmuls/convolutions;
+optimiser and element-wise work are not FLOPs).
 """
 from __future__ import annotations
 
@@ -170,9 +171,8 @@ def count_flops(fn: Callable, *args, **kwargs) -> tuple[int, Any]:
     step that calls ``torch.autograd.grad`` (R1 and path-length penalties do). An op without
     a formula counts 0, as in ``FlopCounterMode``: element-wise ops, and on CPU the flash
     attention kernel (torch has no formula for it; biggan's attention uses bmm and counts).
-    ``FlopCounterMode`` also runs such ops through their decomposition; no op of the zoo's
-    architectures reaches the mode with one (the totals of dcgan, cgan, sngan, biggan,
-    stylegan2 and mlp steps were the same with and without it), so this counter does not.
+    Unlike ``FlopCounterMode`` it does not run such ops through their decomposition: no op
+    of the zoo's architectures reaches the mode with one (same totals with and without).
     """
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry

@@ -128,14 +128,11 @@ class MethodStack:
     @property
     def period(self) -> int:
         """Steps after which the whole stack's work repeats: the lcm of the methods' periods."""
-        periods = []
         for m in self.methods:
-            period = m.period
-            if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-                raise GanzooError(f"method {m.name!r} has period = {period!r}; it must be an int >= 1 "
-                                  f"(the steps after which its work repeats)")
-            periods.append(period)
-        return math.lcm(1, *periods)
+            if type(m.period) is not int or m.period < 1:  # `type`: True is an int to isinstance
+                raise GanzooError(f"method {m.name!r} has period = {m.period!r}; it must be an int "
+                                  f">= 1 (the steps after which its work repeats)")
+        return math.lcm(1, *(m.period for m in self.methods))
 
     @classmethod
     def from_specs(cls, specs: Iterable[str]) -> "MethodStack":
