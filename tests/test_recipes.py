@@ -4,6 +4,7 @@ recipe of every zoo card resolves to the config that trained it."""
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -42,6 +43,17 @@ def test_every_zoo_card_names_a_recipe_that_resolves_to_its_config(card_path):
         assert recorded.lr_schedule == "constant"
         recorded = recorded.replace(steps=card["steps"], max_seconds=None)
     assert resolved(get_recipe(card["recipe"]).config()) == resolved(recorded)
+
+
+def test_a_recipe_that_says_it_trained_a_zoo_model_is_that_cards_recipe():
+    # "(zoo X)" / "; zoo X" in a description claims the recipe trained X; "as zoo X" only compares
+    cards = {tomllib.loads(p.read_text())["id"]: tomllib.loads(p.read_text())["recipe"] for p in CARDS}
+    claims = {}
+    for entry in get_catalog().entries("recipe"):
+        for model in re.findall(r"(?<!as )\bzoo ([a-z0-9]+-[a-z0-9-]*[a-z0-9])", entry.description):
+            assert cards.get(model) == entry.name, (entry.name, model, cards.get(model))
+            claims[model] = entry.name
+    assert claims == cards  # and every card's recipe says which model it trained
 
 
 def test_required_defaults_exist_and_are_consistent():

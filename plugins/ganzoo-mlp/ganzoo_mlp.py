@@ -170,8 +170,9 @@ def register_recipes(register):
              default_for=[("mlp", "grid25")])
     for data in ("ring8", "grid25"):
         register(f"cmlp-{data}", dict(_SELF_CONDITIONED, dataset=data),
-                 description=f"cmlp on 50 cluster labels of {data}, 6,000 steps (docs/benchmarks.md; "
-                             f"zoo cmlp-grid25)", default_for=[("cmlp", data)])
+                 description=f"cmlp on 50 cluster labels of {data}, 6,000 steps (docs/benchmarks.md"
+                             + ("; zoo cmlp-grid25)" if data == "grid25" else ")"),
+                 default_for=[("cmlp", data)])
     register("mlp-fashion-mnist", dict(arch="mlp", dataset="fashion-mnist", steps=10000, sample_every=2000,
                                        checkpoint_every=2000,
                                        arch_options={"g_hidden": "128,256,512,1024", "bn_first": "false",
