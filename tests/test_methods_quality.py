@@ -394,6 +394,7 @@ def test_subset_of_a_wrapper_keeps_the_wrappers_labels():
     (0, "at least 1 sample"), (-3, "at least 1 sample"), (1001, "more than the dataset has"),
     (0.0, "count >= 1 or a fraction"), (1.5, "count >= 1 or a fraction"), (0.0001, "keeps none"),
     (True, "a number of samples"), ("lots", "a number of samples"), (float("nan"), "a number of samples"),
+    ("200%", "percentage must be in"), ("0%", "percentage must be in"),  # not a count of 2, nor 0
 ])
 def test_subset_errors_are_one_line(size, message):
     with pytest.raises(GanzooError, match=message) as err:

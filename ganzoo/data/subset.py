@@ -39,6 +39,8 @@ def subset_size(size, total: int, what: str = "subset") -> int:
         except ValueError:
             raise GanzooError(f"{what} must be a number of samples or a fraction in (0, 1], "
                               f"got {text!r}") from None
+        if text.endswith("%") and not 0 < size <= 1:  # 200% is not a count of 2
+            raise GanzooError(f"{what} percentage must be in (0, 100%], got {text}")
     if isinstance(size, bool) or not isinstance(size, numbers.Real) or not math.isfinite(size):
         raise GanzooError(f"{what} must be a number of samples or a fraction in (0, 1], got {size!r}")
     if isinstance(size, numbers.Integral) or (size > 1 and float(size).is_integer()):
