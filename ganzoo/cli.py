@@ -99,6 +99,10 @@ def info_command(name, as_toml):
     if as_toml:
         from .recipes import get_recipe, to_toml
 
+        other = [k for k in KINDS if k != "recipe" and name in catalog.names(k)]
+        if other and name not in catalog.names("recipe"):
+            raise GanzooError(f"--toml prints a recipe; {name} is {'an' if other[0][0] in 'aeiou' else 'a'} {other[0]} (`ganzoo info {name}` "
+                              f"describes it, `ganzoo list recipes {name}` lists its recipes)")
         # the recipe's own values: what a loss recommends stays unresolved, so `--config FILE
         # --loss X` gets X's recommendations, and no run directory is fixed
         click.echo(to_toml({**get_recipe(name).config().to_dict(), "out": None}), nl=False)

@@ -85,6 +85,15 @@ def test_list_info_and_toml(tmp_path, run_cli_many):
     assert rc4 == 1 and "unknown recipe 'no-such-recipe'" in bad
 
 
+def test_toml_of_a_name_that_is_not_a_recipe_says_what_it_is(run_cli):
+    code, out, err = run_cli(["info", "dcgan", "--toml"])
+    assert (code, out) == (1, "")
+    assert err == ("error: --toml prints a recipe; dcgan is an architecture (`ganzoo info dcgan` describes it, "
+                   "`ganzoo list recipes dcgan` lists its recipes)\n"), err
+    code, _, err = run_cli(["info", "dcgan-fashion-mnistt", "--toml"])
+    assert code == 1 and "did you mean 'dcgan-fashion-mnist'" in err
+
+
 def test_plain_train_uses_the_default_recipe_and_flags_override_it(tmp_path, run_cli_many):
     common = ["--steps", "2", "--no-progress", "--device", "cpu", "--log-every", "1"]
     (rc, _, err), (rc2, _, err2), (rc3, _, err3) = run_cli_many([

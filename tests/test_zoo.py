@@ -195,6 +195,16 @@ def test_no_default_recipe_applies_to_a_fine_tune(tmp_path, run_cli):
     assert ganzoo.load_generator(str(tmp_path / "ft" / "export")).options.to_dict() == zoo
 
 
+def test_a_fine_tune_whose_options_change_gs_shape_is_one_line(tmp_path, run_cli):
+    code, _, err = run_cli(["train", "dcgan", "--dataset", "fashion-mnist", "--init", "dcgan-fashion-mnist",
+                            "--arch-opt", "latent_dim=10", "--steps", "1", "--batch-size", "8", "--no-progress",
+                            "--device", "cpu", "--out", str(tmp_path / "ft")])
+    assert code == 1 and "Traceback" not in err
+    assert err == ("error: --init dcgan-fashion-mnist's generator does not fit the options given: latent_dim=10 "
+                   "(the model's 100); drop the --arch-opt that changes G's shape, or train without --init\n"), err
+    assert not (tmp_path / "ft" / "checkpoints").exists()
+
+
 SHIPPED = sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/card.toml"))
 
 

@@ -194,7 +194,15 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
         raise GanzooError(f"{arch.name}'s discriminator scores packs of {pack} samples: --batch-size "
                           f"must be a multiple of {pack}, got {cfg.batch_size}")
     if init is not None:
-        G_raw.load_state_dict(init.state_dict())
+        theirs, ours = init.state_dict(), G_raw.state_dict()
+        if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
+            was = init.options.to_dict()
+            changed = [f"{k}={v!r} (the model's {was[k]!r})" for k, v in options.to_dict().items()
+                       if k in was and was[k] != v]
+            raise GanzooError(f"--init {cfg.init}'s generator does not fit the options given"
+                              f"{': ' + ', '.join(changed) if changed else ''}; drop the --arch-opt "
+                              f"that changes G's shape, or train without --init")
+        G_raw.load_state_dict(theirs)
     memory_format = torch.contiguous_format
     if cfg.channels_last and has_4d_weights(D_raw) and len(options.data_shape) == 3:
         memory_format = torch.channels_last
