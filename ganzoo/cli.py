@@ -101,8 +101,11 @@ def info_command(name, as_toml):
 
         other = [k for k in KINDS if k != "recipe" and name in catalog.names(k)]
         if other and name not in catalog.names("recipe"):
-            raise GanzooError(f"--toml prints a recipe; {name} is {'an' if other[0][0] in 'aeiou' else 'a'} {other[0]} (`ganzoo info {name}` "
-                              f"describes it, `ganzoo list recipes {name}` lists its recipes)")
+            kind = other[0]
+            hint = f", `ganzoo list recipes {name}` lists recipes that name it" if kind in (
+                "architecture", "dataset") else ""
+            raise GanzooError(f"--toml prints a recipe; {name} is {'an' if kind[0] in 'aeiou' else 'a'} "
+                              f"{kind} (`ganzoo info {name}` describes it{hint})")
         # the recipe's own values: what a loss recommends stays unresolved, so `--config FILE
         # --loss X` gets X's recommendations, and no run directory is fixed
         click.echo(to_toml({**get_recipe(name).config().to_dict(), "out": None}), nl=False)

@@ -50,7 +50,7 @@ def test_a_recipe_that_says_it_trained_a_zoo_model_is_that_cards_recipe():
     cards = {tomllib.loads(p.read_text())["id"]: tomllib.loads(p.read_text())["recipe"] for p in CARDS}
     claims = {}
     for entry in get_catalog().entries("recipe"):
-        for model in re.findall(r"(?<!as )\bzoo ([a-z0-9]+-[a-z0-9-]*[a-z0-9])", entry.description):
+        for model in re.findall(r"(?<!\bas )\bzoo ([a-z0-9]+-[a-z0-9-]*[a-z0-9])", entry.description):
             assert cards.get(model) == entry.name, (entry.name, model, cards.get(model))
             claims[model] = entry.name
     assert claims == cards  # and every card's recipe says which model it trained
@@ -89,7 +89,7 @@ def test_toml_of_a_name_that_is_not_a_recipe_says_what_it_is(run_cli):
     code, out, err = run_cli(["info", "dcgan", "--toml"])
     assert (code, out) == (1, "")
     assert err == ("error: --toml prints a recipe; dcgan is an architecture (`ganzoo info dcgan` describes it, "
-                   "`ganzoo list recipes dcgan` lists its recipes)\n"), err
+                   "`ganzoo list recipes dcgan` lists recipes that name it)\n"), err
     code, _, err = run_cli(["info", "dcgan-fashion-mnistt", "--toml"])
     assert code == 1 and "did you mean 'dcgan-fashion-mnist'" in err
 

@@ -200,8 +200,9 @@ def test_a_fine_tune_whose_options_change_gs_shape_is_one_line(tmp_path, run_cli
                             "--arch-opt", "latent_dim=10", "--steps", "1", "--batch-size", "8", "--no-progress",
                             "--device", "cpu", "--out", str(tmp_path / "ft")])
     assert code == 1 and "Traceback" not in err
-    assert err == ("error: --init dcgan-fashion-mnist's generator does not fit the options given: latent_dim=10 "
-                   "(the model's 100); drop the --arch-opt that changes G's shape, or train without --init\n"), err
+    assert err == ("error: --init dcgan-fashion-mnist's generator does not fit the options of this run (from "
+                   "--arch-opt, the recipe or --config), which differ from the model's in latent_dim=10 (the "
+                   "model's 100); set them to the model's or train without --init\n"), err
     assert not (tmp_path / "ft" / "checkpoints").exists()
 
 

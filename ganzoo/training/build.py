@@ -199,9 +199,13 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
             was = init.options.to_dict()
             changed = [f"{k}={v!r} (the model's {was[k]!r})" for k, v in options.to_dict().items()
                        if k in was and was[k] != v]
-            raise GanzooError(f"--init {cfg.init}'s generator does not fit the options given"
-                              f"{': ' + ', '.join(changed) if changed else ''}; drop the --arch-opt "
-                              f"that changes G's shape, or train without --init")
+            if not changed:  # same options, other weights: an export of another plugin version
+                raise GanzooError(f"--init {cfg.init}'s weights do not match {arch.name}'s generator "
+                                  f"with the same options (exported by another version of its plugin?)")
+            raise GanzooError(f"--init {cfg.init}'s generator does not fit the options of this run "
+                              f"(from --arch-opt, the recipe or --config), which differ from the "
+                              f"model's in {', '.join(changed)}; set them to the model's or train "
+                              f"without --init")
         G_raw.load_state_dict(theirs)
     memory_format = torch.contiguous_format
     if cfg.channels_last and has_4d_weights(D_raw) and len(options.data_shape) == 3:
