@@ -184,6 +184,9 @@ def _changes_from_flags(flags: dict) -> tuple[dict, dict]:
     from .methods import SHORTCUTS
 
     changes = {k: v for k, v in flags.items() if v is not None and v != ()}
+    if "steps" in changes and "epochs" in changes:  # --epochs would silently win
+        raise GanzooError(f"give --steps or --epochs, not both (got --steps {changes['steps']} and "
+                          f"--epochs {changes['epochs']:g})")
     shortcuts = {k: changes.pop(k) for k in list(changes) if k in SHORTCUTS}
     return changes, shortcuts
 

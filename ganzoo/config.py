@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -151,6 +152,7 @@ class TrainConfig:
             from .evaluation import check_rankable
 
             check_rankable(self.keep_best)  # on every rank, before torchrun starts any
+        check_regularizers(self.regularizers)
         limits.check_device_name(self.device)
 
 
@@ -166,9 +168,23 @@ def parse_regularizer(spec: str) -> tuple[str, float | None]:
     if not sep:
         return name, None
     try:
-        return name, float(weight)
+        value = float(weight)
     except ValueError:
-        raise GanzooError(f"regulariser {spec!r}: weight must be a number, as in r1:10") from None
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):  # a negative penalty rewards what it should punish
+        raise GanzooError(f"regulariser {spec!r}: weight must be a finite number >= 0, as in r1:10")
+    return name, value
+
+
+def check_regularizers(specs) -> None:
+    """Each spec parses, and each regulariser is named once (``gp --reg gp:5`` would add both)."""
+    seen: dict[str, str] = {}
+    for spec in specs or ():
+        name = parse_regularizer(spec)[0]
+        if name in seen:
+            raise GanzooError(f"regulariser {name} is given twice ({seen[name]!r} and {spec!r}); "
+                              f"give it once, with the weight you want")
+        seen[name] = spec
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -197,6 +197,9 @@ class Regularizer:
     """
 
     default_weight: float = 1.0
+    #: the penalty is on each sample's own gradient, which a BatchNorm in D (mixing the samples of
+    #: a batch) makes ill-defined: the trainer warns when D has one (WGAN-GP's critic has none)
+    per_sample_critic: bool = False
 
     def __init__(self, weight: float | None = None):
         self.weight = self.default_weight if weight is None else float(weight)

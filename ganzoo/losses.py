@@ -100,6 +100,7 @@ class GradientPenalty(Regularizer):
     """WGAN-GP (Gulrajani et al. 2017): λ·E(‖∇D(x̂)‖ - 1)² on real/fake interpolates, λ = 10."""
 
     default_weight = 10.0
+    per_sample_critic = True  # Gulrajani et al. §4: "no critic batch normalization"
 
     def __call__(self, discriminator, real, fake, labels):
         k = pack_of(discriminator)  # one ε per pack: a packed interpolate lies between two packs

@@ -208,3 +208,43 @@ def test_nproc_checks_every_value_before_torchrun_starts(tmp_path, run_cli, monk
     rc, _, err = run_cli(["train", "mlp", "--dataset", "ring8", "--nproc", "2", "--lr-g", "-1",
                           "--out", str(tmp_path / "r")])
     assert rc == 1 and err == "error: --lr-g must be >= 0, got -1.0\n" and not launched
+
+
+BAD_TRAIN_FLAGS = {  # each was accepted (or failed late, or was ignored) before ganzoo 0.9.5
+    "negative-weight": (["--reg", "gp:-1"], "regulariser 'gp:-1': weight must be a finite number >= 0"),
+    "nan-weight": (["--reg", "r1:nan"], "regulariser 'r1:nan': weight must be a finite number >= 0"),
+    "twice-regulariser": (["--reg", "gp", "--reg", "gp:5"], "regulariser gp is given twice ('gp' and 'gp:5')"),
+    "twice-method-option": (["--method", "top-k:fraction=0.5,fraction=0.2"], "option fraction is given twice"),
+    "twice-arch-opt": (["--arch-opt", "d_hidden=8", "--arch-opt", "d_hidden=16"],
+                       "--arch-opt d_hidden is given twice (d_hidden=8 and d_hidden=16)"),
+    "steps-and-epochs": (["--epochs", "1"], "give --steps or --epochs, not both (got --steps 2 and --epochs 1)"),
+    "until-alone": (["--instance-noise-until", "0.25"],
+                    "--instance-noise-until refines the instance-noise method, which this run does not use"),
+    "classes-unconditional": (["--arch-opt", "num_classes=3"],
+                              "mlp is unconditional: its num_classes is always 0, got 3; the conditional "
+                              "architectures ("),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TRAIN_FLAGS, ids=list(BAD_TRAIN_FLAGS))
+def test_contradictory_or_out_of_range_train_flags_are_one_line_and_write_nothing(case, tmp_path, run_cli):
+    flags, words = BAD_TRAIN_FLAGS[case]
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["train", "mlp", "--dataset", "ring8", "--steps", "2", *flags, "--out", str(out)])
+    one_error_line(rc, err, words)
+    assert not out.exists()
+
+
+def test_a_gradient_penalty_on_a_batchnorm_critic_warns_once(tmp_path, run_cli, mnist_dir):
+    """WGAN-GP's penalty is on each sample's gradient; dcgan's default D has BatchNorm."""
+    base = ["train", "dcgan", "--dataset", "mnist", "--split", "test", "--data-root", str(mnist_dir),
+            "--no-recipe", "--loss", "wasserstein", "--steps", "1", "--batch-size", "8",
+            "--arch-opt", "ngf=4", "--arch-opt", "ndf=4", "--no-progress"]
+    rc, _, err = run_cli([*base, "--out", str(tmp_path / "bn")])
+    assert rc == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: gp:10 penalises each sample's gradient, but dcgan's discriminator has "
+                        "BatchNorm, which mixes a batch's samples (WGAN-GP's critic has none); see "
+                        "`ganzoo info dcgan` for an option without it"], err
+    rc, _, err = run_cli([*base, "--arch-opt", "spectral_norm=true", "--out", str(tmp_path / "sn")])
+    assert rc == 0 and "warning" not in err, err

@@ -12,6 +12,7 @@ import pytest
 
 from ganzoo.catalog import create_loss, get_catalog
 from ganzoo.config import TrainConfig
+from ganzoo.errors import GanzooError
 from ganzoo.options import build_options
 from ganzoo.recipes import default_recipe, get_recipe
 from test_plugins import fake_install, with_path
@@ -184,7 +185,9 @@ def test_apply_shortcuts_on_a_base():
     assert apply_shortcuts(("top-k:fraction=0.5",), {"top_k": 1.0}) == ()
     assert apply_shortcuts(("instance-noise:std=2",), {"instance_noise_until": 0.25}) == (
         "instance-noise:std=2,until=0.25",)
-    assert apply_shortcuts((), {"instance_noise_until": 0.25}) == ()  # refines nothing
+    with pytest.raises(GanzooError, match=r"^--instance-noise-until refines the instance-noise method, "
+                                          r"which this run does not use"):
+        apply_shortcuts((), {"instance_noise_until": 0.25})  # refines nothing: was silently ignored
     assert apply_shortcuts(("class-loss:weight=1.0",), {"class_weight": 0.5}) == ("class-loss:weight=0.5",)
     assert merge_methods(("top-k:fraction=0.5", "lecam"), ("top-k:fraction=0.25",)) == (
         "lecam", "top-k:fraction=0.25")

@@ -168,6 +168,21 @@ def test_corrupted_checkpoint_is_one_clear_error(tmp_path):
         load_checkpoint(tmp_path / "nothing-here")
 
 
+def test_a_file_that_is_no_torch_file_is_named_as_such_and_torch_advice_is_cut_to_its_first_sentence(tmp_path):
+    text, empty = tmp_path / "notes.pt", tmp_path / "empty.pt"
+    text.write_text("this is not a checkpoint\n")
+    empty.write_bytes(b"")
+    with pytest.raises(GanzooError, match=r"notes.pt' is not a torch file \(those are zip archives\)"):
+        load_checkpoint(text)
+    with pytest.raises(GanzooError, match=r"empty.pt' is empty"):
+        load_checkpoint(empty)
+    run_dir = train(ring_cfg(tmp_path, steps=3, checkpoint_every=3))
+    ckpt = latest_checkpoint(run_dir)
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # a zip cut short: torch says so, then gives advice
+    with pytest.raises(GanzooError, match=r"unreadable or corrupted \([^.]*\)$"):
+        load_checkpoint(ckpt)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     real_step = trainer_mod.train_step
 

@@ -48,7 +48,7 @@ def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any]) -> tuple[str,
     value by its key): a flag at its "off" value removes that method (``--top-k 1`` turns a
     recipe's top-k off), any other value sets that option of the method, keeping the other
     options of the base's entry (``--instance-noise-until 0.25`` alone refines a base's
-    instance noise and is ignored without one)."""
+    instance noise and is refused without one)."""
     methods = list(base)
     by_method: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
@@ -62,8 +62,10 @@ def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any]) -> tuple[str,
             if at is not None:
                 del methods[at]
             continue
-        if main is None and at is None:
-            continue  # a refinement of a method that is not on
+        if main is None and at is None:  # a refinement of a method that is not on
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise GanzooError(f"{flags} refines the {method} method, which this run does not use "
+                              f"(turn it on with --method {method} or its flag)")
         options = dict(parse_method_spec(methods[at])[1]) if at is not None else {}
         options.update({SHORTCUTS[k][1]: str(v) for k, v in given.items()})
         spec = method + ":" + ",".join(f"{k}={v}" for k, v in options.items())
@@ -94,6 +96,8 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
             last = key.strip()
             if not last:
                 raise GanzooError(f"method {spec!r}: option {piece!r} must look like KEY=VALUE")
+            if last in options:
+                raise GanzooError(f"method {spec!r}: option {last} is given twice; give it once")
             options[last] = value.strip()
         elif last is not None:
             options[last] += "," + piece.strip()

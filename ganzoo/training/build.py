@@ -78,6 +78,17 @@ def _load_data(cfg: TrainConfig):
     return data
 
 
+def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: bool) -> None:
+    """A per-sample gradient penalty (gp) on a D with BatchNorm trains, but not as the paper did."""
+    named = [spec for spec, reg in zip(cfg.regularizers, regularizers) if reg.per_sample_critic]
+    if main and named and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+        import sys
+
+        print(f"warning: {named[0]} penalises each sample's gradient, but {cfg.arch}'s discriminator has "
+              f"BatchNorm, which mixes a batch's samples (WGAN-GP's critic has none); see `ganzoo info "
+              f"{cfg.arch}` for an option without it", file=sys.stderr)
+
+
 def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
     """The architecture's options (over ``base``), with data shape and classes from the dataset."""
     if arch.conditional and data.num_classes == 0:
@@ -90,6 +101,13 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
         asked = arch.make_options(**{**values, **user})
         for key in user:
             if getattr(asked, key) != values[key]:
+                if key == "num_classes" and not arch.conditional:
+                    catalog = get_catalog()
+                    conditional = [n for n in catalog.names("architecture")
+                                   if getattr(catalog.get("architecture", n).obj, "conditional", False)]
+                    raise GanzooError(f"{arch.name} is unconditional: its num_classes is always 0, got "
+                                      f"{getattr(asked, key)}; the conditional architectures "
+                                      f"({', '.join(conditional)}) take theirs from the dataset")
                 hint = " (use --image-size to resize the data)" if key == "data_shape" else ""
                 raise GanzooError(f"{arch.name} option {key}={getattr(asked, key)} does not match "
                                   f"dataset {cfg.dataset}, which has {key}={values[key]}{hint}")
@@ -187,6 +205,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
     G_raw.sampling = methods.sampling()  # what samplers of this G need (a label prior, ...)
+    _warn_batchnorm_critic(regularizers, D_raw, cfg, info.is_main)
     pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
         raise GanzooError(f"{arch.name}'s discriminator has pack = {pack!r}; it must be an int >= 1")

@@ -154,7 +154,7 @@ def register_architectures(register):
 # G fed 2-D noise as in PacGAN, a 512-wide batch, Adam at 1e-3 decayed linearly to 0 (precision
 # matters at σ = 0.01 and 0.05), EMA; the conditional ones on 50 k-means cluster labels.
 _POINTS = dict(loss="non-saturating", batch_size=512, lr_g=1e-3, lr_d=1e-3, lr_schedule="linear",
-               ema_decay=0.999, arch_options={"latent_dim": "2"})
+               ema_decay=0.999, arch_options={"latent_dim": 2})
 _SELF_CONDITIONED = dict(_POINTS, arch="cmlp", steps=6000, methods=["cluster-labels:k=50"],
                          log_every=500, sample_every=500)
 
@@ -175,7 +175,7 @@ def register_recipes(register):
                  default_for=[("cmlp", data)])
     register("mlp-fashion-mnist", dict(arch="mlp", dataset="fashion-mnist", steps=10000, sample_every=2000,
                                        checkpoint_every=2000,
-                                       arch_options={"g_hidden": "128,256,512,1024", "bn_first": "false",
-                                                     "bn_eps": "0.8"}),
+                                       arch_options={"g_hidden": [128, 256, 512, 1024], "bn_first": False,
+                                                     "bn_eps": 0.8}),
              description="The classic MLP GAN on Fashion-MNIST, 10k steps (zoo mlp-fashion-mnist)",
              default_for=[("mlp", "fashion-mnist")])
