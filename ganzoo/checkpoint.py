@@ -212,9 +212,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip; old torch a pickle
-        what = "is empty" if not head else "is not a torch file (those are zip archives)"
-        raise GanzooError(f"checkpoint {str(path)!r} {what}; ganzoo train writes its checkpoints as "
-                          f"RUN/checkpoints/step-*.pt")
+        what = "is empty" if not head else "is not a torch file (neither a zip archive nor a pickle)"
+        hint = "" if path.parent.name == "checkpoints" else \
+            "; ganzoo train writes its checkpoints as RUN/checkpoints/step-*.pt"
+        raise GanzooError(f"checkpoint {str(path)!r} {what}{hint}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -226,7 +227,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if "weights_only" in first:
             first = type(exc).__name__
-        first = first.split(". ")[0]  # torch's first sentence says it; the rest is advice
+        first = re.split(r"\.\s+(?=[A-Z])", first)[0]  # torch's first sentence says it; then advice
         raise GanzooError(f"checkpoint {str(path)!r} is unreadable or corrupted ({first[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GanzooError(f"{str(path)!r} is not a ganzoo checkpoint (format {FORMAT})")

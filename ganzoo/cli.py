@@ -187,6 +187,8 @@ def _changes_from_flags(flags: dict) -> tuple[dict, dict]:
     if "steps" in changes and "epochs" in changes:  # --epochs would silently win
         raise GanzooError(f"give --steps or --epochs, not both (got --steps {changes['steps']} and "
                           f"--epochs {changes['epochs']:g})")
+    if "steps" in changes:
+        changes["epochs"] = None  # --steps overrides a config file's or recipe's epochs too
     shortcuts = {k: changes.pop(k) for k in list(changes) if k in SHORTCUTS}
     return changes, shortcuts
 
@@ -225,9 +227,9 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
     if "methods" in changes or shortcuts:
         from .methods import apply_shortcuts, merge_methods
 
-        # --top-k X etc. set (or, at their "off" value, remove) a method of the base; --method
-        # adds one, replacing the base's entry of the same name
-        changes["methods"] = merge_methods(apply_shortcuts(cfg.methods, shortcuts), changes.get("methods", ()))
+        # --method adds a method, replacing the base's entry of the same name; then --top-k X etc.
+        # set (or, at their "off" value, remove) a method of that list
+        changes["methods"] = apply_shortcuts(merge_methods(cfg.methods, changes.get("methods", ())), shortcuts)
     cfg = cfg.replace(**changes)
     cfg.validate()  # every value in range before anything is built or written
     if nproc and nproc > 1:  # after the checks: a bad value is one line here, not one per rank

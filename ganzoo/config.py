@@ -89,12 +89,11 @@ class TrainConfig:
     # -- construction ----------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        from .methods import shortcut_specs
+        from .methods import SHORTCUTS, shortcut_specs
 
         values = dict(values)
-        legacy = shortcut_specs(values)  # 0.7 keys (top_k = 0.5, ...) become method specs
-        if legacy:
-            values["methods"] = (*_as_tuple(values.get("methods")), *legacy)
+        if any(key in values for key in SHORTCUTS):  # 0.7 keys (top_k = 0.5, ...) set method specs
+            values["methods"] = shortcut_specs(values, _as_tuple(values.get("methods")))
         arch_options = values.pop("arch_options", None) or {}
         if not isinstance(arch_options, dict):
             raise GanzooError("arch_options must be a table of KEY = VALUE")

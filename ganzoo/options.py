@@ -101,9 +101,10 @@ def parse_key_values(items: typing.Iterable[str], what: str = "option") -> dict[
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise GanzooError(f"{what} {item!r} must look like KEY=VALUE")
-        if key.strip() in out:
-            raise GanzooError(f"{what} {key.strip()} is given twice ({key.strip()}={out[key.strip()]} and "
-                              f"{item}); give it once")
+        twice = [k for k in out if k.replace("-", "_") == key.strip().replace("-", "_")]
+        if twice:
+            raise GanzooError(f"{what} {key.strip()} is given twice ({twice[0]}={out[twice[0]]} and "
+                              f"{item.strip()}); give it once")
         out[key.strip()] = value.strip()
     return out
 

@@ -186,7 +186,7 @@ def test_apply_shortcuts_on_a_base():
     assert apply_shortcuts(("instance-noise:std=2",), {"instance_noise_until": 0.25}) == (
         "instance-noise:std=2,until=0.25",)
     with pytest.raises(GanzooError, match=r"^--instance-noise-until refines the instance-noise method, "
-                                          r"which this run does not use"):
+                                          r"which this run does not use \(turn it on: --method instance-noise"):
         apply_shortcuts((), {"instance_noise_until": 0.25})  # refines nothing: was silently ignored
     assert apply_shortcuts(("class-loss:weight=1.0",), {"class_weight": 0.5}) == ("class-loss:weight=0.5",)
     assert merge_methods(("top-k:fraction=0.5", "lecam"), ("top-k:fraction=0.25",)) == (

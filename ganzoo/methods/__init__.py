@@ -28,9 +28,9 @@ SHORTCUTS: dict[str, tuple[str, str, Any]] = {
 }
 
 
-def shortcut_specs(values: dict[str, Any]) -> list[str]:
-    """Method specs for shortcut keys in ``values`` (which are removed from it); a key at its
-    "off" value adds no method. ``instance_noise_until`` only refines ``instance_noise``."""
+def shortcut_specs(values: dict[str, Any], base: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``base`` method specs after the shortcut keys in ``values`` (which are removed from it; a
+    config file's ``top_k = 0.5``, ...): as :func:`apply_shortcuts`, the keys named as keys."""
     given = {}
     for key in SHORTCUTS:  # in SHORTCUTS' order, so the specs come out in one order
         if key not in values:
@@ -40,10 +40,10 @@ def shortcut_specs(values: dict[str, Any]) -> list[str]:
             raise GanzooError(f"option {key}={value!r} is not a valid number")
         if value is not None:
             given[key] = value
-    return list(apply_shortcuts((), given))
+    return apply_shortcuts(base, given, spelling="key")
 
 
-def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any]) -> tuple[str, ...]:
+def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any], spelling: str = "flag") -> tuple[str, ...]:
     """``base`` method specs after the shortcut flags in ``values`` (a flag's ``--top-k`` etc.
     value by its key): a flag at its "off" value removes that method (``--top-k 1`` turns a
     recipe's top-k off), any other value sets that option of the method, keeping the other
@@ -63,9 +63,9 @@ def apply_shortcuts(base: tuple[str, ...], values: dict[str, Any]) -> tuple[str,
                 del methods[at]
             continue
         if main is None and at is None:  # a refinement of a method that is not on
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise GanzooError(f"{flags} refines the {method} method, which this run does not use "
-                              f"(turn it on with --method {method} or its flag)")
+            names = ", ".join("--" + k.replace("_", "-") if spelling == "flag" else k for k in given)
+            raise GanzooError(f"{names} refines the {method} method, which this run does not use "
+                              f"(turn it on: --method {method}, or methods = [\"{method}\"] in a config file)")
         options = dict(parse_method_spec(methods[at])[1]) if at is not None else {}
         options.update({SHORTCUTS[k][1]: str(v) for k, v in given.items()})
         spec = method + ":" + ",".join(f"{k}={v}" for k, v in options.items())

@@ -85,8 +85,8 @@ def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: b
         import sys
 
         print(f"warning: {named[0]} penalises each sample's gradient, but {cfg.arch}'s discriminator has "
-              f"BatchNorm, which mixes a batch's samples (WGAN-GP's critic has none); see `ganzoo info "
-              f"{cfg.arch}` for an option without it", file=sys.stderr)
+              f"BatchNorm, which mixes a batch's samples (WGAN-GP's critic has none; `ganzoo info "
+              f"{cfg.arch}` lists its options)", file=sys.stderr)
 
 
 def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):

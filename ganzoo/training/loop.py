@@ -56,6 +56,8 @@ def _resume(run_dir, steps, progress, max_loss=None) -> Path:
     path, state = load_latest(run_dir)
     saved = TrainConfig.from_dict(json.loads(state["config"]))
     changes = dict(steps=steps or saved.steps, out=str(run_dir), progress=progress)
+    if steps:
+        changes["epochs"] = None  # a new total in steps, also for a run that counted epochs
     if max_loss is not None:
         changes["max_loss"] = max_loss
     return _train(saved.replace(**changes), state, resumed_from=path)
