@@ -172,7 +172,7 @@ def test_a_file_that_is_no_torch_file_is_named_as_such_and_torch_advice_is_cut_t
     text, empty = tmp_path / "notes.pt", tmp_path / "empty.pt"
     text.write_text("this is not a checkpoint\n")
     empty.write_bytes(b"")
-    with pytest.raises(GanzooError, match=r"notes.pt' is not a torch file \(those are zip archives\)"):
+    with pytest.raises(GanzooError, match=r"notes.pt' is not a torch file \(neither a zip archive nor a pickle\)"):
         load_checkpoint(text)
     with pytest.raises(GanzooError, match=r"empty.pt' is empty"):
         load_checkpoint(empty)
