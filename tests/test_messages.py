@@ -281,3 +281,21 @@ def test_steps_given_as_a_flag_override_a_config_files_epochs(tmp_path, run_cli)
     recorded = json.loads((by_epochs / "config.json").read_text())
     assert (recorded["steps"], recorded["epochs"]) == (3, None)
     assert ganzoo.checkpoint.load_checkpoint(by_epochs)["step"] == 3
+
+
+def test_a_regulariser_that_does_not_subclass_ganzoo_regularizer_is_not_a_per_sample_critic(capsys):
+    """A third-party regulariser only needs ``weight`` and ``__call__``; the BatchNorm check
+    must not ask it for ``per_sample_critic`` (it raised AttributeError before)."""
+    import torch.nn as nn
+
+    from ganzoo.training.build import _warn_batchnorm_critic
+
+    class DuckPenalty:
+        weight = 1.0
+
+        def __call__(self, discriminator, real, fake, labels):
+            return real.sum() * 0
+
+    cfg = TrainConfig.from_dict({"arch": "dcgan", "regularizers": ["duck"]})
+    _warn_batchnorm_critic([DuckPenalty()], nn.Sequential(nn.BatchNorm2d(2)), cfg, main=True)
+    assert "warning" not in capsys.readouterr().err

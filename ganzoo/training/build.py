@@ -80,7 +80,7 @@ def _load_data(cfg: TrainConfig):
 
 def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: bool) -> None:
     """A per-sample gradient penalty (gp) on a D with BatchNorm trains, but not as the paper did."""
-    named = [spec for spec, reg in zip(cfg.regularizers, regularizers) if reg.per_sample_critic]
+    named = [spec for spec, reg in zip(cfg.regularizers, regularizers) if getattr(reg, "per_sample_critic", False)]
     if main and named and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
         import sys
 
