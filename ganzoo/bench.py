@@ -18,7 +18,7 @@ One process measures, back to back and on the same device and thread count:
 The two loops (and the peak) are timed in alternating rounds (``--rounds``,
 default 3) and each reports its best round, so a load spike on a shared
 machine hits both and is filtered out. FLOPs per step are the mean over the first
-``flop_steps`` real steps (default: the period of the recipe's methods), counted by
+``flop_steps`` real steps (default: the period of the recipe's methods, at most 256), counted by
 :func:`count_flops` with torch's formulas (forward and backward matmuls/convolutions;
 optimiser and element-wise work are not FLOPs).
 """
@@ -67,6 +67,9 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+# the default --flop-steps is the methods' period, at most this many steps (periods 97 and 89
+# repeat only every 8,633 steps); a longer period's mean is then approximate, and the report says so
+MAX_DEFAULT_FLOP_STEPS = 256
 _FROM_THE_RECIPE = ("split", "seed", "amp", "channels_last", "compile", "ema")
 
 
@@ -103,6 +106,8 @@ class BenchConfig:
     # FLOPs are counted over this many steps; None: the period of the recipe's methods (lazy R1
     # every 16 D updates: 16), so a regulariser that runs every k steps is counted once per k
     flop_steps: int | None = None
+    # set by resolved(): the steps after which the methods' work repeats (for the report)
+    methods_period: int = 1
 
     def resolved(self) -> "BenchConfig":
         """Fill arch/options/dataset/image size/batch size from the preset or the recipe, the
@@ -141,8 +146,9 @@ class BenchConfig:
         for name in _FROM_THE_RECIPE:
             if values[name] is None:
                 values[name] = getattr(base, name)
-        if values["flop_steps"] is None:
-            values["flop_steps"] = MethodStack.from_specs(base.methods).period
+        values["methods_period"] = MethodStack.from_specs(base.methods).period
+        if values["flop_steps"] is None:  # lcm of the periods: bounded so a default bench stays short
+            values["flop_steps"] = min(values["methods_period"], MAX_DEFAULT_FLOP_STEPS)
         if values["arch"] is None:
             raise GanzooError("give an architecture (e.g. `ganzoo bench dcgan`), --preset "
                               f"({', '.join(PRESETS)}) or --recipe NAME")
@@ -390,6 +396,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         "dataset": cfg.dataset, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
         "steps": cfg.steps, "warmup": cfg.warmup, "rounds": cfg.rounds,
         "peak_repeats": cfg.peak_repeats, "peak_size": cfg.peak_size, "flop_steps": cfg.flop_steps,
+        "methods_period": cfg.methods_period,
         "device": str(device), "device_name": _device_name(device),
         "torch": torch.__version__, "threads": threads, "amp": amp,
         "memory_format": g.memory_format, "compile": g.cfg.compile, "ema": g.cfg.ema,
@@ -464,8 +471,11 @@ def format_report(r: dict) -> str:
                     if r["baseline_round_s_per_step"] else ""))
     if r["speedup"] is not None:
         lines.append(f"  speedup: {r['speedup']:.2f}× the reference loop's steps/s")
-    if r["flop_steps"] > 1:
-        lines.append(f"  GFLOP/step: the mean of {r['flop_steps']} counted steps")
+    period = r.get("methods_period", 1)
+    if r["flop_steps"] > 1 or period > 1:
+        lines.append(f"  GFLOP/step: the mean of {r['flop_steps']} counted steps" + (
+            f" (the methods' work repeats every {period} steps: the mean is approximate; "
+            f"--flop-steps {period} counts a whole period)" if r["flop_steps"] % period else ""))
     n = r["peak_size"]
     peak = (f"  matmul peak ({r['peak_dtype']} {n}×{n}, best of {r['rounds']}×{r['peak_repeats']}): "
             f"{r['peak_gflop_per_s']:.1f} GFLOP/s")

@@ -391,6 +391,29 @@ def test_bench_flags_left_out_reach_the_config_as_unset():
     assert [on[n] for n in names[:4]] == [True] * 4 and [off[n] for n in names[:4]] == [False] * 4
 
 
+def test_a_long_methods_period_is_counted_over_a_bounded_default_and_the_report_says_so(monkeypatch):
+    from ganzoo.bench import MAX_DEFAULT_FLOP_STEPS
+    from ganzoo.methods import MethodStack
+
+    monkeypatch.setattr(MethodStack, "period", property(lambda self: 97 * 89))  # coprime lazy periods
+    cfg = BenchConfig(recipe="stylegan2-fashion-mnist-hour").resolved()
+    assert (cfg.flop_steps, cfg.methods_period) == (MAX_DEFAULT_FLOP_STEPS, 8633)
+    assert BenchConfig(recipe="stylegan2-fashion-mnist-hour", flop_steps=8633).resolved().flop_steps == 8633
+
+
+@pytest.mark.slow  # shares the module fixture `ran`: bench runs in a subprocess (~12 s)
+def test_the_report_says_when_the_counted_steps_are_not_whole_periods(ran):
+    from ganzoo.bench import format_report
+
+    result = json.loads(ran["json"][1])
+    assert result["methods_period"] == 1 and "GFLOP/step: the mean" not in format_report(result)
+    whole = format_report({**result, "flop_steps": 32, "methods_period": 16})
+    assert "GFLOP/step: the mean of 32 counted steps\n" in whole
+    part = format_report({**result, "flop_steps": 256, "methods_period": 8633})
+    assert ("GFLOP/step: the mean of 256 counted steps (the methods' work repeats every 8633 steps: "
+            "the mean is approximate; --flop-steps 8633 counts a whole period)") in part
+
+
 def test_a_methods_period_must_be_a_whole_number_of_steps():
     from ganzoo.methods import MethodStack
     from ganzoo.methods.base import TrainingMethod

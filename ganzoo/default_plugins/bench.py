@@ -56,7 +56,7 @@ def _jsonable(value):
 @click.option("--no-baseline", is_flag=True, help="Skip the reference loop.")
 @click.option("--flop-steps", type=int,
               help="Count FLOPs over this many steps and report the mean [default: the period of "
-              "the recipe's methods, e.g. 16 for lazy R1 every 16; else 1].")
+              "the recipe's methods, e.g. 16 for lazy R1 every 16, at most 256; else 1].")
 @click.option("--peak-size", type=int, default=2048, show_default=True,
               help="n of the n×n matmul that measures the peak (8192 to reach a large GPU's rate).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
