@@ -83,6 +83,37 @@ def _check_sample_count(metrics, n: int) -> None:
             raise GanzooError(f"{m.name} needs at least {m.min_samples} samples, got -n {n}")
 
 
+def _check_inputs(metrics, dataset, scorer, n: int) -> None:
+    """Each metric's own ``check`` on stand-ins of the two sets it will get (``n`` generated
+    samples; the reference's size), shaped as the real ones and taking no memory: a check that
+    needs the shapes (fid's full-rank covariance wants more samples than feature dimensions)
+    fails before any sampling, or before any training for an in-training evaluation."""
+    from .metrics import SampleSet
+
+    needs = _needs(metrics)
+    n_ref = min(n, len(dataset)) if dataset.is_image else n
+    if dataset.is_image and scorer is not None:
+        dim, classes = scorer.options.feature_dim, scorer.options.num_classes
+    else:
+        dim, classes = int(torch.Size(dataset.shape).numel()), max(1, dataset.num_classes or 1)
+
+    def stand_in(rows: int, labelled: bool) -> SampleSet:
+        zeros = torch.zeros(())
+        s = SampleSet(labels=zeros.long().expand(rows) if labelled else None)
+        if needs & {"features", "points"}:
+            s.features = zeros.expand(rows, dim)
+            s.points = None if dataset.is_image else zeros.expand(rows, *dataset.shape)
+        if "logits" in needs:
+            s.logits = zeros.expand(rows, classes)
+        if "images" in needs and dataset.is_image:
+            s.images = zeros.to(torch.uint8).expand(rows, *dataset.shape)
+        return s
+
+    real, fake = stand_in(n_ref, getattr(dataset, "labels", None) is not None), stand_in(n, True)
+    for m in metrics:
+        m.check(real, fake)
+
+
 # -- the reference set --------------------------------------------------------------
 def cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV)
@@ -266,7 +297,7 @@ def check_evaluable(dataset: str, metrics=None, n: int = 10000, conditional: boo
     chosen = create_metrics(metrics or default_metrics(data, conditional=conditional and labels is None))
     _refuse_label_accuracy(chosen, labels, dataset)
     _check_sample_count(chosen, n)
-    _evaluator_for(None, dataset, chosen, device, data)
+    _check_inputs(chosen, data, _evaluator_for(None, dataset, chosen, device, data), n)
     return None if rank_by is None else score_direction(chosen, rank_by)
 
 
@@ -375,6 +406,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
     scorer = _evaluator_for(evaluator, name, chosen, device, data)
+    _check_inputs(chosen, data, scorer, n)
 
     x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
     if data.is_image:
@@ -407,6 +439,7 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
     _check_sample_count(chosen, n)
     needs = _needs(chosen)
     scorer = _evaluator_for(evaluator, dataset, chosen, device, data)
+    _check_inputs(chosen, data, scorer, n)
     if data.is_image:
         images, labels = real_images(dataset, n, seed, split)
         fake = _embed(images, labels, needs, scorer, batch_size)

@@ -16,14 +16,20 @@ import torch
 from .errors import GanzooError
 
 
+# Beyond about 9 standard deviations a float32 normal is never cut; far larger values overflow
+# float32 inside the sampler, so the check stops there with one line instead.
+MAX_TRUNCATION = 1e6
+
+
 def check_truncation(truncation: float | None) -> None:
     """Raise the one-line error for a truncation that is not a positive finite number."""
     if truncation is None:
         return
     if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) \
-            or not (math.isfinite(truncation) and truncation > 0):
+            or not (math.isfinite(truncation) and 0 < truncation <= MAX_TRUNCATION):
         raise GanzooError(f"--truncation must be a positive number of standard deviations "
-                          f"(e.g. 1.5), got {truncation}")
+                          f"up to {MAX_TRUNCATION:g} (e.g. 1.5; beyond about 9 it truncates nothing), "
+                          f"got {truncation}")
 
 
 def truncated_normal(shape, truncation: float, generator: torch.Generator | None = None,

@@ -313,7 +313,7 @@ def test_uniform_latents_are_u_minus_1_1_and_truncate_to_the_box(t):
         G.sample_latent(2, truncation=0.0)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), True, "1"])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), True, "1", 1e30])
 def test_a_bad_truncation_is_one_clear_error(bad):
     with pytest.raises(GanzooError, match="--truncation must be a positive number"):
         truncated_normal((2, 2), bad)
@@ -340,6 +340,31 @@ def test_class_metrics_on_points_are_one_clear_error():
 def test_evaluate_with_too_few_samples_is_one_clear_error(fashion_test):
     with pytest.raises(GanzooError, match="kid needs at least 20 samples, got -n 10"):
         evaluate_real("fashion-mnist", n=10, metrics="kid")
+
+
+def test_fid_with_no_more_samples_than_features_fails_before_any_sampling(fashion_test, monkeypatch):
+    """fid's covariance needs more samples than the evaluator's 128 features (2 coordinates for
+    points): said before a sample is drawn, and before training by the in-training check."""
+    from ganzoo import sampling
+    from ganzoo.evaluation import check_evaluable
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the metrics' checks")
+
+    monkeypatch.setattr(sampling, "generate", no_sampling)
+    G = ReplayGenerator(fashion_test.subset(200))
+    G.export_config = {"dataset": "fashion-mnist"}
+    feature_line = "fid needs more samples than feature dimensions \\(128\\) .* got 128 generated"
+    with pytest.raises(GanzooError, match=feature_line):
+        evaluate(G, n=128, metrics="fid")
+    with pytest.raises(GanzooError, match=feature_line):
+        evaluate_real("fashion-mnist", n=128, metrics="fid")
+    with pytest.raises(GanzooError, match="fid needs more samples than feature dimensions \\(128\\) .* got 50"):
+        check_evaluable("fashion-mnist", "fid", 50)
+    with pytest.raises(GanzooError, match="feature dimensions \\(2\\) .* got 2 generated"):
+        evaluate(RingGenerator(), dataset="ring8", n=2, metrics="fid")
+    check_evaluable("fashion-mnist", "fid,kid,precision,recall", 129)  # enough: no error
+    check_evaluable("ring8", "fid,modes", 3)
 
 
 # -- the command line --------------------------------------------------------------------------------------
