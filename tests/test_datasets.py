@@ -225,6 +225,23 @@ def test_missing_split_without_network_is_one_clear_line(monkeypatch, tmp_path):
     assert not cache.exists() or not any(cache.iterdir())
 
 
+def test_a_data_root_without_the_split_is_said_not_downloaded(monkeypatch, tmp_path):
+    """--data-root lacking the split fell through to a download (and its Python-only "pass
+    root=" advice); an explicit folder that lacks the files is now said as such."""
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although --data-root was given")
+
+    monkeypatch.setattr(idx.MNIST, "system_dirs", lambda: [])
+    monkeypatch.setattr(download, "download", no_download)
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(GanzooError, match=f"mnist: --data-root '{root}' holds no train-split files "
+                                          f"\\(train-images-idx3-ubyte\\[.gz\\] and train-labels-idx1-ubyte"):
+        ganzoo.create_dataset("mnist", root=str(root))
+    with pytest.raises(GanzooError, match=f"cifar10: --data-root '{root}' holds no test-split batches"):
+        ganzoo.create_dataset("cifar10", split="test", root=str(root))
+
+
 # -- downloads -------------------------------------------------------------------------------
 
 def serve(monkeypatch, blobs: dict[str, bytes], log: list | None = None):

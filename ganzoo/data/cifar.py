@@ -20,7 +20,7 @@ import torch
 from ..errors import GanzooError
 from . import download as _download
 from .base import InMemoryDataset
-from .files import cache_dir, candidate_dirs, check_split
+from .files import cache_dir, candidate_dirs, check_split, not_in_root
 
 NAME = "cifar10"
 BATCH_DIR = "cifar-10-batches-py"
@@ -176,6 +176,8 @@ def locate(split: str, root=None) -> list[Path]:
                 raise GanzooError(f"{tar}: md5 {digest} differs from the published "
                                   f"{TARBALL_MD5} (truncated or corrupt download?)")
             return [extract(tar, cache) / n for n in names]
+    if root is not None:
+        raise not_in_root(NAME, root, f"{split}-split batches ({BATCH_DIR}/) and no {TARBALL}")
     tar = _download.download(URLS, cache / TARBALL, TARBALL_MD5, what=f"{NAME} {TARBALL}")
     out = extract(tar, cache)
     tar.unlink()  # the extracted batches are all we need; saves 163 MB

@@ -102,4 +102,4 @@ def download(urls: Sequence[str], dest: str | os.PathLike, checksum: str,
                           f"; nothing was saved")
     raise GanzooError(f"cannot download {what}: network not reachable "
                       f"({'; '.join(network_errors)}); put the file in {dest.parent}, "
-                      f"set $GANZOO_DATA, or pass root=")
+                      f"set $GANZOO_DATA, or pass --data-root DIR (root= in Python)")

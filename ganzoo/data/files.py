@@ -67,6 +67,15 @@ def candidate_dirs(name: str, root: str | os.PathLike | None = None,
     return list(_unique(dirs))
 
 
+def not_in_root(name: str, root, wanted: str) -> GanzooError:
+    """The error for an explicit ``root`` (``--data-root``) that lacks the files, where no other
+    location has them either: said, not downloaded elsewhere behind the user's back."""
+    r = Path(root).expanduser()
+    return GanzooError(f"{name}: --data-root {str(r)!r} holds no {wanted} (looked in {str(r / name)!r} "
+                       f"and {str(r)!r}); put the files there, or leave out --data-root to use "
+                       f"${DATA_ENV}, the ganzoo cache or a download")
+
+
 def shared_dirs(relative: str, starts: Iterable[Path] | None = None) -> list[Path]:
     """``<d>/<relative>`` for every directory ``d`` at or above the current working
     directory and the repository holding this package (the "next to or above"

@@ -27,7 +27,7 @@ import torch
 from ..errors import GanzooError
 from . import download as _download
 from .base import InMemoryDataset
-from .files import cache_dir, candidate_dirs, check_split, shared_dirs
+from .files import cache_dir, candidate_dirs, check_split, not_in_root, shared_dirs
 
 UINT8 = 0x08
 _CHUNK = 1 << 22
@@ -189,6 +189,8 @@ class IdxImageDataset:
             have = next(f for f in found if f)
             missing = stems[found.index(None)]
             raise GanzooError(f"{self.name}: {d} holds {have.name} but not {missing}(.gz)")
+        if root is not None:
+            raise not_in_root(self.name, root, f"{split}-split files ({' and '.join(s + '[.gz]' for s in stems)})")
         return self.download(split)
 
     def download(self, split: str) -> tuple[Path, Path]:

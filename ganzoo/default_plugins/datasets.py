@@ -1,5 +1,6 @@
 """Built-in datasets, registered through the public hooks."""
 from ganzoo.data.cifar import load_cifar10
+from ganzoo.data.files import check_split
 from ganzoo.data.folder import load_image_folder
 from ganzoo.data.idx import load_fashion_mnist, load_mnist
 from ganzoo.data.mixtures import grid25, ring8
@@ -10,8 +11,12 @@ from ganzoo.hookspecs import hookimpl
 
 def _mixture(factory):
     def load(split: str = "train", root=None, image_size=None):
+        name = factory.__name__
         if image_size:
-            raise GanzooError(f"{factory.__name__} holds 2-D points: --image-size does not apply")
+            raise GanzooError(f"{name} holds 2-D points: --image-size does not apply")
+        if root is not None:
+            raise GanzooError(f"{name} is drawn from its formula, not read from files: --data-root does not apply")
+        check_split(name, split, ("train", "test"))  # both draw from the same mixture (evaluation draws its own points)
         return factory()
     load.__doc__ = factory.__doc__
     return load
