@@ -471,7 +471,7 @@ def format_report(r: dict) -> str:
                     if r["baseline_round_s_per_step"] else ""))
     if r["speedup"] is not None:
         lines.append(f"  speedup: {r['speedup']:.2f}× the reference loop's steps/s")
-    period = r.get("methods_period", 1)
+    period = r["methods_period"]
     if r["flop_steps"] > 1 or period > 1:
         lines.append(f"  GFLOP/step: the mean of {r['flop_steps']} counted steps" + (
             f" (the methods' work repeats every {period} steps: the mean is approximate; "

@@ -9,7 +9,7 @@ every step; each hook is a no-op here, so a method overrides only what it needs:
 ==========================  =================================================================
 ``check(arch)``             before any data is loaded: refuse an architecture it cannot use
 ``wrap_dataset(data, seed)`` once: supply or transform labels (or samples) of the dataset
-``transform(x, ctx)``       every input of D, real and fake, in the D and in the G step
+``transform(x, ctx, which)`` every input of D (``which``: real or fake), in the D and in the G step
 ``d_terms(ctx)``            after D scored a batch: a loss term added to D's loss (or None)
 ``g_logits(logits, ctx)``   G's learning signal: select or reweight the fake logits
 ``g_terms(ctx)``            after D scored the fakes in the G step: a term added to G's loss

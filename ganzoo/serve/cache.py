@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from . import models as core
 
-CACHE_SIZE = 8  # generators kept loaded (the index shows every zoo model: keep them all)
+CACHE_SIZE = 16  # generators kept loaded: every zoo model (9 today; the index shows them all) and a few runs'
 
 
 @dataclass
