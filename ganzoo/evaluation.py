@@ -18,6 +18,7 @@ import torch
 
 from .errors import GanzooError, UnknownNameError
 from . import limits
+from .distributed import resolve_device
 from .fileio import atomic_write
 
 IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
@@ -386,6 +387,9 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     from .sampling import generate
 
     check_truncation(truncation)
+    device = resolve_device(device)  # checked, auto resolved
+    if plot is not None and Path(plot).suffix != ".png":  # the file is PNG, whatever its name says
+        raise GanzooError(f"--plot writes a PNG: its name must end in .png, got {Path(plot).name!r}")
 
     G = model_or_generator
     if not isinstance(G, torch.nn.Module):
@@ -431,6 +435,7 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
 
     limits.check("n", n, "-n")
     limits.check("seed", seed)
+    device = resolve_device(device)  # checked, auto resolved
     data = _load_dataset(dataset, REFERENCE_SPLIT)
     # label-accuracy is left out by default: on real images it is the evaluator's own
     # accuracy (its training accuracy on the train split); its card has the test accuracy.

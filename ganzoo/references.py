@@ -64,6 +64,9 @@ def load_generator(ref: str | Path, device: str = "cpu", allow_unverified: bool 
     """A generator in eval mode from any reference (see the module docstring); its
     ``export_config`` describes it and ``sampling`` holds what sampling it needs. An export
     without a valid sha256 is refused unless ``allow_unverified``."""
+    from .distributed import resolve_device
+
+    device = resolve_device(device)  # checked, auto resolved
     where = resolve(ref)
     if where.kind == "zoo":
         return load_zoo_generator(where.target, device)

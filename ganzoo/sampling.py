@@ -71,7 +71,9 @@ def write_samples(model, n: int, out: str | Path, class_index: int | None = None
     limits.check("seed", seed)
     limits.check("class", class_index)
     if not isinstance(model, torch.nn.Module):
-        limits.check_device(device)
+        from .distributed import resolve_device
+
+        device = resolve_device(device)  # checked, auto resolved
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise GanzooError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")

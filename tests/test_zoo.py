@@ -326,3 +326,23 @@ def test_wheel_ships_the_zoo_and_every_subpackage(tmp_path):
     assert Path(where) == site / "ganzoo" / "_registry"
     assert models == str(sorted(p.parent.name for p in (REPO / "registry" / "models").glob("*/card.toml")))
     assert evaluators == str(sorted(p.parent.name for p in (REPO / "registry" / "evaluators").glob("*/card.json")))
+
+
+def test_sample_and_eval_take_device_auto(tmp_path, run_cli_many):
+    """--device auto (CUDA, then MPS, then CPU) is resolved before the model is loaded; it was
+    handed to torch as is ("Expected one of cpu, cuda, ... device type ... auto")."""
+    import torch
+
+    from ganzoo.distributed import resolve_device
+    from ganzoo.references import load_generator
+
+    want = "cuda:0" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto") == want
+    assert next(load_generator("mlp-ring8", device="auto").parameters()).device == torch.device(want)
+    out = tmp_path / "s.npz"
+    (rc1, _, err1), (rc2, text, err2) = run_cli_many([
+        ["sample", "mlp-ring8", "-n", "8", "--out", str(out), "--device", "auto"],
+        ["eval", "mlp-ring8", "-n", "200", "--device", "auto", "--json"]])
+    assert rc1 == 0 and out.is_file(), err1
+    assert rc2 == 0 and json.loads(text)["scores"]["modes"] >= 1, err2

@@ -58,7 +58,9 @@ def eval_command(model, dataset, n, metrics, split, data_root, real, seed, devic
 
     limits.check("n", n, "-n")
     limits.check("seed", seed)
-    limits.check_device(device)
+    from ..distributed import resolve_device
+
+    device = resolve_device(device)  # checked, auto resolved
     G = load_generator(model, device=device, allow_unverified=trust_unverified) if model else None
     dataset = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
     if real:
