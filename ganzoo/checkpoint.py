@@ -78,6 +78,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     """The newest checkpoint file by name (readable or not: see :func:`load_latest`)."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
+        if not Path(run_dir).exists():
+            raise GanzooError(f"no such run directory: {str(run_dir)!r}")
         raise GanzooError(f"no checkpoint in {str(run_dir)!r} (expected checkpoints/step-*.pt)")
     return ckpts[-1]
 

@@ -16,7 +16,24 @@ LIST_KINDS = {"architectures": "architecture", "losses": "loss", "regularizers":
               "models": "model"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Stopped(Exception):
+    """A KeyboardInterrupt (Ctrl-C, or a run stopped by a signal) carried past click, which
+    would print an empty line for it and turn it into Abort."""
+
+    def __init__(self, interrupt: KeyboardInterrupt):
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ganzoo")
 def cli():
     """ganzoo: a plugin-based GAN model zoo for PyTorch."""
@@ -220,6 +237,11 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
     elif not (config_file or recipe):
         raise click.UsageError("missing ARCH (e.g. `ganzoo train dcgan`), or give --recipe NAME or --config FILE")
     cfg, used = _base_config(config_file, recipe, no_recipe, changes)
+    if arch and arch != cfg.arch and cfg.arch_options and (recipe or config_file):
+        source = f"recipe {recipe}" if recipe else config_file
+        raise click.UsageError(
+            f"{source} trains {cfg.arch}, with {cfg.arch}'s options ({', '.join(sorted(cfg.arch_options))}), "
+            f"not {arch}: leave out ARCH, or choose a recipe of {arch} (`ganzoo list recipes {arch}`)")
     if no_reg:
         changes["regularizers"] = ()
     if arch_opts:
@@ -233,10 +255,11 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
     cfg = cfg.replace(**changes)
     cfg.validate()  # every value in range before anything is built or written
     if nproc and nproc > 1:  # after the checks: a bad value is one line here, not one per rank
-        from .distributed import relaunch_with_torchrun
+        from . import distributed
+        from .training import check_new_run
 
-        limits.check_device(cfg.device)  # a device this machine lacks, before torchrun starts
-        sys.exit(relaunch_with_torchrun(nproc, sys.argv[1:]))
+        check_new_run(cfg)  # names, options, data, evaluation, run directory: before torchrun starts
+        sys.exit(distributed.relaunch_with_torchrun(nproc, sys.argv[1:]))
     from .training import train
 
     announce = None
@@ -254,7 +277,13 @@ def _base_config(config_file, recipe_name, no_recipe, changes):
     from .recipes import default_recipe, get_recipe
 
     if config_file:
-        return TrainConfig.from_file(config_file), None
+        from .config import read_config_file
+
+        values = read_config_file(config_file)
+        if "arch" not in values and "arch" not in changes:  # not dcgan by default, unsaid
+            raise click.UsageError(f"{config_file} names no arch: add `arch = \"NAME\"` to it, or give "
+                                   f"it on the command line (`ganzoo train ARCH --config {config_file}`)")
+        return TrainConfig.from_dict(values), None
     recipe = get_recipe(recipe_name) if recipe_name else None
     default = None
     # a fine-tune (--init MODEL) keeps the model's architecture options: another recipe's
@@ -364,11 +393,18 @@ def main(argv=None):
     except KeyboardInterrupt as exc:  # before or after click's own handling (start-up, plugins)
         _say_interrupted(exc)
         sys.exit(interrupt_exit_code(exc))
+    except _Stopped as stopped:  # in a command
+        _say_interrupted(stopped.interrupt)
+        sys.exit(interrupt_exit_code(stopped.interrupt))
+    except click.exceptions.NoArgsIsHelpError as exc:  # `ganzoo` alone (or a group alone): its help
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except GanzooError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if not (exc.every_rank and __import__("os").environ.get("RANK", "0") != "0"):
+            click.echo(f"error: {exc}", err=True)  # a collective check's line comes from rank 0 only
         sys.exit(1)
     except Exception as exc:
         if debug:

@@ -52,6 +52,12 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def resolve_device(name: str = "auto") -> str:
+    """``name`` checked, with ``auto`` resolved (CUDA, then MPS, then CPU): a name torch's
+    ``.to()`` takes, for one process that samples or evaluates."""
+    return str(pick_device(name))
+
+
 def setup(device_name: str = "auto") -> DistInfo:
     """Join the process group when started by torchrun (``WORLD_SIZE`` > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -111,16 +117,24 @@ def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    # torch's launcher, less its failure traceback (ganzoo/torchrun.py)
+    cmd = [sys.executable, "-m", "ganzoo.torchrun", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "ganzoo", *cleaned]
     import signal
 
-    proc = subprocess.Popen(cmd)
+    # each rank sets its own thread count (build_run); a default here keeps torchrun from
+    # warning that it set OMP_NUM_THREADS=1 for an "overloaded" system
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // nproc))}
+    # torchrun runs in a session of its own, so a Ctrl-C reaches the ranks once, through it:
+    # the terminal's SIGINT to every process plus torchrun's forwarded one was two stop
+    # signals, and a rank's second one aborts without a checkpoint
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
 
-    def forward(signum, frame):  # a scheduler may signal this process only: pass it on
+    def forward(signum, frame):  # the terminal or a scheduler signals this process: pass it on
         proc.send_signal(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
     rc = proc.wait()
     return 128 - rc if rc < 0 else rc

@@ -8,6 +8,16 @@ from typing import Iterable
 class GanzooError(Exception):
     """An error caused by the user's input or environment, not by a bug."""
 
+    # True when every rank of a distributed run raises this same error after agreeing on it
+    # (a collective check): only rank 0 prints its line
+    every_rank = False
+
+
+def on_every_rank(error: GanzooError) -> GanzooError:
+    """``error``, marked as raised alike by every rank (see ``GanzooError.every_rank``)."""
+    error.every_rank = True
+    return error
+
 
 class UnknownNameError(GanzooError, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str]):
@@ -41,13 +51,21 @@ def one_line(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch's allocators say so in a RuntimeError (CUDA's is torch.OutOfMemoryError, one)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (type(exc).__name__ == "OutOfMemoryError"
+                                              or "can't allocate memory" in text
+                                              or "out of memory" in text.lower())
+
+
 def describe_unexpected(exc: BaseException) -> str:
     """One line for an exception no check turned into a GanzooError: what the OS said for an
     OSError (a full disk says so), otherwise the type and message, and how to get the traceback."""
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename!s}" if exc.filename else ""
         return one_line(f"{exc.strerror}{where}")
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _is_out_of_memory(exc):
         return "out of memory (ask for less: a smaller -n, batch or model)"
     if isinstance(exc, RecursionError):
         return "input nested too deeply"

@@ -107,6 +107,7 @@ def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool
     out = Path(out_dir) if out_dir else (run_dir / "export-best" if best else own)
     G, info = generator_from_checkpoint(Checkpoint.load(run), use_ema, str(run))
     info["run"] = run_id(run_dir)
+    _refuse_run_directory(out)
     if not force and not _same_dir(out, own):
         _refuse_other_export(out, info)
     return export_generator(G, out, info, dtype=dtype)
@@ -121,6 +122,17 @@ def run_id(run_dir: Path) -> str:
 
 def _same_dir(a: Path, b: Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_run_directory(out: Path) -> None:
+    """An export writes config.json: in a run directory it would replace the run's own (which
+    resume reads), so none is written there, even with --force."""
+    from .checkpoint import list_checkpoints
+
+    if out.is_dir() and list_checkpoints(out):
+        raise GanzooError(f"{str(out)!r} is a run directory (it holds checkpoints), and an export "
+                          f"there would replace the run's config.json; nothing was written (export "
+                          f"to {str(out / 'export')!r} or another directory)")
 
 
 def _refuse_other_export(out: Path, info: dict) -> None:

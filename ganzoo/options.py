@@ -25,6 +25,10 @@ def describe_type(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+# Lists of specs (NAME:KEY=VALUE,...), whose items hold commas: a string is one spec, not a list.
+SPEC_LISTS = frozenset({"methods"})
+
+
 def _convert(name: str, tp: Any, value: Any) -> Any:
     """Convert ``value`` (often a string from the command line) to type ``tp``."""
     origin = typing.get_origin(tp)
@@ -42,8 +46,14 @@ def _convert(name: str, tp: Any, value: Any) -> Any:
             raise GanzooError(f"option {name}={value!r} is not one of {', '.join(map(str, args))}{hint}")
         return value
     if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
+        if isinstance(value, str) and name in SPEC_LISTS:
+            value = [value]  # one spec: its own options are comma-separated (diffaugment:policy=a,b)
+        elif isinstance(value, str):
+            items = value.replace(" ", "").split(",") if value.strip() else []
+            if "" in items:
+                raise GanzooError(f"option {name} has an empty item in {value!r} (a comma-separated "
+                                  f"list, e.g. 0.5,0.999)")
+            value = items
         if not isinstance(value, (list, tuple)):
             raise GanzooError(f"option {name} takes a comma-separated list, got {value!r}")
         item = args[0] if args else str

@@ -110,6 +110,15 @@ def load_plugins() -> list[PluginRecord]:
             record.hooks = _hooks_of(plugin)
         except Exception as exc:  # a broken plugin must not break the CLI
             record.error = _one_line(exc)
+    installed = {_normalise(ep.dist.name if ep.dist else ep.name) for ep in eps} | {"ganzoo"}
+    for name in sorted((allowed or set()) - installed):  # a typo would otherwise load nothing, unsaid
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(installed), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        _records[f"{name}:"] = PluginRecord("-", name, "-", "", error=(
+            f"{LOAD_ENV} names it, but no installed distribution registers ganzoo plugins under "
+            f"that name{hint}"))
     return list(_records.values())
 
 

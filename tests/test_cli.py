@@ -250,3 +250,12 @@ print(json.dumps({"rc": rc, "built": built, "listed": out.getvalue(),
     assert {"mlp", "dcgan", "cgan", "hinge", "ring8"} <= set(rows(report["listed"]))
     assert report["built"] == []
     assert report["timm"] == []
+
+
+def test_bare_ganzoo_and_a_bare_group_print_their_help(run_cli):
+    """`ganzoo` alone printed its help as "error: Usage: ..." with exit code 2."""
+    rc, out, err = run_cli([])
+    assert rc == 0 and out.startswith("Usage: ganzoo [OPTIONS] COMMAND [ARGS]...") and err == ""
+    assert "train" in out and "error" not in out
+    rc, out, err = run_cli(["evaluator"])
+    assert rc == 0 and out.startswith("Usage: ganzoo evaluator") and err == ""

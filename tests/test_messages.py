@@ -210,6 +210,101 @@ def test_nproc_checks_every_value_before_torchrun_starts(tmp_path, run_cli, monk
     assert rc == 1 and err == "error: --lr-g must be >= 0, got -1.0\n" and not launched
 
 
+NPROC_REFUSALS = {  # each was one line per rank plus torchrun's ~45-line traceback before ganzoo 0.9.6
+    "bad-arch-option": (["--arch-opt", "d_dropout=2"], "error: mlp option d_dropout must be in [0, 1), got 2.0\n"),
+    "fid-samples": (["--eval-every", "10", "--eval-metrics", "fid", "--eval-samples", "2"],
+                    "error: fid needs more samples than feature dimensions (2) for a full-rank covariance; "
+                    "got 2 generated samples\n"),
+    "unknown-method": (["--method", "diffaugmnet"], "error: unknown method 'diffaugmnet'; did you mean 'diffaugment'?"),
+}
+
+
+@pytest.mark.parametrize("case", NPROC_REFUSALS, ids=list(NPROC_REFUSALS))
+def test_nproc_checks_options_evaluation_and_names_before_torchrun_starts(case, tmp_path, run_cli, monkeypatch):
+    from ganzoo import distributed
+
+    launched = []
+    monkeypatch.setattr(distributed, "relaunch_with_torchrun", lambda *a: launched.append(a) or 0)
+    flags, line = NPROC_REFUSALS[case]
+    rc, _, err = run_cli(["train", "mlp", "--dataset", "ring8", "--nproc", "2", "--steps", "20",
+                          "--out", str(tmp_path / "r"), *flags])
+    assert rc == 1 and err.startswith(line) and err.count("\n") == 1 and not launched
+    assert not (tmp_path / "r").exists()
+
+
+def test_nproc_refuses_an_out_that_holds_a_run_or_is_in_use_before_torchrun_starts(tmp_path, run_cli, monkeypatch):
+    from ganzoo import distributed
+    from ganzoo.training.rundir import RunLock
+
+    launched = []
+    monkeypatch.setattr(distributed, "relaunch_with_torchrun", lambda *a: launched.append(a) or 0)
+    run = tmp_path / "r"
+    args = ["train", "mlp", "--dataset", "ring8", "--steps", "4", "--no-progress", "--out", str(run)]
+    assert run_cli(args)[0] == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    rc, _, err = run_cli([*args, "--nproc", "2"])
+    assert rc == 1 and err.startswith(f"error: {run} already holds a run (last checkpoint: step-00000004.pt)")
+    assert err.count("\n") == 1 and not launched
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    fresh = tmp_path / "busy"
+    lock = RunLock(fresh)
+    assert lock.acquire() is None  # another process's run, starting
+    try:
+        rc, _, err = run_cli([*args[:-1], str(fresh), "--nproc", "2"])
+    finally:
+        lock.release()
+    assert rc == 1 and "is in use by another ganzoo process" in err and not launched
+    assert run_cli([*args[:-1], str(tmp_path / "free"), "--nproc", "2"])[0] == 0 and len(launched) == 1
+    assert not (tmp_path / "free").exists()  # the checks wrote nothing: the ranks make the run
+
+
+def test_a_collective_refusal_is_said_by_rank_0_only(tmp_path, run_cli, monkeypatch):
+    """Every rank raises a collective check's error alike (after agreeing on it), so only rank 0
+    prints its line; any other error is printed by whichever rank raised it."""
+    import ganzoo.training
+    from ganzoo.errors import GanzooError, on_every_rank
+
+    args = ["train", "mlp", "--dataset", "ring8", "--steps", "4", "--out", str(tmp_path / "r")]
+    for error, rank, said in [(on_every_rank(GanzooError("all")), "1", ""),
+                              (on_every_rank(GanzooError("all")), "0", "error: all\n"),
+                              (GanzooError("mine"), "1", "error: mine\n")]:
+        monkeypatch.setattr(ganzoo.training, "train", lambda *a, e=error, **k: (_ for _ in ()).throw(e))
+        monkeypatch.setenv("RANK", rank)
+        assert run_cli(args) == (1, "", said)
+
+
+def test_the_torchrun_wrapper_exits_with_the_first_failed_ranks_code():
+    from types import SimpleNamespace as F
+
+    from ganzoo.torchrun import exit_code
+
+    assert exit_code({1: F(exitcode=1), 0: F(exitcode=2)}) == 2
+    assert exit_code({1: F(exitcode=130)}) == 130
+    assert exit_code({}) == 1
+
+
+def test_the_torchrun_wrapper_names_a_rank_ended_by_a_signal(capsys):
+    from types import SimpleNamespace as F
+
+    from ganzoo.torchrun import exit_code
+
+    assert exit_code({1: F(exitcode=-9)}) == 137
+    assert capsys.readouterr().err == ("error: rank 1 was ended by SIGKILL (out of memory, if SIGKILL "
+                                       "and nobody sent it)\n")
+
+
+@pytest.mark.parametrize("option, line", [
+    ("leak=-1", "mlp option leak (LeakyReLU's negative slope) must be in [0, 1), got -1.0"),
+    ("bn_eps=0", "mlp option bn_eps must be > 0, got 0.0"),
+    ("bn_eps=-1", "mlp option bn_eps must be > 0, got -1.0"),
+])
+def test_mlp_slope_and_batchnorm_eps_are_range_checked(option, line, tmp_path, run_cli):
+    """A negative slope failed in the first backward (torch's in-place LeakyReLU), bn_eps=0 in NaN."""
+    rc, _, err = run_cli(["train", "mlp", "--dataset", "ring8", "--no-recipe", "--steps", "2",
+                          "--arch-opt", option, "--out", str(tmp_path / "r")])
+    assert (rc, err) == (1, f"error: {line}\n") and not (tmp_path / "r").exists()
+
+
 BAD_TRAIN_FLAGS = {  # each was accepted (or failed late, or was ignored) before ganzoo 0.9.5
     "negative-weight": (["--reg", "gp:-1"], "regulariser 'gp:-1': weight must be a finite number >= 0"),
     "nan-weight": (["--reg", "r1:nan"], "regulariser 'r1:nan': weight must be a finite number >= 0"),
@@ -299,3 +394,76 @@ def test_a_regulariser_that_does_not_subclass_ganzoo_regularizer_is_not_a_per_sa
     cfg = TrainConfig.from_dict({"arch": "dcgan", "regularizers": ["duck"]})
     _warn_batchnorm_critic([DuckPenalty()], nn.Sequential(nn.BatchNorm2d(2)), cfg, main=True)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_config_file_without_arch_is_refused_not_trained_as_dcgan(tmp_path, run_cli):
+    config = tmp_path / "noarch.toml"
+    config.write_text('dataset = "ring8"\nsteps = 2\n')
+    rc, _, err = run_cli(["train", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert rc == 2 and err == (f"error: {config} names no arch: add `arch = \"NAME\"` to it, or give it on "
+                               f"the command line (`ganzoo train ARCH --config {config}`)\n")
+    assert not (tmp_path / "r").exists()
+    rc, _, err = run_cli(["train", "mlp", "--config", str(config), "--no-progress", "--out", str(tmp_path / "r")])
+    assert rc == 0, err
+
+
+def test_an_arch_other_than_the_recipes_is_said_naming_the_recipe(tmp_path, run_cli):
+    """It said "unknown mlp option 'ngf'", without naming the recipe the option came from."""
+    rc, _, err = run_cli(["train", "mlp", "--recipe", "dcgan-fashion-mnist-quick", "--out", str(tmp_path / "r")])
+    assert rc == 2 and err.startswith("error: recipe dcgan-fashion-mnist-quick trains dcgan, with dcgan's "
+                                      "options (extra_layers, ndf, ngf), not mlp: leave out ARCH")
+    assert not (tmp_path / "r").exists()
+
+
+SMALL_MISTAKES = {  # each was accepted silently, or failed later, before ganzoo 0.9.6
+    "resume-steps-0": (None, "--steps must be >= 1, got 0"),
+    "points-split": (["--split", "validation"], "ring8 has no split 'validation' (accepted splits: train, test)"),
+    "points-data-root": (["--data-root", "."], "ring8 is drawn from its formula, not read from files: "
+                                               "--data-root does not apply"),
+    "empty-list-item": (["--betas-g", "0.5,,0.9"], "option betas_g has an empty item in '0.5,,0.9'"),
+    "small-subset": (["--subset", "5", "--batch-size", "64"],
+                     "--subset 5 keeps 5 of ring8's samples, fewer than --batch-size 64"),
+    "resume-nothing": ("missing", "no such run directory:"),
+    "out-is-a-file": ("file", "--out "),
+}
+
+
+@pytest.mark.parametrize("case", SMALL_MISTAKES, ids=list(SMALL_MISTAKES))
+def test_small_mistakes_are_one_line(case, tmp_path, run_cli):
+    flags, line = SMALL_MISTAKES[case]
+    base = ["train", "mlp", "--dataset", "ring8", "--no-recipe", "--steps", "2", "--no-progress"]
+    if flags is None:  # resume --steps 0 was read as "not given" and resumed to the run's own total
+        assert run_cli([*base, "--out", str(tmp_path / "r")])[0] == 0
+        rc, _, err = run_cli(["resume", str(tmp_path / "r"), "--steps", "0"])
+    elif flags == "missing":  # said "no checkpoint in ..." of a directory that does not exist
+        rc, _, err = run_cli(["resume", str(tmp_path / "nothing")])
+    elif flags == "file":  # said "File exists: ..."
+        (tmp_path / "r").write_text("mine")
+        rc, _, err = run_cli([*base, "--out", str(tmp_path / "r")])
+        assert err.endswith("is a file, not a directory; choose another --out\n") and (tmp_path / "r").read_text() == "mine"
+    else:
+        rc, _, err = run_cli([*base, *flags, "--out", str(tmp_path / "r")])
+        assert not (tmp_path / "r").exists()
+    assert rc == 1 and err.startswith(f"error: {line}") and err.count("\n") == 1, err
+
+
+def test_a_string_of_methods_in_a_config_is_one_spec_not_split_on_its_commas(tmp_path):
+    from ganzoo.config import TrainConfig
+
+    cfg = TrainConfig.from_dict({"methods": "diffaugment:policy=translation,color"})
+    assert cfg.methods == ("diffaugment:policy=translation,color",)
+    assert TrainConfig.from_dict({"betas_g": "0.5, 0.9"}).betas_g == (0.5, 0.9)
+    assert TrainConfig.from_dict({"betas_g": ""}).betas_g is None  # empty: not given (the loss recommends)
+
+
+def test_eval_plot_must_be_a_png(tmp_path, run_cli):
+    rc, _, err = run_cli(["eval", "mlp-ring8", "-n", "50", "--plot", str(tmp_path / "x.jpg")])
+    assert (rc, err) == (1, "error: --plot writes a PNG: its name must end in .png, got 'x.jpg'\n")
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_an_unknown_name_in_ganzoo_load_plugins_is_said(run_cli):
+    rc, out, err = run_cli(["list", "architectures"], env={"GANZOO_LOAD_PLUGINS": "ganzoo-dcgn,ganzoo-mlp"})
+    assert rc == 0 and "mlp" in out and "dcgan" not in out
+    assert ("warning: plugin ganzoo-dcgn (-) was skipped: GANZOO_LOAD_PLUGINS names it, but no installed "
+            "distribution registers ganzoo plugins under that name; did you mean 'ganzoo-dcgan'?") in err

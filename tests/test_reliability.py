@@ -109,20 +109,39 @@ def test_every_stop_signal_checkpoints_at_the_step_boundary(tmp_path, monkeypatc
         assert signal.getsignal(sig) == before  # the handlers are put back
 
 
-def test_a_second_stop_signal_aborts_at_once(tmp_path, run_cli, monkeypatch):
+def _signals_at_step_2(*signals):
     from ganzoo.training.step import train_step as real_step
 
-    def twice(run, step, total=None):
+    def step_fn(run, step, total=None):
         if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
+            for sig in signals:
+                os.kill(os.getpid(), sig)
         return real_step(run, step, total)
 
-    monkeypatch.setattr(loop_mod, "train_step", twice)
+    return step_fn
+
+
+def test_a_second_stop_signal_aborts_at_once(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setattr(loop_mod, "train_step", _signals_at_step_2(signal.SIGTERM, signal.SIGINT))
     code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "100", "--checkpoint-every", "50",
                               "--out", tmp_path / "r"])
-    assert code == 143 and "Traceback" not in err and "aborted without a checkpoint" in err, (code, err)
+    assert code == 130 and "Traceback" not in err and "aborted without a checkpoint" in err, (code, err)
     assert not list_checkpoints(tmp_path / "r")
+    # the same signal again, later than a delivery twice could be: an abort too
+    monkeypatch.setattr(loop_mod._InterruptFlag, "ECHO_S", 0.0)
+    monkeypatch.setattr(loop_mod, "train_step", _signals_at_step_2(signal.SIGTERM, signal.SIGTERM))
+    code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "100", "--checkpoint-every", "50",
+                              "--out", tmp_path / "r2"])
+    assert code == 143 and "aborted without a checkpoint" in err and not list_checkpoints(tmp_path / "r2")
+
+
+def test_the_same_stop_signal_delivered_twice_at_once_is_one_stop(tmp_path, run_cli, monkeypatch):
+    """A Ctrl-C under torchrun reaches each rank from the terminal and again from torchrun."""
+    monkeypatch.setattr(loop_mod, "train_step", _signals_at_step_2(signal.SIGINT, signal.SIGINT))
+    code, out, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "100", "--checkpoint-every", "50",
+                              "--out", tmp_path / "r"])
+    assert code == 130 and "stopped by SIGINT at step 3: checkpoint saved" in out, (code, out, err)
+    assert load_checkpoint(tmp_path / "r")["step"] == 3
 
 
 @pytest.mark.slow
@@ -192,6 +211,56 @@ def test_a_resumed_run_that_diverges_names_its_checkpoint(tmp_path, monkeypatch)
     with pytest.raises(loop_mod.NonFiniteLoss) as caught:
         train(TrainConfig(steps=12, progress=False), resume=tmp_path / "run")
     assert "step-00000006.pt" in str(caught.value) and "no checkpoint was written" not in str(caught.value)
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_can_be_run_again(tmp_path, run_cli):
+    """A run that diverged before its first checkpoint left config.json, metrics.jsonl and its
+    lock, and the same command was then refused ("already holds a run with no checkpoint").
+    It removes what it wrote (nothing to resume); what was in the directory before stays."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    args = ["train", "mlp", *RING_FLAGS, "--steps", "8", "--log-every", "4", "--out", str(run)]
+    code, out, err = run_cli([*args, "--max-loss", "1e-6"])
+    assert code == 1 and "training diverged" in err and "the files this run wrote are removed" in err
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    code, out, err = run_cli(args)  # the same command, after the fix, runs
+    assert code == 0, err
+    assert load_checkpoint(run)["step"] == 8 and (run / "notes.txt").read_text() == "mine"
+    fresh = tmp_path / "fresh"  # a directory the run made is removed too
+    assert run_cli(["train", "mlp", *RING_FLAGS, "--steps", "8", "--log-every", "4", "--max-loss", "1e-6",
+                    "--out", str(fresh)])[0] == 1
+    assert not fresh.exists()
+
+
+def test_a_run_that_fails_after_a_checkpoint_keeps_its_files(tmp_path, monkeypatch):
+    real_step = loop_mod.train_step
+    monkeypatch.setattr(loop_mod, "train_step", lambda run, step, total=None: tuple(
+        x * (float("nan") if step >= 6 else 1.0) for x in real_step(run, step, total)))
+    with pytest.raises(loop_mod.NonFiniteLoss, match="step-00000004.pt"):
+        train(ring_cfg(tmp_path, steps=12, log_every=4, checkpoint_every=4))
+    assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run" / "metrics.jsonl").is_file()
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000004.pt"]
+
+
+def test_out_of_memory_is_one_line_that_says_so():
+    from ganzoo.errors import describe_unexpected
+
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                       "memory: you tried to allocate 204800000000 bytes. Error code 12")
+    cuda = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2.00 GiB")
+    for exc in (cpu, cuda, MemoryError()):
+        assert describe_unexpected(exc) == "out of memory (ask for less: a smaller -n, batch or model)"
+
+
+def test_networks_too_large_for_memory_are_refused_before_they_are_built(tmp_path, run_cli):
+    """A width of 10^8 was killed by the kernel (no message); counted on the meta device first."""
+    code, out, err = run_cli(["train", "dcgan", "--dataset", "fashion-mnist", "--arch-opt", "ngf=100000",
+                              "--steps", "2", "--out", str(tmp_path / "big")])
+    assert code == 1 and err.startswith("error: dcgan with these options has 5.91e+11 parameters "
+                                        "(G 5.91e+11, D 6.44e+04): training needs about"), err
+    assert "choose smaller widths (`ganzoo info dcgan` lists the options)" in err
+    assert not (tmp_path / "big").exists()
 
 
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous(tmp_path, run_cli):
@@ -378,6 +447,12 @@ def test_export_refuses_to_overwrite_another_models_export(tmp_path, run_cli):
     code, _, err = run_cli(["export", str(b), "--out", str(shared), "--force"])
     assert code == 0, err
     assert run_cli(["export", str(b)])[0] == 0  # the run's own export/ is always replaced
+    # a run directory is never an export's --out, not even with --force: its config.json is the run's
+    for target in (a, b):
+        before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+        line = one_error_line(*run_cli(["export", str(b), "--out", str(target), "--force"])[::2])
+        assert f"{str(target)!r} is a run directory (it holds checkpoints)" in line, line
+        assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
 
 # -- bad command-line values (defect 8), through ganzoo.limits ----------------------------------

@@ -478,6 +478,10 @@ def test_serve_command(monkeypatch, roots):
     assert "no authentication" in result.output
     result = runner.invoke(serve_command.serve, [str(roots["runs"] / "no-such-dir")])
     assert result.exit_code == 2
+    monkeypatch.undo()  # the real bind: an address that cannot be used is one line, no warning first
+    result = runner.invoke(serve_command.serve, ["--host", "999.1.1.1", "--port", "8123"])
+    assert result.exit_code == 1 and "warning" not in result.output
+    assert "--host '999.1.1.1' cannot be resolved" in result.output
     assert serve_command.is_local("localhost") and serve_command.is_local("::1")
     assert serve_command.is_local("127.0.0.2") and not serve_command.is_local("192.168.1.5")
     assert serve_command.url_for("::1", 80) == "http://[::1]:80/"

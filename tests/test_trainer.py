@@ -86,12 +86,16 @@ def test_new_run_into_a_run_dir_is_refused_and_keeps_the_old_run(tmp_path, run_c
 
 
 def test_run_dir_of_a_run_that_failed_before_its_first_checkpoint(tmp_path, monkeypatch):
-    """Its config.json stays; the refusal says there is nothing to resume instead of pointing to resume."""
+    """A run that failed (even by a bug) before its first checkpoint removes what it wrote; one
+    killed outright (no chance to clean up) leaves its config.json, and the refusal then says
+    there is nothing to resume instead of pointing to resume."""
     monkeypatch.setattr(trainer_mod, "train_step", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         train(ring_cfg(tmp_path))
     monkeypatch.undo()
-    assert (tmp_path / "run" / "config.json").exists() and not list_checkpoints(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")  # as a killed run leaves it
     with pytest.raises(GanzooError, match=r"holds a run with no checkpoint \(nothing to resume\); delete it"):
         train(ring_cfg(tmp_path))
 

@@ -76,6 +76,7 @@ def serve(run_dirs, host, port, threads):
     and the given directories are served. Stop with Ctrl-C.
     """
     local = is_local(host)
+    sock = bind(host, port)  # an address that cannot be used is said before the warning about it
     if not local:
         click.echo(f"warning: --host {host} is not a loopback address: anyone who can reach this "
                    f"machine on port {port} can browse the zoo and the run directories given, "
@@ -85,8 +86,11 @@ def serve(run_dirs, host, port, threads):
     torch.set_num_threads(threads)
     from .app import create_app
 
-    app = create_app(run_dirs, allowed_hosts=LOCAL_HOST_HEADERS if local else None)
-    sock = bind(host, port)
+    try:
+        app = create_app(run_dirs, allowed_hosts=LOCAL_HOST_HEADERS if local else None)
+    except BaseException:
+        sock.close()
+        raise
     bound_port = sock.getsockname()[1]
     runs = len(app.state.serve.index.runs())
     click.echo(f"ganzoo serve: {url_for(host, bound_port)}  (zoo: {len(app.state.serve.model_ids())} "

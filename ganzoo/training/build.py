@@ -74,7 +74,9 @@ def _load_data(cfg: TrainConfig):
 
         data = subset(data, cfg.subset, cfg.subset_seed)
     if len(data) < cfg.batch_size:
-        raise GanzooError(f"{cfg.dataset} has {len(data)} samples, fewer than --batch-size {cfg.batch_size}")
+        what = (f"--subset {cfg.subset} keeps {len(data)} of {cfg.dataset}'s samples" if cfg.subset is not None
+                else f"{cfg.dataset} has {len(data)} samples")
+        raise GanzooError(f"{what}, fewer than --batch-size {cfg.batch_size}")
     return data
 
 
@@ -134,6 +136,37 @@ def _optimizer(module: nn.Module, cfg: TrainConfig, lr: float, betas, device: to
         raise GanzooError(f"optimizer {cfg.optimizer!r}: {exc}") from None
 
 
+def _memory_of(device: torch.device) -> int:
+    """Bytes of memory the device has in all (CPU and MPS: the machine's RAM)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0  # unknown: not checked
+
+
+def check_memory(arch, options, device: torch.device) -> None:
+    """Networks whose weights, gradients and Adam state alone exceed the device's memory are
+    one line before they are built; built, a layer 10^8 wide was killed by the kernel with no
+    message. They are counted on the meta device (no memory): a second build of their layers
+    (about 0.02 s for dcgan and stylegan2 at their defaults, 0.7 s for sngan, 2.6 s for
+    biggan, whose spectral norms' power iterations are slow on meta). An architecture that
+    cannot be built on meta is not checked."""
+    try:
+        with torch.device("meta"):
+            n_g = sum(p.numel() for p in arch.create_generator(options).parameters())
+            n_d = sum(p.numel() for p in arch.create_discriminator(options).parameters())
+    except Exception:  # noqa: BLE001 - a plugin's layers may need real tensors at init
+        return
+    need, have = 4 * (5 * n_g + 4 * n_d), _memory_of(device)  # float32: weights, grad, 2 moments; G's EMA
+    if have and need > have:
+        raise GanzooError(f"{arch.name} with these options has {n_g + n_d:.3g} parameters (G {n_g:.3g}, "
+                          f"D {n_d:.3g}): training needs about {need / 2**30:,.0f} GiB for their weights, "
+                          f"gradients and Adam state, more than the {have / 2**30:,.0f} GiB of "
+                          f"{device.type}; choose smaller widths (`ganzoo info {arch.name}` lists the options)")
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -175,32 +208,71 @@ def _architecture(name: str, state: dict | None):
         raise
 
 
+@dataclass
+class _Parts:
+    """What a build resolves before any device, network or optimiser exists."""
+
+    cfg: TrainConfig
+    loss: Any
+    entry: Any
+    methods: MethodStack
+    regularizers: list
+    data: Any
+    init: Any
+    options: Any
+
+
+def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
+    """The config with the loss's recommendations, the architecture, methods, regularisers,
+    data, ``--init`` model and architecture options: every check that needs none of the
+    device, the process group or the networks (:func:`preflight` makes them alone)."""
+    loss = create_loss(cfg.loss)
+    cfg = cfg.resolved(loss.recommended)
+    cfg.validate()
+    entry = _architecture(cfg.arch, state)
+    methods = MethodStack.from_specs(cfg.methods)
+    methods.check(entry.obj)  # before any data is loaded
+    if state is not None:
+        methods.load_state_dict(state.get("methods"))
+    regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
+    data = methods.wrap_dataset(_load_data(cfg), cfg.seed)
+    init = _init_model(cfg, entry.obj) if cfg.init else None
+    options = _arch_options(entry.obj, cfg, data, base=init.options.to_dict() if init else None)
+    # the run records the options as the architecture read them (--arch-opt ndf=64 → 64, not "64")
+    parsed = options.to_dict()  # JSON-ready, as the export's config.json writes them
+    cfg.arch_options = {k: parsed[k.replace("-", "_")] for k in cfg.arch_options}
+    return _Parts(cfg, loss, entry, methods, regularizers, data, init, options)
+
+
+def preflight(cfg: TrainConfig) -> tuple[TrainConfig, Any, MethodStack]:
+    """:func:`build_run`'s checks that need no device, process group or network, in this
+    process: ``ganzoo train --nproc N`` makes them before torchrun starts N processes, each of
+    which would say the same error in its own line (and torchrun add its traceback). Loads
+    the data once more than the ranks will. Returns (resolved config, architecture, methods)."""
+    cfg.validate()
+    from ..limits import check_device
+
+    check_device(cfg.device)  # a device this machine lacks
+    parts = _resolve(cfg, None)
+    return parts.cfg, parts.entry.obj, parts.methods
+
+
 def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     """A :class:`Run` for ``cfg``; with ``state`` (a loaded checkpoint) it continues that run."""
     cfg.validate()  # before the process group or the device is set up
     info = distributed.setup(cfg.device)
     device = info.device
-    loss = create_loss(cfg.loss)
-    cfg = cfg.resolved(loss.recommended)
-    cfg.validate()
-    entry = _architecture(cfg.arch, state)
+    parts = _resolve(cfg, state)
+    cfg, loss, entry, methods, regularizers, data, init, options = (
+        parts.cfg, parts.loss, parts.entry, parts.methods, parts.regularizers, parts.data, parts.init,
+        parts.options)
     arch = entry.obj
-    methods = MethodStack.from_specs(cfg.methods)
-    methods.check(arch)  # before any data is loaded
-    if state is not None:
-        methods.load_state_dict(state.get("methods"))
-    regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
-    data = methods.wrap_dataset(_load_data(cfg), cfg.seed)
-    init = _init_model(cfg, arch) if cfg.init else None
-    options = _arch_options(arch, cfg, data, base=init.options.to_dict() if init else None)
-    # the run records the options as the architecture read them (--arch-opt ndf=64 → 64, not "64")
-    parsed = options.to_dict()  # JSON-ready, as the export's config.json writes them
-    cfg.arch_options = {k: parsed[k.replace("-", "_")] for k in cfg.arch_options}
 
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or max(1, _cores() // info.local_world_size))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    check_memory(arch, options, device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)

@@ -19,10 +19,10 @@ import torch
 from .. import distributed
 from ..checkpoint import BestCheckpoint, NonFiniteState, check_finite, checkpoint_state, load_latest, save_run_checkpoint
 from ..config import TrainConfig
-from ..errors import GanzooError, Interrupted
+from ..errors import GanzooError, Interrupted, on_every_rank
 from ..fileio import clean_temp_files
-from .build import build_run
-from .rundir import RunLogger, drop_metrics_after, lock_run, progress_bar, refuse_to_overwrite
+from .build import build_run, preflight
+from .rundir import NewRunFiles, RunLock, RunLogger, drop_metrics_after, lock_run, progress_bar, refuse_to_overwrite
 from .step import train_step
 
 
@@ -55,8 +55,8 @@ def _resume(run_dir, steps, progress, max_loss=None) -> Path:
     # process does not hold the run's lock yet, and another may be writing the run
     path, state = load_latest(run_dir)
     saved = TrainConfig.from_dict(json.loads(state["config"]))
-    changes = dict(steps=steps or saved.steps, out=str(run_dir), progress=progress)
-    if steps:
+    changes = dict(steps=saved.steps if steps is None else steps, out=str(run_dir), progress=progress)
+    if steps is not None:  # (0 is refused by the config's check, not read as "not given")
         changes["epochs"] = None  # a new total in steps, also for a run that counted epochs
     if max_loss is not None:
         changes["max_loss"] = max_loss
@@ -72,8 +72,9 @@ def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
 
 def _start(cfg: TrainConfig, state: dict | None):
     """Build the run and check it can go (before anything is written), then take the run's
-    lock (one process per run directory); returns (run, total, logger, lock, best)."""
-    logger = lock = best = direction = None
+    lock (one process per run directory); returns (run, total, logger, lock, best, new_files):
+    the last, on rank 0 of a new run, what to remove if it fails before its first checkpoint."""
+    logger = lock = best = direction = new_files = None
     try:  # a refused run leaves the process group too
         run = build_run(cfg, state)
         cfg, info = run.cfg, run.dist
@@ -82,13 +83,10 @@ def _start(cfg: TrainConfig, state: dict | None):
             raise GanzooError(f"the run is already at step {run.start_step} of {total}; "
                               f"ask for more with --steps")
         if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
-            from ..evaluation import check_evaluable
-
-            direction = check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
-                                        run.arch.conditional, str(run.device), run.G_raw.sampling,
-                                        rank_by=cfg.keep_best)
+            direction = _check_evaluation(cfg, run.arch, run.G_raw.sampling, str(run.device))
         if state is None:
             refuse_to_overwrite(run.run_dir, info)
+            new_files = NewRunFiles(run.run_dir) if info.is_main else None
         lock = lock_run(run.run_dir, info)
         if state is None:  # a run another process started (and ended) since the first look
             refuse_to_overwrite(run.run_dir, info)
@@ -101,7 +99,7 @@ def _start(cfg: TrainConfig, state: dict | None):
             logger.write_config()
             if cfg.keep_best:
                 best = BestCheckpoint(run.run_dir, cfg.keep_best, direction)
-        return run, total, logger, lock, best
+        return run, total, logger, lock, best, new_files
     except BaseException:
         if logger:
             logger.close()
@@ -111,8 +109,29 @@ def _start(cfg: TrainConfig, state: dict | None):
         raise
 
 
+def _check_evaluation(cfg: TrainConfig, arch, sampling: dict, device: str) -> str | None:
+    from ..evaluation import check_evaluable
+
+    return check_evaluable(cfg.dataset, list(cfg.eval_metrics) or None, cfg.eval_samples,
+                           arch.conditional, device, sampling, rank_by=cfg.keep_best)
+
+
+def check_new_run(cfg: TrainConfig) -> None:
+    """The checks a new run makes before its first step, in this process and with no process
+    group: the build's (:func:`~ganzoo.training.build.preflight`), the in-training
+    evaluation's, and that ``--out`` holds no run and no other process uses it. ``ganzoo train
+    --nproc N`` makes them before torchrun starts: a refusal is one line, not one per rank."""
+    cfg, arch, methods = preflight(cfg)
+    if cfg.eval_every:
+        _check_evaluation(cfg, arch, methods.sampling(), "cpu")
+    run_dir, info = Path(cfg.out), distributed.DistInfo()
+    refuse_to_overwrite(run_dir, info)
+    if (run_dir / RunLock.NAME).exists():  # in use: said now (an absent lock creates nothing)
+        lock_run(run_dir, info).release()
+
+
 def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
-    run, total, logger, lock, best = _start(cfg, state)
+    run, total, logger, lock, best, new_files = _start(cfg, state)
     cfg, info = run.cfg, run.dist
     if announce is not None and info.is_main:
         announce()
@@ -125,6 +144,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
     elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
     bar = progress_bar(cfg, total, step, info.is_main)
     stop = None  # why the loop ended early: "time" or "interrupt"
+    finished = False
     try:
         with stopper:
             while step < total:
@@ -167,7 +187,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
             _check_finite(sums, step, last_saved)
             if stop == "time" and best:  # the budget's last step may be the best (the loop broke before scoring it)
                 best.offer(run, step, logger.evaluate(step), elapsed())
-            _save(run, step, last_saved, elapsed())
+            last_saved = _save(run, step, last_saved, elapsed())
             if info.is_main:
                 logger.sample_grid(step)
                 bar.close()
@@ -190,10 +210,13 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 print(f"no best checkpoint kept: no in-training evaluation reported a finite {best.key}",
                       flush=True)
         distributed.barrier()  # success only: a failed rank must not leave the others waiting
+        finished = True
     finally:
         bar.close()
         if logger:
             logger.close()
+        if not finished and last_saved is None and new_files is not None:
+            new_files.remove()  # nothing to resume: the same command may run again
         if lock:
             lock.release()
         run_dir = run.run_dir
@@ -205,7 +228,8 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
 
 
 def _last_good(last_saved: Path | None) -> str:
-    return f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
+    return (f"the last good checkpoint is {last_saved}" if last_saved
+            else "no checkpoint was written yet (nothing to resume: the files this run wrote are removed)")
 
 
 def _non_finite(step: int, last_saved: Path | None) -> NonFiniteLoss:
@@ -227,12 +251,13 @@ def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss
     if not distributed.any_rank(not finite or over, info):
         return
     if distributed.any_rank(not finite, info):  # on this rank or another
-        raise _non_finite(step, last_saved)
+        raise on_every_rank(_non_finite(step, last_saved))
     i = max(range(len(avg)), key=lambda k: abs(avg[k]))
     what = f"mean {('d_loss', 'g_loss')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
-    raise DivergedLoss(f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} "
-                       f"(try a lower learning rate, or raise --max-loss, on `ganzoo resume` too; 0 turns the check off); "
-                       f"{_last_good(last_saved)}")
+    raise on_every_rank(DivergedLoss(
+        f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} (try a lower "
+        f"learning rate, or raise --max-loss, on `ganzoo resume` too; 0 turns the check off); "
+        f"{_last_good(last_saved)}"))
 
 
 def _elapsed_of(state: dict | None) -> float:
@@ -264,17 +289,24 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP",
 
 class _InterruptFlag:
     """The first Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 asks the loop to stop at a step boundary
-    (and checkpoint); ``signum`` records which. A second one aborts at once."""
+    (and checkpoint); ``signum`` records which. A second one aborts at once, unless it is the
+    same signal within ``ECHO_S`` seconds: a Ctrl-C under torchrun reaches each rank twice, from
+    the terminal (to the whole process group) and forwarded by torchrun a moment later."""
+
+    ECHO_S = 2.0
 
     def __init__(self):
         self.requested = False
         self.signum = signal.SIGINT
+        self._first = 0.0
         self._previous: dict = {}
 
     def _handle(self, signum, frame):
         if self.requested:
+            if signum == self.signum and time.monotonic() - self._first < self.ECHO_S:
+                return  # the same stop, delivered twice
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
-        self.requested, self.signum = True, signum
+        self.requested, self.signum, self._first = True, signum, time.monotonic()
 
     def __enter__(self):
         for sig in STOP_SIGNALS:

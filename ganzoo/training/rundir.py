@@ -12,14 +12,18 @@ import torch
 
 from .. import distributed
 from ..checkpoint import list_checkpoints
-from ..errors import GanzooError
+from ..errors import GanzooError, on_every_rank
 from ..fileio import atomic_write
 from ..images import save_grid, save_scatter, to_uint8
+
+RUN_LOCK = ".lock"  # the run's lock file (RunLock)
 
 
 def refuse_to_overwrite(run_dir: Path, info) -> None:
     """A new run never writes into a directory that already holds one: its export, metrics and
     checkpoints would be overwritten or mixed with the new run's. Rank 0 looks; every rank stops."""
+    if info.is_main and run_dir.exists() and not run_dir.is_dir():  # each rank sees the same path
+        raise GanzooError(f"--out {shlex.quote(str(run_dir))} is a file, not a directory; choose another --out")
     found = info.is_main and ((run_dir / "config.json").exists() or bool(list_checkpoints(run_dir)))
     if distributed.any_rank(found, info):
         ckpts = list_checkpoints(run_dir) if info.is_main else []
@@ -31,8 +35,42 @@ def refuse_to_overwrite(run_dir: Path, info) -> None:
         else:
             what = "a run with no checkpoint (nothing to resume); delete it, or"
         distributed.barrier()  # every rank stops here: leave together (see barrier())
-        raise GanzooError(f"{where} already holds {what} start a new run with another --out "
-                          f"(nothing was overwritten)")
+        raise on_every_rank(GanzooError(f"{where} already holds {what} start a new run with another "
+                                        f"--out (nothing was overwritten)"))
+
+
+class NewRunFiles:
+    """What a new run may write in its directory, noted before it writes: a run that fails
+    before its first checkpoint (a divergence, a failed evaluation, out of memory) has nothing
+    to resume, and :func:`refuse_to_overwrite` would refuse its config.json; it removes what it
+    wrote, so the same command can run again. Anything that was there before stays."""
+
+    NAMES = ("config.json", "metrics.jsonl", "tensorboard", "samples", "checkpoints", RUN_LOCK)
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.dir_existed = Path(run_dir), Path(run_dir).exists()
+        self.new = [n for n in self.NAMES if not os.path.lexists(self.run_dir / n)]
+
+    def remove(self) -> None:
+        import shutil
+
+        checkpoints = self.run_dir / "checkpoints"
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):  # e.g. a --keep-best best.pt: kept
+            return
+        for name in self.new:
+            path = self.run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+        if not self.dir_existed:
+            try:
+                self.run_dir.rmdir()
+            except OSError:  # something else was written there meanwhile: kept
+                pass
 
 
 def _is_terminal() -> bool:
@@ -81,7 +119,7 @@ class RunLock:
     process ends): a second ganzoo process on the same run directory stops before writing
     anything. The holder's pid is written into the file so the refusal can name it."""
 
-    NAME = ".lock"
+    NAME = RUN_LOCK
 
     def __init__(self, run_dir: Path):
         self.path, self.fd = Path(run_dir) / self.NAME, None
@@ -127,8 +165,8 @@ def lock_run(run_dir: Path, info) -> RunLock | None:
     if distributed.any_rank(holder is not None, info):
         distributed.barrier()  # every rank stops here: leave together (see barrier())
         pid = f" (pid {holder})" if holder else ""
-        raise GanzooError(f"{shlex.quote(str(run_dir))} is in use by another ganzoo process{pid}; "
-                          f"wait for it to end (nothing was written)")
+        raise on_every_rank(GanzooError(f"{shlex.quote(str(run_dir))} is in use by another ganzoo "
+                                        f"process{pid}; wait for it to end (nothing was written)"))
     return lock
 
 

@@ -54,6 +54,10 @@ class MLPOptions(ArchOptions):
                               "against its own label")
         if any(h < 1 for h in self.g_hidden + self.d_hidden):
             raise GanzooError("mlp options g_hidden and d_hidden take positive layer widths")
+        if not 0.0 <= self.leak < 1.0:  # torch's in-place LeakyReLU has no backward for a negative slope
+            raise GanzooError(f"mlp option leak (LeakyReLU's negative slope) must be in [0, 1), got {self.leak}")
+        if not self.bn_eps > 0.0:  # 0 divides by a batch's zero variance
+            raise GanzooError(f"mlp option bn_eps must be > 0, got {self.bn_eps}")
 
     @property
     def activation(self) -> str:
