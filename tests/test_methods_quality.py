@@ -4,6 +4,7 @@ Unit tests drive each method through hand-built ``StepContext``s and check its d
 property; the end-to-end tests train a tiny DCGAN with each method and resume it bit-exactly.
 """
 import math
+import re
 
 import pytest
 import torch
@@ -59,11 +60,15 @@ def test_diffaugment_gradients_flow_through_the_augmentation_to_g(policy):
     assert grad is not None and grad.abs().sum() > 0
 
 
-def test_diffaugment_translation_shifts_content_with_zero_fill():
+@pytest.mark.parametrize("ratio, s", [(None, 2), (0.25, 4)])  # int(16 · ratio + 0.5); the paper's 1/8
+def test_diffaugment_translation_shifts_content_with_zero_fill(ratio, s):
     x = images(64, h=16, w=16)
     torch.manual_seed(1)
-    out = rand_translation(x)
-    s = 2  # int(16 / 8 + 0.5)
+    if ratio is None:
+        out = rand_translation(x)
+    else:  # through the method's option, as --method diffaugment:translation_ratio=0.25 sets it
+        method = create_method(f"diffaugment:policy=translation,translation_ratio={ratio}")
+        out = method.transform(x, ctx(), "real")
     shifts = set()
     for k in range(len(x)):
         for dy in range(-s, s + 1):
@@ -161,6 +166,24 @@ def test_diffaugment_works_in_the_generators_range():
     assert out.unique().tolist() == pytest.approx([0.5, 0.9])
 
 
+def test_diffaugment_cutout_ratio_sets_the_squares_side():
+    method = create_method("diffaugment:policy=cutout,cutout_ratio=0.25")
+    torch.manual_seed(3)
+    out = method.transform(torch.ones(100, 1, 28, 28), ctx(), "real")
+    sides = {int((out[k, 0] == 0).any(1).sum()) for k in range(len(out))}
+    assert max(sides) == 7 and sides <= set(range(1, 8))  # int(28 / 4 + 0.5), clipped at a border
+
+
+@pytest.mark.parametrize("spec, line", [
+    ("diffaugment:translation_ratio=0.6", "diffaugment translation_ratio must be in [0, 0.5], got 0.6"),
+    ("diffaugment:translation_ratio=-0.1", "diffaugment translation_ratio must be in [0, 0.5], got -0.1"),
+    ("diffaugment:cutout_ratio=0", "diffaugment cutout_ratio must be in (0, 1], got 0.0"),
+])
+def test_diffaugment_ratios_are_range_checked(spec, line):
+    with pytest.raises(GanzooError, match=re.escape(line)):
+        create_method(spec)
+
+
 def test_diffaugment_refuses_points_and_bad_policies():
     with pytest.raises(GanzooError, match=r"diffaugment augments images; ring8 holds samples of shape \(2,\)"):
         DiffAugment().wrap_dataset(ring8(), 0)
@@ -171,6 +194,8 @@ def test_diffaugment_refuses_points_and_bad_policies():
     with pytest.raises(GanzooError, match="twice"):
         create_method("diffaugment:policy=cutout,cutout")
     assert create_method("diffaugment:policy=translation,color").spec() == "diffaugment:policy=translation,color"
+    spec = "diffaugment:policy=translation,translation_ratio=0.25"
+    assert create_method(spec).spec() == spec and create_method("diffaugment").spec() == "diffaugment"
 
 
 # -- ADA -----------------------------------------------------------------------------------------

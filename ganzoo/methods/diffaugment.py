@@ -14,8 +14,9 @@ The three policies, as in the official ``DiffAugment_pytorch.py`` (images in [-1
   channel mean scaled by ``U(0, 2)``; contrast, the deviation from the image mean scaled by
   ``U(0.5, 1.5)`` (in that order; saturation does nothing to a 1-channel image);
 - ``translation``: a shift by an integer drawn uniformly from ``[-s, s]`` in each axis,
-  ``s = int(size/8 + 0.5)`` (4 px at 28 or 32 px), the uncovered border filled with 0;
-- ``cutout``: a square of ``int(size/2 + 0.5)`` px set to 0, its centre uniform over the
+  ``s = int(size/8 + 0.5)`` (4 px at 28 or 32 px; option ``translation_ratio``, 1/8), the
+  uncovered border filled with 0;
+- ``cutout``: a square of ``int(size/2 + 0.5)`` px (option ``cutout_ratio``, 1/2) set to 0, its centre uniform over the
   image; as in the official code a square reaching past the border is clipped there, so every
   pixel is equally likely to be cut.
 
@@ -148,11 +149,13 @@ POLICIES: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def diff_augment(x: torch.Tensor, policy=("color", "translation", "cutout"), mid: float = 0.0,
-                 half: float = 1.0) -> torch.Tensor:
-    """``x`` (N×C×H×W in a range centred on ``mid`` with half-width ``half``) through each policy in order."""
+                 half: float = 1.0, ratios: dict[str, float] | None = None) -> torch.Tensor:
+    """``x`` (N×C×H×W in a range centred on ``mid`` with half-width ``half``) through each policy
+    in order; ``ratios`` gives translation's and cutout's size ratio (default the paper's)."""
     y = x - mid if mid else x
     for name in policy:
-        y = POLICIES[name](y, half)
+        ratio = (ratios or {}).get(name)
+        y = POLICIES[name](y, half) if ratio is None else POLICIES[name](y, half, ratio)
     return keep_memory_format(y + mid if mid else y, x)
 
 
@@ -176,9 +179,15 @@ class DiffAugment(TrainingMethod):
     """DiffAugment (Zhao et al. 2020): differentiable colour, translation and cutout on every image D reads, real and fake, in both steps."""
 
     policy: tuple[str, ...] = ("color", "translation", "cutout")  # any of these, applied in order
+    translation_ratio: float = TRANSLATION_RATIO  # the largest shift, a share of the size (paper: 1/8)
+    cutout_ratio: float = CUTOUT_RATIO  # the cut square's side, a share of the size (paper: 1/2)
 
     def __post_init__(self):
         self.policy = check_policy("diffaugment", self.policy, tuple(POLICIES))
+        if not 0.0 <= self.translation_ratio <= 0.5:
+            raise GanzooError(f"diffaugment translation_ratio must be in [0, 0.5], got {self.translation_ratio}")
+        if not 0.0 < self.cutout_ratio <= 1.0:
+            raise GanzooError(f"diffaugment cutout_ratio must be in (0, 1], got {self.cutout_ratio}")
 
     def wrap_dataset(self, data, seed: int):
         require_image_dataset(data, "diffaugment")
@@ -187,4 +196,5 @@ class DiffAugment(TrainingMethod):
     def transform(self, x: torch.Tensor, ctx: StepContext, which: str) -> torch.Tensor:
         require_images(x, "diffaugment")
         mid, half = model_range(ctx)
-        return diff_augment(x, self.policy, mid, half)
+        return diff_augment(x, self.policy, mid, half,
+                            {"translation": self.translation_ratio, "cutout": self.cutout_ratio})
