@@ -16,6 +16,10 @@ LIST_KINDS = {"architectures": "architecture", "losses": "loss", "regularizers":
               "models": "model"}
 
 
+# click >= 8.2 raises this for a group called without a command (8.1 prints the help itself)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Stopped(Exception):
     """A KeyboardInterrupt (Ctrl-C, or a run stopped by a signal) carried past click, which
     would print an empty line for it and turn it into Abort."""
@@ -396,7 +400,7 @@ def main(argv=None):
     except _Stopped as stopped:  # in a command
         _say_interrupted(stopped.interrupt)
         sys.exit(interrupt_exit_code(stopped.interrupt))
-    except click.exceptions.NoArgsIsHelpError as exc:  # `ganzoo` alone (or a group alone): its help
+    except _NO_ARGS_IS_HELP as exc:  # `ganzoo` alone (or a group alone): its help
         click.echo(exc.ctx.get_help())
         sys.exit(0)
     except click.ClickException as exc:

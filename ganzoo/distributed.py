@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 import torch
@@ -52,9 +53,12 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def resolve_device(name: str = "auto") -> str:
+def resolve_device(name="auto") -> str:
     """``name`` checked, with ``auto`` resolved (CUDA, then MPS, then CPU): a name torch's
-    ``.to()`` takes, for one process that samples or evaluates."""
+    ``.to()`` takes, for one process that samples or evaluates. A ``torch.device`` (from Python
+    code) is taken as it is."""
+    if isinstance(name, torch.device):
+        return str(name)
     return str(pick_device(name))
 
 
@@ -104,6 +108,11 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item())
 
 
+# what `ganzoo train --nproc` passes on to torchrun (and torchrun to the ranks: ganzoo/torchrun.py)
+FORWARDED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1")
+                          if hasattr(signal, n))
+
+
 def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
     """Run ``ganzoo ARGV`` (without ``--nproc``) as ``nproc`` torchrun processes; their exit code."""
     import subprocess
@@ -120,21 +129,26 @@ def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
     # torch's launcher, less its failure traceback (ganzoo/torchrun.py)
     cmd = [sys.executable, "-m", "ganzoo.torchrun", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "ganzoo", *cleaned]
-    import signal
-
     # each rank sets its own thread count (build_run); a default here keeps torchrun from
     # warning that it set OMP_NUM_THREADS=1 for an "overloaded" system
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // nproc))}
-    # torchrun runs in a session of its own, so a Ctrl-C reaches the ranks once, through it:
-    # the terminal's SIGINT to every process plus torchrun's forwarded one was two stop
-    # signals, and a rank's second one aborts without a checkpoint
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # torchrun runs in a session of its own and this process passes every stop signal on to
+    # it (it forwards them to the ranks), then waits for it: a Ctrl-C returns the prompt once
+    # rank 0 has checkpointed, not before (this process used to exit at once, the ranks'
+    # lines coming after the prompt). Handlers first: a signal during the start is kept.
+    proc, pending = None, []
 
     def forward(signum, frame):  # the terminal or a scheduler signals this process: pass it on
-        proc.send_signal(signum)
+        if proc is None:
+            pending.append(signum)
+        else:
+            proc.send_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+    for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    for signum in pending:
+        proc.send_signal(signum)
     rc = proc.wait()
     return 128 - rc if rc < 0 else rc

@@ -112,7 +112,12 @@ def _check_inputs(metrics, dataset, scorer, n: int) -> None:
 
     real, fake = stand_in(n_ref, getattr(dataset, "labels", None) is not None), stand_in(n, True)
     for m in metrics:
-        m.check(real, fake)
+        try:
+            m.check(real, fake)
+        except GanzooError:
+            raise
+        except Exception:  # noqa: BLE001 - a plugin's check that reads values, not shapes, runs later
+            pass
 
 
 # -- the reference set --------------------------------------------------------------
@@ -388,7 +393,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
 
     check_truncation(truncation)
     device = resolve_device(device)  # checked, auto resolved
-    if plot is not None and Path(plot).suffix != ".png":  # the file is PNG, whatever its name says
+    if plot is not None and Path(plot).suffix.lower() != ".png":  # the file is PNG, whatever its name says
         raise GanzooError(f"--plot writes a PNG: its name must end in .png, got {Path(plot).name!r}")
 
     G = model_or_generator

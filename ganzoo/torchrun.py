@@ -2,7 +2,9 @@
 code behind ``torchrun``), as ``ganzoo train --nproc N`` starts it, without its failure
 report. Each rank has already said why it stopped in one line; the launcher's
 ChildFailedError traceback (some 45 lines) would bury that line. The exit code is the
-first failed rank's (128 + N for a rank ended by signal N), where torchrun's is 1."""
+lowest failed rank's (128 + N for a rank ended by signal N), where torchrun's is 1; SIGUSR1 is
+handled and forwarded to the ranks like SIGTERM (torchrun's default list leaves it out, and
+it ended torchrun, the ranks training on)."""
 from __future__ import annotations
 
 import sys
@@ -39,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     # the ranks and exit_code say
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed.elastic")]:
         logging.getLogger(name).setLevel(logging.CRITICAL)  # torch gives each module's its own level
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if hasattr(args, "signals_to_handle"):  # torch >= 2.6: SIGUSR1 (a scheduler's "stop soon")
+        args.signals_to_handle = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"  # too, not torchrun's death
     try:
-        run(parse_args(sys.argv[1:] if argv is None else argv))
+        run(args)
     except ChildFailedError as exc:
         return exit_code(exc.failures)
     except SignalException as exc:  # stopped by a signal: the ranks had it too, and said where they stopped

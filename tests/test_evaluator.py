@@ -367,6 +367,21 @@ def test_fid_with_no_more_samples_than_features_fails_before_any_sampling(fashio
     check_evaluable("ring8", "fid,modes", 3)
 
 
+def test_a_metric_check_that_reads_values_is_left_to_the_real_samples():
+    """The stand-ins hold shapes, not values: a (plugin's) check that reads values and fails on
+    them with anything but a GanzooError runs on the real sets only."""
+    from ganzoo.evaluation import _check_inputs
+    from ganzoo.metrics.base import Metric
+
+    class ReadsValues(Metric):
+        name, needs = "reads-values", ("features",)
+
+        def check(self, real, fake):
+            fake.features.view(-1)  # an expanded stand-in has no storage to view
+
+    _check_inputs([ReadsValues()], ring8(), None, 100)
+
+
 # -- the command line --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_eval_command_on_an_export(tmp_path, run_cli_many):

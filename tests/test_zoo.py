@@ -339,6 +339,8 @@ def test_sample_and_eval_take_device_auto(tmp_path, run_cli_many):
     want = "cuda:0" if torch.cuda.is_available() else (
         "mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device("auto") == want
+    assert resolve_device(torch.device("cpu")) == "cpu"  # Python callers pass torch.device too
+    assert next(load_generator("mlp-ring8", device=torch.device("cpu")).parameters()).device.type == "cpu"
     assert next(load_generator("mlp-ring8", device="auto").parameters()).device == torch.device(want)
     out = tmp_path / "s.npz"
     (rc1, _, err1), (rc2, text, err2) = run_cli_many([

@@ -3,7 +3,7 @@ a checkpoint's state restored. Everything the loop needs is in one :class:`Run`.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from torch import nn
 from .. import distributed
 from ..catalog import create_dataset, create_loss, create_regularizer, get_catalog
 from ..config import TrainConfig, parse_regularizer
-from ..errors import GanzooError
+from ..errors import GanzooError, on_every_rank
 from ..images import to_model_range
 from ..interfaces import pack_of
 from ..methods import MethodStack
@@ -146,25 +146,45 @@ def _memory_of(device: torch.device) -> int:
         return 0  # unknown: not checked
 
 
+@contextmanager
+def _no_power_iterations():
+    """torch's spectral norm (torch.nn.utils.parametrizations) runs 15 power iterations when it
+    is applied: on meta tensors, in Python, they take ten times a real build. Counting needs
+    only the shapes, so they are skipped there (a private method: left alone if it moved)."""
+    from torch.nn.utils import parametrizations
+
+    owner = getattr(parametrizations, "_SpectralNorm", None)
+    original = getattr(owner, "_power_method", None)
+    if original is None:
+        yield
+        return
+    owner._power_method = lambda self, weight_mat, n_power_iterations: None
+    try:
+        yield
+    finally:
+        owner._power_method = original
+
+
 def check_memory(arch, options, device: torch.device) -> None:
     """Networks whose weights, gradients and Adam state alone exceed the device's memory are
     one line before they are built; built, a layer 10^8 wide was killed by the kernel with no
-    message. They are counted on the meta device (no memory): a second build of their layers
-    (about 0.02 s for dcgan and stylegan2 at their defaults, 0.7 s for sngan, 2.6 s for
-    biggan, whose spectral norms' power iterations are slow on meta). An architecture that
-    cannot be built on meta is not checked."""
+    message. They are counted on the meta device (no memory): a second build of their layers,
+    without spectral norm's power iterations at init, which are slow on meta (biggan's count
+    takes 0.24 s so, 4.5 s with them; a real build 0.4 s). An architecture that cannot be
+    built on meta is not checked."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _no_power_iterations():
             n_g = sum(p.numel() for p in arch.create_generator(options).parameters())
             n_d = sum(p.numel() for p in arch.create_discriminator(options).parameters())
     except Exception:  # noqa: BLE001 - a plugin's layers may need real tensors at init
         return
     need, have = 4 * (5 * n_g + 4 * n_d), _memory_of(device)  # float32: weights, grad, 2 moments; G's EMA
     if have and need > have:
-        raise GanzooError(f"{arch.name} with these options has {n_g + n_d:.3g} parameters (G {n_g:.3g}, "
-                          f"D {n_d:.3g}): training needs about {need / 2**30:,.0f} GiB for their weights, "
-                          f"gradients and Adam state, more than the {have / 2**30:,.0f} GiB of "
-                          f"{device.type}; choose smaller widths (`ganzoo info {arch.name}` lists the options)")
+        raise on_every_rank(GanzooError(
+            f"{arch.name} with these options has {n_g + n_d:.3g} parameters (G {n_g:.3g}, D {n_d:.3g}): "
+            f"training needs about {need / 2**30:,.0f} GiB for their weights, gradients and Adam "
+            f"state, more than the {have / 2**30:,.0f} GiB of {device.type}; choose smaller widths "
+            f"(`ganzoo info {arch.name}` lists the options)"))
 
 
 def _cores() -> int:
@@ -280,10 +300,12 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     _warn_batchnorm_critic(regularizers, D_raw, cfg, info.is_main)
     pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
-        raise GanzooError(f"{arch.name}'s discriminator has pack = {pack!r}; it must be an int >= 1")
+        raise on_every_rank(GanzooError(
+            f"{arch.name}'s discriminator has pack = {pack!r}; it must be an int >= 1"))
     if cfg.batch_size % pack:
-        raise GanzooError(f"{arch.name}'s discriminator scores packs of {pack} samples: --batch-size "
-                          f"must be a multiple of {pack}, got {cfg.batch_size}")
+        raise on_every_rank(GanzooError(
+            f"{arch.name}'s discriminator scores packs of {pack} samples: --batch-size must be a "
+            f"multiple of {pack}, got {cfg.batch_size}"))
     if init is not None:
         theirs, ours = init.state_dict(), G_raw.state_dict()
         if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
@@ -291,12 +313,13 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
             changed = [f"{k}={v!r} (the model's {was[k]!r})" for k, v in options.to_dict().items()
                        if k in was and was[k] != v]
             if not changed:  # same options, other weights: an export of another plugin version
-                raise GanzooError(f"--init {cfg.init}'s weights do not match {arch.name}'s generator "
-                                  f"with the same options (exported by another version of its plugin?)")
-            raise GanzooError(f"--init {cfg.init}'s generator does not fit the options of this run "
-                              f"(from --arch-opt, the recipe or --config), which differ from the "
-                              f"model's in {', '.join(changed)}; set them to the model's or train "
-                              f"without --init")
+                raise on_every_rank(GanzooError(
+                    f"--init {cfg.init}'s weights do not match {arch.name}'s generator with the same "
+                    f"options (exported by another version of its plugin?)"))
+            raise on_every_rank(GanzooError(
+                f"--init {cfg.init}'s generator does not fit the options of this run (from "
+                f"--arch-opt, the recipe or --config), which differ from the model's in "
+                f"{', '.join(changed)}; set them to the model's or train without --init"))
         G_raw.load_state_dict(theirs)
     memory_format = torch.contiguous_format
     if cfg.channels_last and has_4d_weights(D_raw) and len(options.data_shape) == 3:

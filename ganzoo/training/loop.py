@@ -121,13 +121,14 @@ def check_new_run(cfg: TrainConfig) -> None:
     group: the build's (:func:`~ganzoo.training.build.preflight`), the in-training
     evaluation's, and that ``--out`` holds no run and no other process uses it. ``ganzoo train
     --nproc N`` makes them before torchrun starts: a refusal is one line, not one per rank."""
+    cfg.validate()
+    run_dir, info = Path(cfg.out), distributed.DistInfo()
+    refuse_to_overwrite(run_dir, info)  # first: before the data is loaded
+    if (run_dir / RunLock.NAME).exists():  # in use: said now (an absent lock creates nothing)
+        lock_run(run_dir, info).release()
     cfg, arch, methods = preflight(cfg)
     if cfg.eval_every:
         _check_evaluation(cfg, arch, methods.sampling(), "cpu")
-    run_dir, info = Path(cfg.out), distributed.DistInfo()
-    refuse_to_overwrite(run_dir, info)
-    if (run_dir / RunLock.NAME).exists():  # in use: said now (an absent lock creates nothing)
-        lock_run(run_dir, info).release()
 
 
 def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
@@ -289,24 +290,17 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP",
 
 class _InterruptFlag:
     """The first Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 asks the loop to stop at a step boundary
-    (and checkpoint); ``signum`` records which. A second one aborts at once, unless it is the
-    same signal within ``ECHO_S`` seconds: a Ctrl-C under torchrun reaches each rank twice, from
-    the terminal (to the whole process group) and forwarded by torchrun a moment later."""
-
-    ECHO_S = 2.0
+    (and checkpoint); ``signum`` records which. A second one aborts at once."""
 
     def __init__(self):
         self.requested = False
         self.signum = signal.SIGINT
-        self._first = 0.0
         self._previous: dict = {}
 
     def _handle(self, signum, frame):
         if self.requested:
-            if signum == self.signum and time.monotonic() - self._first < self.ECHO_S:
-                return  # the same stop, delivered twice
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
-        self.requested, self.signum, self._first = True, signum, time.monotonic()
+        self.requested, self.signum = True, signum
 
     def __enter__(self):
         for sig in STOP_SIGNALS:

@@ -22,8 +22,10 @@ RUN_LOCK = ".lock"  # the run's lock file (RunLock)
 def refuse_to_overwrite(run_dir: Path, info) -> None:
     """A new run never writes into a directory that already holds one: its export, metrics and
     checkpoints would be overwritten or mixed with the new run's. Rank 0 looks; every rank stops."""
-    if info.is_main and run_dir.exists() and not run_dir.is_dir():  # each rank sees the same path
-        raise GanzooError(f"--out {shlex.quote(str(run_dir))} is a file, not a directory; choose another --out")
+    if distributed.any_rank(info.is_main and run_dir.exists() and not run_dir.is_dir(), info):
+        distributed.barrier()  # every rank stops here: leave together (see barrier())
+        raise on_every_rank(GanzooError(f"--out {shlex.quote(str(run_dir))} is a file, not a directory; "
+                                        f"choose another --out"))
     found = info.is_main and ((run_dir / "config.json").exists() or bool(list_checkpoints(run_dir)))
     if distributed.any_rank(found, info):
         ckpts = list_checkpoints(run_dir) if info.is_main else []
