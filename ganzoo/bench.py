@@ -349,12 +349,11 @@ def _ratio(a, b):
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict:
     """Measure and return the figures ``ganzoo bench --json`` prints."""
-    from .distributed import pick_device
-    from .training.build import _cores
+    from .distributed import pick_device, usable_cores
 
     cfg = cfg.resolved()
     device = pick_device(cfg.device)
-    threads = cfg.num_threads or _cores()
+    threads = cfg.num_threads or usable_cores()
     cfg.num_threads = threads  # the trainer, the reference loop and the peak all use these
     torch.set_num_threads(threads)
     load_before = _loadavg()

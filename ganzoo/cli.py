@@ -151,9 +151,10 @@ def info_command(name, as_toml):
             extra = {"num_classes": 10} if arch.conditional else {}
             G = arch.create_generator(**extra)
             D = arch.create_discriminator(**extra)
-            count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+            from .interfaces import parameter_count
+
             click.echo(f"  parameters (default options{', 10 classes' if extra else ''}): "
-                       f"G {count(G):,}  D {count(D):,}")
+                       f"G {parameter_count(G):,}  D {parameter_count(D):,}")
         elif entry.kind == "method":
             from .options import defaults
 

@@ -11,6 +11,12 @@ import torch.distributed as dist
 from .errors import GanzooError
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a
+    scheduler's cgroup; all of the machine's where the OS has no masks)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -131,8 +137,7 @@ def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
            "-m", "ganzoo", *cleaned]
     # each rank sets its own thread count (build_run); a default here keeps torchrun from
     # warning that it set OMP_NUM_THREADS=1 for an "overloaded" system
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // nproc))}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, usable_cores() // nproc))}
     # torchrun runs in a session of its own and this process passes every stop signal on to
     # it (it forwards them to the ranks), then waits for it: a Ctrl-C returns the prompt once
     # rank 0 has checkpointed, not before (this process used to exit at once, the ranks'

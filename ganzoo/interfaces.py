@@ -150,6 +150,12 @@ class Discriminator(nn.Module):
         return self.options.num_classes
 
 
+def parameter_count(module: nn.Module) -> int:
+    """The number of a network's parameters (of its shapes: a module on the meta device counts
+    too), what ``ganzoo info`` shows and the memory check before a run is built counts."""
+    return sum(p.numel() for p in module.parameters())
+
+
 def pack_samples(x, pack: int, arch: str):
     """PacGAN input (Lin et al. 2018): each ``pack`` consecutive samples joined along dim 1
     (their channels or features), ``(N, C, ...)`` → ``(N/k, k·C, ...)``. A discriminator

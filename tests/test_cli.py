@@ -259,3 +259,24 @@ def test_bare_ganzoo_and_a_bare_group_print_their_help(run_cli):
     assert "train" in out and "error" not in out
     rc, out, err = run_cli(["evaluator"])
     assert rc == 0 and out.startswith("Usage: ganzoo evaluator") and err == ""
+
+
+def test_bare_ganzoo_prints_its_help_the_click_8_1_way_too(monkeypatch, capsys):
+    """click < 8.2 has no NoArgsIsHelpError: a group called alone echoes its help and exits 0
+    itself (``ctx.exit()``), which ``main`` must pass through as exit 0, not as an error."""
+    import click
+
+    from ganzoo import cli as cli_mod
+
+    def parse_args_8_1(self, ctx, args):  # click 8.1's MultiCommand.parse_args, for no arguments
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit()
+        return click.Command.parse_args(self, ctx, args)
+
+    monkeypatch.setattr(cli_mod, "_NO_ARGS_IS_HELP", ())
+    monkeypatch.setattr(type(cli_mod.cli), "parse_args", parse_args_8_1)
+    with pytest.raises(SystemExit) as exited:
+        cli_mod.main([])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 0 and out.startswith("Usage: ganzoo [OPTIONS] COMMAND [ARGS]...") and err == ""

@@ -210,3 +210,24 @@ def test_a_run_whose_evaluations_lack_the_key_says_so(tmp_path, scripted_scores,
     run_dir = train(ring_cfg(tmp_path))
     assert "no best checkpoint kept: no in-training evaluation reported a finite kl" in capsys.readouterr().out
     assert not (run_dir / "checkpoints" / "best.pt").exists()
+
+
+def test_a_failure_before_the_first_checkpoint_keeps_an_earlier_best_and_says_so(tmp_path, scripted_scores,
+                                                                                 monkeypatch):
+    """A best.pt written before the first regular checkpoint keeps the run's files; the failure's
+    line said they were removed."""
+    from ganzoo.training import loop as loop_mod
+
+    queue, steps = scripted_scores
+    queue.extend([{"kl": 0.5}])
+    real_step = loop_mod.train_step
+    monkeypatch.setattr(loop_mod, "train_step", lambda run, step, total=None: tuple(
+        x * (float("nan") if step >= 2 else 1.0) for x in real_step(run, step, total)))
+    with pytest.raises(loop_mod.NonFiniteLoss) as caught:
+        train(ring_cfg(tmp_path, steps=8, log_every=1, eval_every=2, checkpoint_every=6))
+    message, run = str(caught.value), tmp_path / "run"
+    assert steps == [2] and "removed" not in message, message
+    assert ("no regular checkpoint was written yet (nothing to resume); the run's files are kept for its "
+            f"best checkpoint (step 2): export it with `ganzoo export {run / 'checkpoints' / 'best.pt'}`") in message
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "config.json").is_file()
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["best"]["step"] == 2

@@ -218,6 +218,72 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_can_be_run_again(tmp_p
     assert not fresh.exists()
 
 
+def test_directories_a_failed_new_run_made_are_removed_up_to_the_first_that_existed(tmp_path, run_cli):
+    """--out a/b/run with a and b new: a run that failed before its first checkpoint left a/b."""
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "theirs").mkdir()
+    for out, gone, stays in ((tmp_path / "a" / "b" / "run", tmp_path / "a", tmp_path),
+                             (tmp_path / "keep" / "c" / "run", tmp_path / "keep" / "c", tmp_path / "keep" / "theirs")):
+        code, out_, err = run_cli(["train", "mlp", *RING_FLAGS, "--steps", "8", "--log-every", "4",
+                                   "--max-loss", "1e-6", "--out", str(out)])
+        assert code == 1 and "the files this run wrote are removed" in err, err
+        assert not gone.exists() and stays.is_dir()
+
+
+@pytest.mark.parametrize("where", ["best-checkpoint", "progress-bar"])
+def test_a_failure_between_the_config_and_the_first_step_removes_what_was_written(tmp_path, monkeypatch, where):
+    """A failure after config.json was written and before the loop (building the --keep-best
+    keeper in _start, the progress bar in _train) left config.json: the rerun was refused."""
+    def fail(*args, **kwargs):
+        raise GanzooError("injected")
+
+    monkeypatch.setattr(loop_mod, {"best-checkpoint": "BestCheckpoint", "progress-bar": "progress_bar"}[where], fail)
+    extra = dict(keep_best="kl", eval_every=4, eval_samples=200) if where == "best-checkpoint" else {}
+    with pytest.raises(GanzooError, match="injected"):
+        train(ring_cfg(tmp_path, steps=8, **extra))
+    assert not (tmp_path / "run").exists()
+    monkeypatch.undo()
+    assert list_checkpoints(train(ring_cfg(tmp_path, steps=8, **extra)))  # the same run now goes
+
+
+def test_a_run_that_loses_the_race_for_its_directory_removes_nothing(tmp_path, monkeypatch):
+    """Another process wrote a run into --out between this run's first look and its lock: this
+    run is refused and must not remove the other's files as if they were its own."""
+    from ganzoo.training import rundir
+
+    real_lock, other = loop_mod.lock_run, tmp_path / "run"
+
+    def lock_after_another_run(run_dir, info):
+        other.mkdir(exist_ok=True)
+        (other / "config.json").write_text("{}")
+        (other / "metrics.jsonl").write_text("")
+        return real_lock(run_dir, info)
+
+    monkeypatch.setattr(loop_mod, "lock_run", lock_after_another_run)
+    with pytest.raises(GanzooError, match="already holds a run with no checkpoint"):
+        train(ring_cfg(tmp_path, steps=8))
+    assert sorted(p.name for p in other.iterdir()) == sorted(["config.json", "metrics.jsonl", rundir.RUN_LOCK])
+
+
+def test_usable_cores_follow_the_affinity_mask():
+    code = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+            "from ganzoo.distributed import usable_cores; print(usable_cores())")
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this OS")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "1\n"
+
+
+def test_the_parameter_count_of_a_meta_build_is_the_real_one():
+    from ganzoo.catalog import get_catalog
+    from ganzoo.interfaces import parameter_count
+
+    arch = get_catalog().get("architecture", "dcgan").obj
+    real = parameter_count(arch.create_generator())
+    with torch.device("meta"):
+        meta = parameter_count(arch.create_generator())
+    assert real == meta > 100_000  # dcgan's default G: 759,681
+
+
 def test_a_run_that_fails_after_a_checkpoint_keeps_its_files(tmp_path, monkeypatch):
     real_step = loop_mod.train_step
     monkeypatch.setattr(loop_mod, "train_step", lambda run, step, total=None: tuple(

@@ -16,7 +16,7 @@ from ..catalog import create_dataset, create_loss, create_regularizer, get_catal
 from ..config import TrainConfig, parse_regularizer
 from ..errors import GanzooError, on_every_rank
 from ..images import to_model_range
-from ..interfaces import pack_of
+from ..interfaces import pack_of, parameter_count
 from ..methods import MethodStack
 from .step import DiscriminatorPair
 
@@ -174,8 +174,8 @@ def check_memory(arch, options, device: torch.device) -> None:
     built on meta is not checked."""
     try:
         with torch.device("meta"), _no_power_iterations():
-            n_g = sum(p.numel() for p in arch.create_generator(options).parameters())
-            n_d = sum(p.numel() for p in arch.create_discriminator(options).parameters())
+            n_g = parameter_count(arch.create_generator(options))
+            n_d = parameter_count(arch.create_discriminator(options))
     except Exception:  # noqa: BLE001 - a plugin's layers may need real tensors at init
         return
     need, have = 4 * (5 * n_g + 4 * n_d), _memory_of(device)  # float32: weights, grad, 2 moments; G's EMA
@@ -185,10 +185,6 @@ def check_memory(arch, options, device: torch.device) -> None:
             f"training needs about {need / 2**30:,.0f} GiB for their weights, gradients and Adam "
             f"state, more than the {have / 2**30:,.0f} GiB of {device.type}; choose smaller widths "
             f"(`ganzoo info {arch.name}` lists the options)"))
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def has_4d_weights(module: nn.Module) -> bool:
@@ -289,7 +285,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     arch = entry.obj
 
     if device.type == "cpu":
-        torch.set_num_threads(cfg.num_threads or max(1, _cores() // info.local_world_size))
+        torch.set_num_threads(cfg.num_threads or max(1, distributed.usable_cores() // info.local_world_size))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     check_memory(arch, options, device)

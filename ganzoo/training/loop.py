@@ -75,6 +75,7 @@ def _start(cfg: TrainConfig, state: dict | None):
     lock (one process per run directory); returns (run, total, logger, lock, best, new_files):
     the last, on rank 0 of a new run, what to remove if it fails before its first checkpoint."""
     logger = lock = best = direction = new_files = None
+    owned = False  # this process holds --out, checked empty under its lock: its new files are its own
     try:  # a refused run leaves the process group too
         run = build_run(cfg, state)
         cfg, info = run.cfg, run.dist
@@ -90,6 +91,7 @@ def _start(cfg: TrainConfig, state: dict | None):
         lock = lock_run(run.run_dir, info)
         if state is None:  # a run another process started (and ended) since the first look
             refuse_to_overwrite(run.run_dir, info)
+        owned = True
         if info.is_main:  # what a process killed mid-write left behind
             clean_temp_files(*(run.run_dir / d for d in ("", "checkpoints", "export", "samples")))
             if state is not None:  # rows past the checkpoint are logged again
@@ -103,6 +105,8 @@ def _start(cfg: TrainConfig, state: dict | None):
     except BaseException:
         if logger:
             logger.close()
+        if owned and new_files is not None:  # e.g. config.json written, then a failure: nothing to resume
+            new_files.remove()
         if lock:
             lock.release()
         distributed.cleanup()
@@ -134,8 +138,6 @@ def check_new_run(cfg: TrainConfig) -> None:
 def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
     run, total, logger, lock, best, new_files = _start(cfg, state)
     cfg, info = run.cfg, run.dist
-    if announce is not None and info.is_main:
-        announce()
     stopper = _InterruptFlag()
     sums = torch.zeros(2, device=run.device)
     step = run.start_step
@@ -143,10 +145,12 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
     t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
     elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
     elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
-    bar = progress_bar(cfg, total, step, info.is_main)
     stop = None  # why the loop ended early: "time" or "interrupt"
-    finished = False
-    try:
+    finished, bar = False, None
+    try:  # from here on, a failure before the first checkpoint removes what the run wrote
+        if announce is not None and info.is_main:
+            announce()
+        bar = progress_bar(cfg, total, step, info.is_main)
         with stopper:
             while step < total:
                 d_loss, g_loss = train_step(run, step, total)
@@ -156,7 +160,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 done = step == total
                 if step % cfg.log_every == 0 or done:
                     avg = (sums / max(1, step - step_last)).tolist()
-                    _check_losses(avg, step, last_saved, cfg.max_loss, info)
+                    _check_losses(avg, step, last_saved, cfg.max_loss, info, best)
                     now = time.perf_counter()
                     n_imgs = (step - step_last) * cfg.batch_size * cfg.d_steps * info.world_size
                     record = {"step": step, "d_loss": avg[0], "g_loss": avg[1],
@@ -182,13 +186,13 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     if best:
                         best.offer(run, step, scores, elapsed())
                 if step % cfg.checkpoint_every == 0 or done:
-                    _check_finite(sums, step, last_saved)
-                    last_saved = _save(run, step, last_saved, elapsed())
+                    _check_finite(sums, step, last_saved, best)
+                    last_saved = _save(run, step, last_saved, elapsed(), best)
         if stop:  # the one way out of an early stop: keep what was done
-            _check_finite(sums, step, last_saved)
+            _check_finite(sums, step, last_saved, best)
             if stop == "time" and best:  # the budget's last step may be the best (the loop broke before scoring it)
                 best.offer(run, step, logger.evaluate(step), elapsed())
-            last_saved = _save(run, step, last_saved, elapsed())
+            last_saved = _save(run, step, last_saved, elapsed(), best)
             if info.is_main:
                 logger.sample_grid(step)
                 bar.close()
@@ -213,7 +217,8 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
         distributed.barrier()  # success only: a failed rank must not leave the others waiting
         finished = True
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if logger:
             logger.close()
         if not finished and last_saved is None and new_files is not None:
@@ -228,22 +233,31 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
     return run_dir
 
 
-def _last_good(last_saved: Path | None) -> str:
-    return (f"the last good checkpoint is {last_saved}" if last_saved
-            else "no checkpoint was written yet (nothing to resume: the files this run wrote are removed)")
+def _last_good(last_saved: Path | None, best: BestCheckpoint | None = None) -> str:
+    """What a failed run leaves: its last checkpoint; before the first, a ``--keep-best``
+    best.pt, for which the run's files are kept (:class:`NewRunFiles`); else nothing."""
+    if last_saved:
+        return f"the last good checkpoint is {last_saved}"
+    if best is not None and best.step is not None:
+        return (f"no regular checkpoint was written yet (nothing to resume); the run's files are kept "
+                f"for its best checkpoint (step {best.step}): export it with "
+                f"`ganzoo export {shlex.quote(str(best.path))}`")
+    return "no checkpoint was written yet (nothing to resume: the files this run wrote are removed)"
 
 
-def _non_finite(step: int, last_saved: Path | None) -> NonFiniteLoss:
+def _non_finite(step: int, last_saved: Path | None, best: BestCheckpoint | None = None) -> NonFiniteLoss:
     return NonFiniteLoss(f"a loss became non-finite before step {step} (try a lower learning "
-                         f"rate or another loss); {_last_good(last_saved)}")
+                         f"rate or another loss); {_last_good(last_saved, best)}")
 
 
-def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None) -> None:
+def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None,
+                  best: BestCheckpoint | None = None) -> None:
     if not bool(torch.isfinite(sums).all()):
-        raise _non_finite(step, last_saved)
+        raise _non_finite(step, last_saved, best)
 
 
-def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss, info) -> None:
+def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss, info,
+                  best: BestCheckpoint | None = None) -> None:
     """The log step's check of the mean losses: non-finite, or finite but past ``max_loss``
     (divergence; 0 or None turns that off). Combined across ranks, so all stop together."""
     finite = all(math.isfinite(v) for v in avg)
@@ -252,13 +266,13 @@ def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss
     if not distributed.any_rank(not finite or over, info):
         return
     if distributed.any_rank(not finite, info):  # on this rank or another
-        raise on_every_rank(_non_finite(step, last_saved))
+        raise on_every_rank(_non_finite(step, last_saved, best))
     i = max(range(len(avg)), key=lambda k: abs(avg[k]))
     what = f"mean {('d_loss', 'g_loss')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
     raise on_every_rank(DivergedLoss(
         f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} (try a lower "
         f"learning rate, or raise --max-loss, on `ganzoo resume` too; 0 turns the check off); "
-        f"{_last_good(last_saved)}"))
+        f"{_last_good(last_saved, best)}"))
 
 
 def _elapsed_of(state: dict | None) -> float:
@@ -269,7 +283,8 @@ def _elapsed_of(state: dict | None) -> float:
     return float(value)
 
 
-def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0) -> Path | None:
+def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0,
+          best: BestCheckpoint | None = None) -> Path | None:
     """Rank 0 writes the checkpoint at ``step``; weights or optimiser state with NaN/inf are never
     saved. Every rank checks (the ranks' states are identical), so all stop together under DDP."""
     try:
@@ -280,7 +295,7 @@ def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0) -> Pa
     except NonFiniteState as exc:
         raise NonFiniteLoss(f"{exc} at step {step}, though the losses were finite (try a lower "
                             f"learning rate or another loss); nothing was saved; "
-                            f"{_last_good(last_saved)}") from None
+                            f"{_last_good(last_saved, best)}") from None
 
 
 # Ctrl-C and what cluster schedulers and torchrun send to stop (or preempt) a job.

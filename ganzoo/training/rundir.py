@@ -50,14 +50,21 @@ class NewRunFiles:
     NAMES = ("config.json", "metrics.jsonl", "tensorboard", "samples", "checkpoints", RUN_LOCK)
 
     def __init__(self, run_dir: Path):
-        self.run_dir, self.dir_existed = Path(run_dir), Path(run_dir).exists()
+        self.run_dir = Path(run_dir)
         self.new = [n for n in self.NAMES if not os.path.lexists(self.run_dir / n)]
+        # the directories the run will create (``--out a/b/run`` where ``a`` is new: a, b, run)
+        self.new_dirs = [d for d in (self.run_dir, *self.run_dir.parents) if not os.path.lexists(d)]
+
+    def keeps_files(self) -> bool:
+        """Whether :meth:`remove` keeps everything: a checkpoint is there (e.g. a ``--keep-best``
+        best.pt written before the first regular checkpoint)."""
+        checkpoints = self.run_dir / "checkpoints"
+        return checkpoints.is_dir() and any(checkpoints.iterdir())
 
     def remove(self) -> None:
         import shutil
 
-        checkpoints = self.run_dir / "checkpoints"
-        if checkpoints.is_dir() and any(checkpoints.iterdir()):  # e.g. a --keep-best best.pt: kept
+        if self.keeps_files():
             return
         for name in self.new:
             path = self.run_dir / name
@@ -68,11 +75,11 @@ class NewRunFiles:
                     path.unlink()
                 except FileNotFoundError:
                     pass
-        if not self.dir_existed:
+        for d in self.new_dirs:  # innermost first
             try:
-                self.run_dir.rmdir()
-            except OSError:  # something else was written there meanwhile: kept
-                pass
+                d.rmdir()
+            except OSError:  # something else was written there meanwhile: kept, and its parents
+                break
 
 
 def _is_terminal() -> bool:
