@@ -174,6 +174,9 @@ def run_limited(args):
     """Limited data: the same recipe on a seeded subset of Fashion-MNIST for a fixed number of
     steps, once per method set (`none` = the recipe as it is); FID etc. against the test split."""
     rows = []
+    own = recipe_values(args.recipe, drop=())
+    subset = args.subset if args.subset is not None else own.get("subset") or "0.1"
+    steps = args.steps if args.steps is not None else own["steps"]
     with tempfile.TemporaryDirectory() as tmp:
         for i, methods in enumerate(args.methods.split(";")):
             extra = [] if methods in ("", "none") else methods.split("+")
@@ -181,8 +184,8 @@ def run_limited(args):
                                                       "sample_every", "checkpoint_every"))
             values["methods"] = [*values.get("methods", []), *extra]
             values["arch_options"] = {**values.get("arch_options", {}), **args.arch_options}
-            cfg = TrainConfig.from_dict(dict(values, dataset="fashion-mnist", subset=args.subset,
-                                             subset_seed=args.subset_seed, steps=args.steps, seed=args.seed,
+            cfg = TrainConfig.from_dict(dict(values, dataset="fashion-mnist", subset=subset,
+                                             subset_seed=args.subset_seed, steps=steps, seed=args.seed,
                                              out=f"{tmp}/{i}", progress=False,
                                              log_every=500, sample_every=10**9, checkpoint_every=10**9,
                                              num_threads=args.num_threads))
@@ -192,13 +195,13 @@ def run_limited(args):
             scores = evaluate(str(run / "export"), n=args.n, seed=args.seed)
             recorded = json.loads((run / "config.json").read_text())
             row = {"recipe": args.recipe, "arch_options": recorded["arch_options"],  # recipe + --arch-opt
-                   "subset": args.subset, "subset_seed": recorded["subset_seed"], "seed": recorded["seed"],
-                   "steps": args.steps,
+                   "subset": subset, "subset_seed": recorded["subset_seed"], "seed": recorded["seed"],
+                   "steps": steps,
                    "methods": list(cfg.methods), "seconds": seconds, **scores,
                    **last_logged(run, "ada/p", "ada/rt")}
             rows.append(row)
             print(json.dumps(row) if args.json else
-                  f"{'+'.join(extra) or 'none':28s} {args.steps} steps {seconds:5.0f} s  " +
+                  f"{'+'.join(extra) or 'none':28s} {steps} steps {seconds:5.0f} s  " +
                   "  ".join(f"{k} {row[k]:.3f}" for k in (*scores, "ada/p", "ada/rt") if k in row), flush=True)
     return rows
 
@@ -248,9 +251,10 @@ def main():
                    help="also score each model with latents truncated to [-T, T], e.g. 1.5,1.0")
     i.add_argument("--json", action="store_true")
     lim = sub.add_parser("limited", help="limited data: a subset of Fashion-MNIST, with and without methods")
-    lim.add_argument("--recipe", default="dcgan-fashion-mnist-300s")
-    lim.add_argument("--subset", default="0.1", help="samples or share of the train split (0.1 = 6,000)")
-    lim.add_argument("--steps", type=int, default=5000)
+    lim.add_argument("--recipe", default="dcgan-fashion-mnist-10pct")
+    lim.add_argument("--subset", default=None, help="samples or share of the train split (0.1 = 6,000; "
+                     "default the recipe's, else 0.1)")
+    lim.add_argument("--steps", type=int, default=None, help="default the recipe's")
     lim.add_argument("--seed", type=int, default=0, help="training and evaluation seed (a second seed: "
                      "the same images, other runs)")
     lim.add_argument("--subset-seed", type=int, default=0, help="seed of the subset's draw (other images)")

@@ -45,6 +45,16 @@ def test_the_limited_data_table_takes_architecture_options_over_the_recipe():
     assert row["fid"] > 0 and 0 <= row["recall"] <= 1
 
 
+@pytest.mark.slow
+def test_the_limited_data_table_defaults_to_the_limited_data_recipe_and_its_subset():
+    done = quality("limited", "--arch-opt", "ndf=8", "--arch-opt", "ngf=8", "--steps", "2", "--methods", "none",
+                   "-n", "500", "--num-threads", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["recipe"] == "dcgan-fashion-mnist-10pct" and row["subset"] == "0.1" and row["steps"] == 2
+    assert row["arch_options"] == {"ngf": 8, "ndf": 8, "extra_layers": 0}
+
+
 def test_a_malformed_architecture_option_is_one_line():
     done = quality("limited", "--arch-opt", "ndf", "--steps", "1")
     assert done.returncode != 0 and "Traceback" not in done.stderr

@@ -69,6 +69,20 @@ def test_required_defaults_exist_and_are_consistent():
     assert default_recipe("dcgan", "ring8") is None
 
 
+def test_the_limited_data_recipe_is_the_published_tables_setting():
+    """docs/benchmarks.md's limited-data rows ran the quick recipe with --arch-opt ndf=64
+    --arch-opt extra_layers=0 on --subset 0.1 for 30,000 steps (the script drops the recipe's
+    logging and checkpoint intervals): dcgan-fashion-mnist-10pct is that, with no method."""
+    quick = dict(get_recipe("dcgan-fashion-mnist-quick").values)
+    limited = dict(get_recipe("dcgan-fashion-mnist-10pct").values)
+    quick.update(arch_options={"ngf": 32, "ndf": 64, "extra_layers": 0}, subset="0.1", steps=30000)
+    for key in ("checkpoint_every",):
+        quick.pop(key), limited.pop(key)
+    assert limited == quick and not limited.get("methods")
+    cfg = TrainConfig.from_dict(limited)
+    assert (cfg.dataset, cfg.subset, cfg.steps, cfg.loss, cfg.lr_d) == ("fashion-mnist", "0.1", 30000, "hinge", 1.6e-3)
+
+
 def test_list_info_and_toml(tmp_path, run_cli_many):
     (rc, listed, _), (rc2, info, _), (rc3, toml, _), (rc4, _, bad) = run_cli_many(
         [["list", "recipes", "--json"], ["info", "cmlp-grid25"], ["info", "cmlp-grid25", "--toml"],
