@@ -1,4 +1,7 @@
 """--keep-best KEY: the checkpoint of the best in-training score survives pruning and resumes."""
+import re
+import shlex
+
 import pytest
 import torch
 
@@ -227,7 +230,12 @@ def test_a_failure_before_the_first_checkpoint_keeps_an_earlier_best_and_says_so
         train(ring_cfg(tmp_path, steps=8, log_every=1, eval_every=2, checkpoint_every=6))
     message, run = str(caught.value), tmp_path / "run"
     assert steps == [2] and "removed" not in message, message
+    best = shlex.quote(str(run / "checkpoints" / "best.pt"))
     assert ("no regular checkpoint was written yet (nothing to resume); the run's files are kept for its "
-            f"best checkpoint (step 2): export it with `ganzoo export {run / 'checkpoints' / 'best.pt'}`") in message
+            f"best checkpoint (step 2): export it with `ganzoo export {best}`") in message
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "config.json").is_file()
     assert load_checkpoint(run / "checkpoints" / "best.pt")["best"]["step"] == 2
+    monkeypatch.undo()  # the same command again: refused, and told to export the best first
+    with pytest.raises(GanzooError, match=re.escape(f"no checkpoint to resume but a --keep-best best.pt "
+                                                    f"(export it first with `ganzoo export {best}`); delete it")):
+        train(ring_cfg(tmp_path, steps=8, log_every=1, eval_every=2, checkpoint_every=6))

@@ -265,6 +265,56 @@ def test_a_run_that_loses_the_race_for_its_directory_removes_nothing(tmp_path, m
     assert sorted(p.name for p in other.iterdir()) == sorted(["config.json", "metrics.jsonl", rundir.RUN_LOCK])
 
 
+def test_a_new_parent_that_gets_someone_elses_file_is_kept(tmp_path, monkeypatch):
+    """The run made a/b/run; a/theirs.txt appeared while it ran: run and b go, a stays."""
+    real_step = loop_mod.train_step
+
+    def step_and_share(run, step, total=None):
+        (tmp_path / "a" / "theirs.txt").write_text("not the run's")
+        return tuple(x * float("nan") for x in real_step(run, step, total))
+
+    monkeypatch.setattr(loop_mod, "train_step", step_and_share)
+    with pytest.raises(loop_mod.NonFiniteLoss, match="the files this run wrote are removed"):
+        train(ring_cfg(tmp_path, steps=8, log_every=4, out=str(tmp_path / "a" / "b" / "run")))
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["theirs.txt"]
+
+
+def test_a_resumed_run_that_fails_before_its_loop_removes_nothing(tmp_path, monkeypatch):
+    run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=6))
+    before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+
+    def fail(*args, **kwargs):
+        raise GanzooError("injected")
+
+    monkeypatch.setattr(loop_mod, "clean_temp_files", fail)
+    with pytest.raises(GanzooError, match="injected"):
+        loop_mod.resume(run, steps=12, progress=False)
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before
+
+
+def test_the_run_lock_is_never_taken_on_a_file_unlinked_after_it_was_opened(tmp_path, monkeypatch):
+    """A failed new run removes its lock file while holding it; a process that opened that file
+    just before and locked it just after held a lock no other process could see."""
+    import fcntl
+
+    from ganzoo.training.rundir import RunLock
+
+    lock, real_flock, calls = RunLock(tmp_path / "run"), fcntl.flock, []
+
+    def flock_after_an_unlink(fd, op):
+        calls.append(op)
+        if len(calls) == 1:  # the other run removes the file between this open and this flock
+            (tmp_path / "run" / ".lock").unlink()
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_an_unlink)
+    assert lock.acquire() is None and len(calls) == 2
+    here, held = os.stat(tmp_path / "run" / ".lock"), os.fstat(lock.fd)
+    assert (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+    assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
+    lock.release()
+
+
 def test_usable_cores_follow_the_affinity_mask():
     code = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
             "from ganzoo.distributed import usable_cores; print(usable_cores())")

@@ -138,16 +138,16 @@ def check_new_run(cfg: TrainConfig) -> None:
 def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Path | None = None) -> Path:
     run, total, logger, lock, best, new_files = _start(cfg, state)
     cfg, info = run.cfg, run.dist
-    stopper = _InterruptFlag()
-    sums = torch.zeros(2, device=run.device)
-    step = run.start_step
     last_saved = resumed_from  # the last good checkpoint: a resumed run starts from one
-    t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
-    elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
-    elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
     stop = None  # why the loop ended early: "time" or "interrupt"
     finished, bar = False, None
     try:  # from here on, a failure before the first checkpoint removes what the run wrote
+        stopper = _InterruptFlag()
+        sums = torch.zeros(2, device=run.device)
+        step = run.start_step
+        t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
+        elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
+        elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
         if announce is not None and info.is_main:
             announce()
         bar = progress_bar(cfg, total, step, info.is_main)
@@ -293,9 +293,9 @@ def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0,
             return last_saved
         return save_run_checkpoint(run, step, elapsed_s)
     except NonFiniteState as exc:
-        raise NonFiniteLoss(f"{exc} at step {step}, though the losses were finite (try a lower "
-                            f"learning rate or another loss); nothing was saved; "
-                            f"{_last_good(last_saved, best)}") from None
+        raise on_every_rank(NonFiniteLoss(  # every rank checks the same state: rank 0 says it
+            f"{exc} at step {step}, though the losses were finite (try a lower learning rate or "
+            f"another loss); nothing was saved; {_last_good(last_saved, best)}")) from None
 
 
 # Ctrl-C and what cluster schedulers and torchrun send to stop (or preempt) a job.

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..checkpoint import list_checkpoints
+from ..checkpoint import BEST_NAME, list_checkpoints
 from ..errors import GanzooError, on_every_rank
 from ..fileio import atomic_write
 from ..images import save_grid, save_scatter, to_uint8
@@ -34,6 +34,10 @@ def refuse_to_overwrite(run_dir: Path, info) -> None:
             last = f" (last checkpoint: {ckpts[-1].name})" if ckpts else ""
             what = (f"a run{last}; continue it with "
                     f"`ganzoo resume {where} --steps TOTAL`, or")
+        elif info.is_main and (run_dir / "checkpoints" / BEST_NAME).is_file():
+            best = shlex.quote(str(run_dir / "checkpoints" / BEST_NAME))
+            what = (f"a run with no checkpoint to resume but a --keep-best {BEST_NAME} (export it "
+                    f"first with `ganzoo export {best}`); delete it, or")
         else:
             what = "a run with no checkpoint (nothing to resume); delete it, or"
         distributed.barrier()  # every rank stops here: leave together (see barrier())
@@ -53,7 +57,8 @@ class NewRunFiles:
         self.run_dir = Path(run_dir)
         self.new = [n for n in self.NAMES if not os.path.lexists(self.run_dir / n)]
         # the directories the run will create (``--out a/b/run`` where ``a`` is new: a, b, run)
-        self.new_dirs = [d for d in (self.run_dir, *self.run_dir.parents) if not os.path.lexists(d)]
+        where = Path(os.path.abspath(self.run_dir))  # "new/../run" is "run"; symlinks stay links
+        self.new_dirs = [d for d in (where, *where.parents) if not os.path.lexists(d)]
 
     def keeps_files(self) -> bool:
         """Whether :meth:`remove` keeps everything: a checkpoint is there (e.g. a ``--keep-best``
@@ -73,11 +78,13 @@ class NewRunFiles:
             else:
                 try:
                     path.unlink()
-                except FileNotFoundError:
+                except OSError:  # gone already, or not removable here: left, never raised over the run's error
                     pass
         for d in self.new_dirs:  # innermost first
             try:
                 d.rmdir()
+            except FileNotFoundError:  # removed by someone else meanwhile
+                continue
             except OSError:  # something else was written there meanwhile: kept, and its parents
                 break
 
@@ -135,9 +142,26 @@ class RunLock:
 
     def acquire(self) -> int | None:
         """None once held; else the pid of the holder (0 when it cannot be read)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            held = self._try_acquire()
+            if held != "stale":
+                return held
+        return None  # the file was replaced 100 times in a row: not a lock anyone holds
+
+    def _same_file(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file at the lock's path: a failed new run removes its
+        lock file while holding it (:class:`NewRunFiles`), and a process that opened that file
+        just before and locks it just after holds a lock on a file no one else can find."""
+        try:
+            here, held = os.stat(self.path), os.fstat(fd)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+    def _try_acquire(self):
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # never truncates another's pid
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -155,6 +179,9 @@ class RunLock:
                   f"make sure no other ganzoo process writes this run", file=sys.stderr)
             os.close(fd)
             return None
+        if not self._same_file(fd):  # unlinked (or replaced) since it was opened: open it again
+            os.close(fd)
+            return "stale"
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
