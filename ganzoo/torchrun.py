@@ -11,11 +11,14 @@ import sys
 
 
 def exit_code(failures: dict) -> int:
-    """The exit code of the lowest failed rank (``{rank: ProcessFailure}``), shell style; a rank
-    ended by a signal (the kernel's out-of-memory kill, say) left no line, so one is said here."""
+    """The exit code of the lowest failed rank (``{rank: ProcessFailure}``) that exited on its
+    own, else of the lowest, shell style; a rank ended by a signal (the kernel's out-of-memory kill, say) left no line, so one is said here."""
     if not failures:
         return 1
-    rank = min(failures)
+    # a rank that exited on its own said why; one ended by a signal beside it was most likely
+    # stopped by the launcher after that exit (SIGTERM to the rest, mid-cleanup): the first speaks
+    own = [r for r, f in failures.items() if f.exitcode >= 0]
+    rank = min(own or failures)
     code = failures[rank].exitcode
     if code < 0:
         import signal

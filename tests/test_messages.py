@@ -293,6 +293,17 @@ def test_the_torchrun_wrapper_names_a_rank_ended_by_a_signal(capsys):
                                        "and nobody sent it)\n")
 
 
+def test_the_torchrun_wrapper_prefers_a_rank_that_exited_on_its_own(capsys):
+    """Rank 1 failed (its line said by rank 0, exit 1); the launcher then SIGTERMed rank 0 in its
+    cleanup: the command exited 143 with "rank 0 was ended by SIGTERM" (CI, 2026-12-05)."""
+    from types import SimpleNamespace as F
+
+    from ganzoo.torchrun import exit_code
+
+    assert exit_code({0: F(exitcode=-15), 1: F(exitcode=1)}) == 1
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("option, line", [
     ("leak=-1", "mlp option leak (LeakyReLU's negative slope) must be in [0, 1), got -1.0"),
     ("bn_eps=0", "mlp option bn_eps must be > 0, got 0.0"),
