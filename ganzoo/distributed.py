@@ -137,7 +137,8 @@ def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
            "-m", "ganzoo", *cleaned]
     # each rank sets its own thread count (build_run); a default here keeps torchrun from
     # warning that it set OMP_NUM_THREADS=1 for an "overloaded" system
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, usable_cores() // nproc))}
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, usable_cores() // nproc))
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
     # torchrun runs in a session of its own and this process passes every stop signal on to
     # it (it forwards them to the ranks), then waits for it: a Ctrl-C returns the prompt once
     # rank 0 has checkpointed, not before (this process used to exit at once, the ranks'

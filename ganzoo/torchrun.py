@@ -12,7 +12,8 @@ import sys
 
 def exit_code(failures: dict) -> int:
     """The exit code of the lowest failed rank (``{rank: ProcessFailure}``) that exited on its
-    own, else of the lowest, shell style; a rank ended by a signal (the kernel's out-of-memory kill, say) left no line, so one is said here."""
+    own, else of the lowest, shell style; a rank ended by a signal (the kernel's out-of-memory
+    kill, say) left no line, so one is said here."""
     if not failures:
         return 1
     # a rank that exited on its own said why; one ended by a signal beside it was most likely

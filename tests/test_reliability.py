@@ -313,6 +313,9 @@ def test_the_run_lock_is_never_taken_on_a_file_unlinked_after_it_was_opened(tmp_
     assert (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
     assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
     lock.release()
+    other = RunLock(tmp_path / "other")  # a lock file replaced at every try: refused, never "held"
+    monkeypatch.setattr(RunLock, "_same_file", lambda self, fd: False)
+    assert other.acquire() == 0 and other.fd is None
 
 
 def test_usable_cores_follow_the_affinity_mask():

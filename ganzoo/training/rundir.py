@@ -78,7 +78,7 @@ class NewRunFiles:
             else:
                 try:
                     path.unlink()
-                except OSError:  # gone already, or not removable here: left, never raised over the run's error
+                except OSError:  # gone, or not removable here: left; never raised over the run's error
                     pass
         for d in self.new_dirs:  # innermost first
             try:
@@ -147,7 +147,7 @@ class RunLock:
             held = self._try_acquire()
             if held != "stale":
                 return held
-        return None  # the file was replaced 100 times in a row: not a lock anyone holds
+        return 0  # replaced 100 times in a row: someone else is using it (pid unknown), not held here
 
     def _same_file(self, fd: int) -> bool:
         """Whether ``fd`` is still the file at the lock's path: a failed new run removes its
