@@ -166,6 +166,32 @@ def test_diffaugment_works_in_the_generators_range():
     assert out.unique().tolist() == pytest.approx([0.5, 0.9])
 
 
+@pytest.mark.parametrize("lo, hi", [(-1.0, 1.0), (0.0, 1.0)])
+def test_diffaugment_fill_low_fills_with_the_bottom_of_the_range(lo, hi):
+    """fill=low: the uncovered border and the cut square take the range's low end (a black
+    background), the content moves exactly as with the paper's mid-grey fill."""
+    class G:
+        output_range = (lo, hi)
+
+    x = images(64, c=2, h=16, w=16) * (hi - lo) / 2 + (lo + hi) / 2  # inside the range
+    for policy in ("translation", "cutout"):
+        torch.manual_seed(4)
+        mid = DiffAugment(policy=(policy,)).transform(x, ctx(generator=G()), "real")
+        torch.manual_seed(4)  # the same draws
+        low = create_method(f"diffaugment:policy={policy},fill=low").transform(x, ctx(generator=G()), "real")
+        filled = mid == (lo + hi) / 2
+        assert filled.any() and (filled.sum((1, 2, 3)) > 0).float().mean() > 0.5
+        assert torch.equal(low[filled], torch.full_like(low[filled], lo))
+        assert torch.equal(low[~filled], mid[~filled])
+
+
+def test_diffaugment_fill_is_checked_and_kept_in_the_spec():
+    with pytest.raises(GanzooError, match=r"unknown diffaugment fill 'black' \(known: low, mid\)"):
+        create_method("diffaugment:fill=black")
+    spec = "diffaugment:policy=translation,fill=low"
+    assert create_method(spec).spec() == spec
+
+
 def test_diffaugment_cutout_ratio_sets_the_squares_side():
     method = create_method("diffaugment:policy=cutout,cutout_ratio=0.25")
     torch.manual_seed(3)

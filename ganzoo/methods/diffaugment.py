@@ -20,6 +20,11 @@ The three policies, as in the official ``DiffAugment_pytorch.py`` (images in [-1
   image; as in the official code a square reaching past the border is clipped there, so every
   pixel is equally likely to be cut.
 
+Option ``fill`` (not in the paper): ``mid`` (the default, the paper's 0 in [-1, 1]) or ``low``,
+the bottom of the range, for the uncovered border and the cut square. On CIFAR-10 the paper's
+mid-grey is close to the mean colour; on MNIST-like data, whose background is black, it draws
+a grey band no real image has, and ``low`` fills with the background instead.
+
 Range: the official code works in [-1, 1], where 0 is mid-grey. Here the ops work on
 ``x - mid`` for the generator's ``output_range`` (``mid`` = its centre, 0 for [-1, 1]), so
 the fill value is the middle of the range and the brightness shift is scaled to half its
@@ -45,6 +50,7 @@ from .base import StepContext, TrainingMethod
 
 TRANSLATION_RATIO = 0.125  # the largest shift, as a share of the size
 CUTOUT_RATIO = 0.5  # the side of the cut square, as a share of the size
+FILLS = ("mid", "low")  # what uncovered and cut pixels become: the range's middle or its bottom
 
 
 # -- helpers shared with ADA ---------------------------------------------------------------------
@@ -110,9 +116,16 @@ def rand_color(x: torch.Tensor, half: float = 1.0) -> torch.Tensor:
     return rand_contrast(rand_saturation(rand_brightness(x, half), half), half)
 
 
-def rand_translation(x: torch.Tensor, half: float = 1.0, ratio: float = TRANSLATION_RATIO) -> torch.Tensor:
+def _filled(x: torch.Tensor, keep: torch.Tensor, fill: float) -> torch.Tensor:
+    """``x`` where the (n, h, w) mask ``keep`` is True, ``fill`` elsewhere (every channel)."""
+    keep = keep[:, None].to(x.dtype)
+    return x * keep if not fill else x * keep + fill * (1 - keep)
+
+
+def rand_translation(x: torch.Tensor, half: float = 1.0, ratio: float = TRANSLATION_RATIO,
+                     fill: float = 0.0) -> torch.Tensor:
     """Each image shifted by ``(dy, dx)``, each uniform in ``[-s, s]`` (``s = int(size·ratio + 0.5)``):
-    ``out[i, j] = x[i - dy, j - dx]``, 0 where that falls outside the image."""
+    ``out[i, j] = x[i - dy, j - dx]``, ``fill`` where that falls outside the image."""
     n, _, h, w = x.shape
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-sy, sy + 1, (n, 1), device=x.device)
@@ -122,7 +135,7 @@ def rand_translation(x: torch.Tensor, half: float = 1.0, ratio: float = TRANSLAT
     inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
     out = gather_pixels(x, rows.clamp(0, h - 1)[:, :, None].expand(n, h, w),
                         cols.clamp(0, w - 1)[:, None, :].expand(n, h, w))
-    return out * inside[:, None].to(out.dtype)
+    return _filled(out, inside, fill)
 
 
 def cutout_keep(n: int, h: int, w: int, device, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
@@ -136,9 +149,10 @@ def cutout_keep(n: int, h: int, w: int, device, ratio: float = CUTOUT_RATIO) -> 
     return ~cut
 
 
-def rand_cutout(x: torch.Tensor, half: float = 1.0, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
+def rand_cutout(x: torch.Tensor, half: float = 1.0, ratio: float = CUTOUT_RATIO,
+                fill: float = 0.0) -> torch.Tensor:
     n, _, h, w = x.shape
-    return x * cutout_keep(n, h, w, x.device, ratio)[:, None].to(x.dtype)
+    return _filled(x, cutout_keep(n, h, w, x.device, ratio), fill)
 
 
 POLICIES: dict[str, Callable[..., torch.Tensor]] = {
@@ -149,13 +163,13 @@ POLICIES: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def diff_augment(x: torch.Tensor, policy=("color", "translation", "cutout"), mid: float = 0.0,
-                 half: float = 1.0, ratios: dict[str, float] | None = None) -> torch.Tensor:
+                 half: float = 1.0, options: dict[str, dict] | None = None) -> torch.Tensor:
     """``x`` (N×C×H×W in a range centred on ``mid`` with half-width ``half``) through each policy
-    in order; ``ratios`` gives translation's and cutout's size ratio (default the paper's)."""
+    in order; ``options`` gives a policy's keyword arguments (translation's and cutout's
+    ``ratio`` and ``fill``, in units centred on ``mid``; default the paper's)."""
     y = x - mid if mid else x
     for name in policy:
-        ratio = (ratios or {}).get(name)
-        y = POLICIES[name](y, half) if ratio is None else POLICIES[name](y, half, ratio)
+        y = POLICIES[name](y, half, **(options or {}).get(name, {}))
     return keep_memory_format(y + mid if mid else y, x)
 
 
@@ -181,6 +195,7 @@ class DiffAugment(TrainingMethod):
     policy: tuple[str, ...] = ("color", "translation", "cutout")  # any of these, applied in order
     translation_ratio: float = TRANSLATION_RATIO  # the largest shift, a share of the size (paper: 1/8)
     cutout_ratio: float = CUTOUT_RATIO  # the cut square's side, a share of the size (paper: 1/2)
+    fill: str = "mid"  # uncovered and cut pixels: mid (paper: 0 in [-1, 1]) or low (a black background)
 
     def __post_init__(self):
         self.policy = check_policy("diffaugment", self.policy, tuple(POLICIES))
@@ -188,6 +203,8 @@ class DiffAugment(TrainingMethod):
             raise GanzooError(f"diffaugment translation_ratio must be in [0, 0.5], got {self.translation_ratio}")
         if not 0.0 < self.cutout_ratio <= 1.0:
             raise GanzooError(f"diffaugment cutout_ratio must be in (0, 1], got {self.cutout_ratio}")
+        if self.fill not in FILLS:
+            raise UnknownNameError("diffaugment fill", self.fill, FILLS)
 
     def wrap_dataset(self, data, seed: int):
         require_image_dataset(data, "diffaugment")
@@ -196,5 +213,7 @@ class DiffAugment(TrainingMethod):
     def transform(self, x: torch.Tensor, ctx: StepContext, which: str) -> torch.Tensor:
         require_images(x, "diffaugment")
         mid, half = model_range(ctx)
+        fill = -half if self.fill == "low" else 0.0  # in units centred on mid
         return diff_augment(x, self.policy, mid, half,
-                            {"translation": self.translation_ratio, "cutout": self.cutout_ratio})
+                            {"translation": {"ratio": self.translation_ratio, "fill": fill},
+                             "cutout": {"ratio": self.cutout_ratio, "fill": fill}})
