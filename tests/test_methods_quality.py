@@ -166,12 +166,13 @@ def test_diffaugment_works_in_the_generators_range():
     assert out.unique().tolist() == pytest.approx([0.5, 0.9])
 
 
-@pytest.mark.parametrize("lo, hi", [(-1.0, 1.0), (0.0, 1.0)])
-def test_diffaugment_fill_low_fills_with_the_bottom_of_the_range(lo, hi):
+@pytest.mark.parametrize("lo, hi, rng", [(-1.0, 1.0, (-1.0, 1.0)), (0.0, 1.0, (0.0, 1.0)),
+                                         (0.0, 1.0, None)])  # None: fed [0, 1] (to_model_range)
+def test_diffaugment_fill_low_fills_with_the_bottom_of_the_range(lo, hi, rng):
     """fill=low: the uncovered border and the cut square take the range's low end (a black
     background), the content moves exactly as with the paper's mid-grey fill."""
     class G:
-        output_range = (lo, hi)
+        output_range = rng
 
     x = images(64, c=2, h=16, w=16) * (hi - lo) / 2 + (lo + hi) / 2  # inside the range
     for policy in ("translation", "cutout"):

@@ -27,8 +27,10 @@ a grey band no real image has, and ``low`` fills with the background instead.
 
 Range: the official code works in [-1, 1], where 0 is mid-grey. Here the ops work on
 ``x - mid`` for the generator's ``output_range`` (``mid`` = its centre, 0 for [-1, 1]), so
-the fill value is the middle of the range and the brightness shift is scaled to half its
-width; a generator without one is taken to be in [-1, 1].
+the default fill (``mid``) is the middle of the range and the brightness shift is scaled to
+half its width; a generator whose range is None is fed images in [0, 1]
+(:func:`ganzoo.images.to_model_range`) and augmented in that range, and a context with no
+generator is taken to be in [-1, 1].
 
 Only images: the method refuses a dataset that is not images before training starts
 (``wrap_dataset``) and a non-4-D input of D (``transform``) with one line, rather than
@@ -56,9 +58,14 @@ FILLS = ("mid", "low")  # what uncovered and cut pixels become: the range's midd
 # -- helpers shared with ADA ---------------------------------------------------------------------
 def model_range(ctx: StepContext | None) -> tuple[float, float]:
     """``(mid, half)`` of the generator's output range: centre and half-width ((0, 1) for
-    [-1, 1], also when the context has no generator or the generator no range)."""
-    rng = getattr(getattr(ctx, "generator", None), "output_range", None)
-    lo, hi = rng if rng is not None else (-1.0, 1.0)
+    [-1, 1], also when the context has no generator). A generator whose range is None reads
+    images in [0, 1], as :func:`ganzoo.images.to_model_range` converts them for it."""
+    generator = getattr(ctx, "generator", None)
+    if generator is None:
+        lo, hi = -1.0, 1.0
+    else:
+        rng = getattr(generator, "output_range", None)
+        lo, hi = rng if rng is not None else (0.0, 1.0)
     return (lo + hi) / 2, (hi - lo) / 2
 
 
