@@ -50,6 +50,8 @@ CONFORMANCE = [
     ("stylegan2", dict(data_shape=(3, 64, 64), **SG_SMALL)),
     ("cstylegan2", dict(data_shape=(1, 28, 28), num_classes=10, **SG_SMALL)),
     ("cstylegan2", dict(data_shape=(3, 32, 32), num_classes=4, mbstd_group=2, **SG_SMALL)),
+    ("stylegan2", dict(data_shape=(1, 28, 28), **{**SG_SMALL, "ndf": 4, "channel_max": 16})),
+    ("cstylegan2", dict(data_shape=(3, 32, 32), num_classes=3, channel_max=32, **SG_SMALL)),
 ]
 
 
@@ -113,6 +115,7 @@ def test_registration_builds_no_model_and_needs_no_timm(monkeypatch):
     ("stylegan2", dict(mapping_lr_mul=0.0), "mapping_lr_mul must be > 0"),
     ("stylegan2", dict(mbstd_group=-1), "mbstd_group must be 0"),
     ("stylegan2", dict(mapping_layers=0), "mapping_layers"),
+    ("stylegan2", dict(ngf=32, ndf=16, channel_max=24), r"channel_max is 0 \(constant widths\) .* >= ngf and ndf \(32\), got 24"),
 ])
 def test_options_are_validated_with_one_line_errors(name, options, message):
     with pytest.raises(GanzooError, match=message) as info:
@@ -283,6 +286,23 @@ def test_stylegan2_layout_and_equalised_learning_rate():
     assert not modules(g, nn.BatchNorm2d, nn.Linear, nn.Conv2d) and not modules(d, nn.BatchNorm2d)
     assert len(d.blocks) == 3 and g.blocks[2].conv1.noise_const.shape == (16, 16)
     assert stylegan2(data_shape=(1, 28, 28))[0].options.resolutions == [7, 14, 28]
+
+
+def test_stylegan2_widths_double_per_halving_up_to_channel_max():
+    # the official rule min(channel_base / resolution, channel_max), with channel_base = width × size
+    g, d = stylegan2(data_shape=(1, 28, 28), ngf=8, ndf=4, channel_max=16)
+    assert [b.conv1.weight.shape[:2] for b in g.blocks] == [(16, 16), (16, 16), (8, 8)]  # 7, 14, 28 px
+    assert [tuple(b.conv0.weight.shape[:2]) for b in g.blocks[1:]] == [(16, 16), (8, 16)]  # (out, in)
+    assert [b.torgb.affine.weight.shape[0] for b in g.blocks] == [16, 16, 8]  # styles of each input
+    assert g.blocks[0].const.shape == (16, 7, 7)
+    assert d.fromrgb.weight.shape[0] == 4
+    assert [(b.conv0.weight.shape[1], b.conv1.weight.shape[0]) for b in d.blocks] == [(4, 8), (8, 16)]
+    assert d.conv.weight.shape[0] == 16 and d.fc.weight.shape == (16, 16 * 7 * 7)
+    x = g(torch.randn(3, g.options.latent_dim))
+    assert x.shape == (3, 1, 28, 28) and d(x).shape == (3,)
+    # 0, the default, keeps every layer at ngf / ndf: the networks of every earlier card
+    g0, d0 = stylegan2(data_shape=(1, 28, 28), ngf=8, ndf=4)
+    assert {b.conv1.weight.shape[0] for b in g0.blocks} == {8} and {b.conv1.weight.shape[0] for b in d0.blocks} == {4}
 
 
 def test_demodulation_gives_unit_norm_weights_and_matches_a_per_sample_convolution():

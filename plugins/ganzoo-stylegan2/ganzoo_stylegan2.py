@@ -28,7 +28,10 @@ draws z from N(0, I) truncated to [-t, t] instead (the truncation trick in z).
 
 Differences from the paper: bilinear up- and average-pool down-sampling instead of the FIR
 filtered (transposed) convolutions; a tanh on the output image, so that it lies in (-1, 1);
-constant widths (``ngf`` in G, ``ndf`` in D); the lazy regularisers below are added to the
+widths set from the full resolution down (``ngf`` in G, ``ndf`` in D at the image's size, doubled
+at every halving up to ``channel_max``; ``channel_max=0``, the default, keeps them constant),
+where the official code sets ``min(channel_base / resolution, channel_max)``, the same doubling
+rule; the lazy regularisers below are added to the
 loss of the update they fall on, not run as a separate optimiser step.
 
 Registers two training methods: ``lazy-r1`` (R1 every k D updates) and ``path-length``.
@@ -60,8 +63,9 @@ class StyleGAN2Options(ArchOptions):
     w_dim: int = 512
     mapping_layers: int = 8
     mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network
-    ngf: int = 256  # channels of every synthesis layer
-    ndf: int = 256  # channels of every discriminator layer
+    ngf: int = 256  # channels of the synthesis layers at the image's size
+    ndf: int = 256  # channels of the discriminator layers at the image's size
+    channel_max: int = 0  # widths double at every halving of the resolution up to this; 0: constant
     noise: bool = True  # per-pixel noise inputs, each with a learned scale
     style_mixing: float = 0.9  # probability of mixing two latents' styles (training mode only)
     w_avg_beta: float = 0.995  # decay of the running mean of w (training mode)
@@ -75,6 +79,9 @@ class StyleGAN2Options(ArchOptions):
                               f"got data_shape={self.data_shape}")
         if min(self.latent_dim, self.w_dim, self.mapping_layers, self.ngf, self.ndf) < 1:
             raise GanzooError("stylegan2 options latent_dim, w_dim, mapping_layers, ngf and ndf must be >= 1")
+        if self.channel_max and self.channel_max < max(self.ngf, self.ndf):
+            raise GanzooError(f"stylegan2 option channel_max is 0 (constant widths) or the widest layer, "
+                              f">= ngf and ndf ({max(self.ngf, self.ndf)}), got {self.channel_max}")
         if not (math.isfinite(self.mapping_lr_mul) and self.mapping_lr_mul > 0):
             raise GanzooError(f"stylegan2 option mapping_lr_mul must be > 0, got {self.mapping_lr_mul}")
         if not 0.0 <= self.style_mixing <= 1.0:
@@ -90,6 +97,13 @@ class StyleGAN2Options(ArchOptions):
         """Resolutions of the synthesis blocks: 32 px → [4, 8, 16, 32]."""
         r, size = START[self.data_shape[1]], self.data_shape[1]
         return [r * 2 ** i for i in range(int(math.log2(size // r)) + 1)]
+
+    def width(self, top: int, resolution: int) -> int:
+        """Channels at ``resolution`` of a network whose full-resolution layers have ``top``:
+        doubled per halving up to ``channel_max`` (``top`` everywhere when it is 0)."""
+        if not self.channel_max:
+            return top
+        return min(top * (self.data_shape[1] // resolution), self.channel_max)
 
 
 # -- layers with the equalised learning rate ---------------------------------------------
@@ -238,7 +252,9 @@ class StyleGAN2Generator(Generator):
         self.mapping = Mapping(o)
         self.register_buffer("w_avg", torch.zeros(o.w_dim))
         res = o.resolutions
-        self.blocks = nn.ModuleList(SynthesisBlock(o.ngf, o.ngf, r, o, first=i == 0) for i, r in enumerate(res))
+        widths = [o.width(o.ngf, r) for r in res]
+        self.blocks = nn.ModuleList(SynthesisBlock(widths[max(i - 1, 0)], widths[i], r, o, first=i == 0)
+                                    for i, r in enumerate(res))
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1  # toRGB of block b shares the next conv's w
 
     def ws(self, z, labels=None, truncation: float | None = None, update_w_avg: bool = True):
@@ -310,9 +326,11 @@ class StyleGAN2Discriminator(Discriminator):
     def __init__(self, options: StyleGAN2Options):
         super().__init__(options)
         o = options
-        ch, r = o.ndf, o.resolutions[0]
-        self.fromrgb = EqConv2d(o.data_shape[0], ch, 1, act=True)
-        self.blocks = nn.Sequential(*(DBlock(ch, ch) for _ in o.resolutions[1:]))
+        res = o.resolutions[::-1]  # full resolution first
+        widths = [o.width(o.ndf, r) for r in res]
+        ch, r = widths[-1], res[-1]
+        self.fromrgb = EqConv2d(o.data_shape[0], widths[0], 1, act=True)
+        self.blocks = nn.Sequential(*(DBlock(a, b) for a, b in zip(widths, widths[1:])))
         self.group = o.mbstd_group
         self.per_sample = False if self.group else None  # minibatch stddev mixes a group's samples
         self.conv = EqConv2d(ch + (1 if self.group else 0), ch, 3, act=True)
