@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..interfaces import parameter_count
+
 # -- registry, cards, plugins --------------------------------------------------------
 
 
@@ -162,7 +164,7 @@ def generator_info(G) -> dict:
             "class_names": names if len(names) == num_classes else [],
             "labels": (getattr(G, "sampling", None) or {}).get("labels", "classes"),
             "sha256": config.get("sha256"),
-            "parameters": sum(p.numel() for p in G.parameters())}
+            "parameters": parameter_count(G)}
 
 
 def render_samples(G, fmt: str, n: int, seed: int, class_index: int | None,
