@@ -305,6 +305,25 @@ def test_stylegan2_widths_double_per_halving_up_to_channel_max():
     assert {b.conv1.weight.shape[0] for b in g0.blocks} == {8} and {b.conv1.weight.shape[0] for b in d0.blocks} == {4}
 
 
+@pytest.mark.parametrize("k,size", [(3, 28), (3, 14), (3, 7), (1, 32), (1, 7)])
+def test_stylegan2_downsampling_conv_is_conv_then_average_pooling(k, size):
+    """D's ↓2 convolutions run at the output's resolution (a stride-2 (k+1)² kernel, or pooling
+    before a 1×1): the same values and gradients as the k×k convolution then 2×2 pooling."""
+    torch.manual_seed(0)
+    conv = ganzoo_stylegan2.EqConv2d(3, 4, k, act=True, down=True).double()
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(2, 3, size, size, dtype=torch.double, requires_grad=True)
+    ref = F.avg_pool2d(F.conv2d(x, conv.weight * conv.weight_gain, padding=k // 2), 2)
+    ref = ganzoo_stylegan2.lrelu(ref + conv.bias[:, None, None])
+    out = conv(x)
+    assert out.shape == ref.shape == (2, 4, size // 2, size // 2)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, conv.weight), g)
+    torch.testing.assert_close(grads, torch.autograd.grad(ref, (x, conv.weight), g))
+
+
 def test_demodulation_gives_unit_norm_weights_and_matches_a_per_sample_convolution():
     torch.manual_seed(0)
     weight, styles = torch.randn(5, 3, 3, 3), torch.rand(4, 3) * 3

@@ -132,8 +132,22 @@ class EqLinear(nn.Module):
         return lrelu(x) if self.act else x
 
 
+def _box_blurred(weight: torch.Tensor) -> torch.Tensor:
+    """The (k+1)×(k+1) kernel of a k×k convolution followed by 2×2 average pooling (the full
+    convolution of ``weight`` with the 2×2 box of 1/4s)."""
+    cout, cin, k, _ = weight.shape
+    box = weight.new_full((1, 1, 2, 2), 0.25)
+    return F.conv2d(F.pad(weight.reshape(-1, 1, k, k), (1, 1, 1, 1)), box).reshape(cout, cin, k + 1, k + 1)
+
+
 class EqConv2d(nn.Module):
-    """k×k 'same' convolution with the equalised learning rate; ``down``: then 2×2 average pooling."""
+    """k×k 'same' convolution with the equalised learning rate; ``down``: then 2×2 average pooling.
+
+    ``down`` is computed at the output's resolution, not the input's: pooling a 1×1 convolution
+    is the 1×1 convolution of the pooled input, and pooling a k×k one is the stride-2
+    convolution with the (k+1)×(k+1) kernel :func:`_box_blurred` (the same function up to
+    rounding; about a quarter and a half of the multiply-adds). Most of a training step's
+    work is in D, whose full-resolution block this halves."""
 
     def __init__(self, cin: int, cout: int, k: int, bias: bool = True, act: bool = False, down: bool = False):
         super().__init__()
@@ -142,9 +156,13 @@ class EqConv2d(nn.Module):
         self.weight_gain, self.act, self.down = 1 / math.sqrt(cin * k * k), act, down
 
     def forward(self, x):
-        x = F.conv2d(x, self.weight * self.weight_gain, padding=self.weight.shape[-1] // 2)
-        if self.down:
-            x = F.avg_pool2d(x, 2)
+        weight, k = self.weight * self.weight_gain, self.weight.shape[-1]
+        if not self.down:
+            x = F.conv2d(x, weight, padding=k // 2)
+        elif k == 1:
+            x = F.conv2d(F.avg_pool2d(x, 2), weight)
+        else:
+            x = F.conv2d(x, _box_blurred(weight), stride=2, padding=k // 2)
         if self.bias is not None:
             x = x + self.bias[:, None, None]
         return lrelu(x) if self.act else x
