@@ -507,35 +507,45 @@ def register_recipes(register):
     # StyleGAN2-ADA's CIFAR-10 configuration (Adam β=(0, 0.99), lazy R1 γ=0.01 every 16, a
     # 2-layer mapping, G EMA 0.998, batch 32). Style mixing stays at 0.9 and D residual with
     # stddev groups of 4, as in the paper's networks.
-    def fashion(widths, **settings):
+    def fashion(widths, channel_max=0, **settings):
         return dict(arch="stylegan2", dataset="fashion-mnist", batch_size=32, d_steps=1,
                     arch_options={"ngf": widths, "ndf": widths, "latent_dim": 128, "w_dim": 128,
-                                  "mapping_layers": 2},
+                                  "mapping_layers": 2, **({"channel_max": channel_max} if channel_max else {})},
                     betas_g=(0.0, 0.99), betas_d=(0.0, 0.99), methods=["lazy-r1:gamma=0.01,every=16"],
                     ema=True, ema_decay=0.998, sample_every=1000, **settings)
 
-    # The zoo model's (ganzoo-stylegan2 0.3.0): what an hour of one CPU thread needs: widths 32
-    # (about 3.5 steps/s of 32 on one thread, 2.3x widths 64), the hinge loss, and a rate of
-    # 0.025 for both nets (ten times the paper's 0.0025) decayed linearly to 0 over 11,000 steps.
-    # At widths 32 the paper's rate reaches FID 273 in 1,000 steps (n = 2,000), 0.015 + hinge 94
-    # (n = 1,000); a constant 0.015 plateaued at FID 29.1 (the 0.2.0 card), the decayed 0.025
-    # reaches 19.9 in 37 minutes (docs/benchmarks.md).
+    # The zoo model's (ganzoo-stylegan2 0.5.0): widths 32 at 28 px doubled per halving of the
+    # resolution up to 64 (the paper's rule; 64 channels at 14 and 7 px, where width is cheap),
+    # the hinge loss, and a rate of 0.025 for both nets decayed linearly to 0 over 10,000 steps:
+    # FID 10.2, recall 0.608 at n = 10,000 (seed 0), against the constant widths' 19.9 and 0.481
+    # in 11,000 steps; about 1.6x the cost of a step (docs/benchmarks.md, "Widths that double").
     register("stylegan2-fashion-mnist",
+             fashion(32, channel_max=64, loss="hinge", lr_g=0.025, lr_d=0.025, lr_schedule="linear",
+                     steps=10000, checkpoint_every=2000),
+             default_for=[("stylegan2", "fashion-mnist")],
+             description="StyleGAN2 (widths 32 at 28 px doubling to 64, 128-d z/w, 2 mapping layers) on "
+                         "fashion-mnist: hinge, Adam 0.025 β=(0, 0.99) decayed linearly, lazy R1, 10,000 "
+                         "steps of 32 (zoo stylegan2-fashion-mnist)")
+    # The 0.3.0-0.4.x zoo model's: constant widths 32 (about 3.5 steps/s of 32 on one thread, 2.3x
+    # widths 64), the hinge loss, 0.025 (ten times the paper's 0.0025) decayed linearly to 0 over
+    # 11,000 steps. At widths 32 the paper's rate reaches FID 273 in 1,000 steps (n = 2,000), 0.015
+    # + hinge 94 (n = 1,000); a constant 0.015 plateaued at FID 29.1 (the 0.2.0 card), the decayed
+    # 0.025 reached 19.9 in 37 minutes (docs/benchmarks.md).
+    register("stylegan2-fashion-mnist-constant-widths",
              fashion(32, loss="hinge", lr_g=0.025, lr_d=0.025, lr_schedule="linear", steps=11000,
                      checkpoint_every=2000),
-             default_for=[("stylegan2", "fashion-mnist")],
-             description="StyleGAN2 (widths 32, 128-d z/w, 2 mapping layers) on fashion-mnist: hinge, "
-                         "Adam 0.025 β=(0, 0.99) decayed linearly, lazy R1, 11,000 steps of 32 "
-                         "(zoo stylegan2-fashion-mnist)")
-    # The whole hour (ganzoo-stylegan2 0.4.0): 0.03 decayed linearly over 17,000 steps, 57 minutes
-    # (3,402 s) of one thread. Against the zoo recipe (float32 exports; the card one seed, the
-    # hour two) it trades FID (23.0 and 23.1 against 19.9) for recall (0.637 and 0.592 against
-    # 0.482) and coverage; KID 9.5 on seed 0, 12.2 on seed 1, against 12.4. Not the default
-    # because the zoo's headline is FID (docs/benchmarks.md).
+             description="StyleGAN2 (constant widths 32, 128-d z/w, 2 mapping layers) on fashion-mnist: "
+                         "hinge, Adam 0.025 β=(0, 0.99) decayed linearly, lazy R1, 11,000 steps of 32 "
+                         "(the 0.3.0-0.4.x zoo model, FID 19.9)")
+    # The whole hour (ganzoo-stylegan2 0.4.0), at constant widths 32: 0.03 decayed linearly over
+    # 17,000 steps, 57 minutes (3,402 s) of one thread. Against the constant-widths recipe above
+    # (float32 exports; that card one seed, the hour two) it trades FID (23.0 and 23.1 against
+    # 19.9) for recall (0.637 and 0.592 against 0.482) and coverage; KID 9.5 on seed 0, 12.2 on
+    # seed 1, against 12.4. The doubling widths of the zoo recipe give both (docs/benchmarks.md).
     register("stylegan2-fashion-mnist-hour",
              fashion(32, loss="hinge", lr_g=0.03, lr_d=0.03, lr_schedule="linear", steps=17000,
                      checkpoint_every=2000),
-             description="StyleGAN2 (widths 32) on fashion-mnist: hinge, Adam 0.03 β=(0, 0.99) decayed "
+             description="StyleGAN2 (constant widths 32) on fashion-mnist: hinge, Adam 0.03 β=(0, 0.99) decayed "
                          "linearly, lazy R1, 17,000 steps of 32: about an hour of one thread "
                          "(docs/benchmarks.md, \"the whole hour\")")
     # The 0.2.0 zoo model's: the same at a constant 0.015 for 11,800 steps (58 minutes of one
