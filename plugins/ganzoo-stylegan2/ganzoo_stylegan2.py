@@ -517,8 +517,8 @@ def register_recipes(register):
     # The zoo model's (ganzoo-stylegan2 0.5.0): widths 32 at 28 px doubled per halving of the
     # resolution up to 64 (the paper's rule; 64 channels at 14 and 7 px, where width is cheap),
     # the hinge loss, and a rate of 0.025 for both nets decayed linearly to 0 over 10,000 steps:
-    # FID 10.2, recall 0.608 at n = 10,000 (seed 0), against the constant widths' 19.9 and 0.481
-    # in 11,000 steps; about 1.6x the cost of a step (docs/benchmarks.md, "Widths that double").
+    # FID 10.1, recall 0.608 at n = 10,000 (seed 0; seed 1: 13.0, 0.601), against the constant
+    # widths' 19.9 and 0.481 in 11,000 steps; about 1.6x the cost of a step (docs/benchmarks.md, "Widths that double").
     register("stylegan2-fashion-mnist",
              fashion(32, channel_max=64, loss="hinge", lr_g=0.025, lr_d=0.025, lr_schedule="linear",
                      steps=10000, checkpoint_every=2000),
