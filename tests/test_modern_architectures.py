@@ -300,6 +300,11 @@ def test_stylegan2_widths_double_per_halving_up_to_channel_max():
     assert d.conv.weight.shape[0] == 16 and d.fc.weight.shape == (16, 16 * 7 * 7)
     x = g(torch.randn(3, g.options.latent_dim))
     assert x.shape == (3, 1, 28, 28) and d(x).shape == (3,)
+    # 32 px starts at 4×4: widths 32, 32, 16, 8 at 4, 8, 16, 32 px; D's epilogue at 4 px
+    g, d = stylegan2(data_shape=(3, 32, 32), ngf=8, ndf=8, channel_max=32)
+    assert [b.conv1.weight.shape[0] for b in g.blocks] == [32, 32, 16, 8]
+    assert [(b.conv0.weight.shape[1], b.conv1.weight.shape[0]) for b in d.blocks] == [(8, 16), (16, 32), (32, 32)]
+    assert d.fc.weight.shape == (32, 32 * 4 * 4) and d(g(torch.randn(2, g.options.latent_dim))).shape == (2,)
     # 0, the default, keeps every layer at ngf / ndf: the networks of every earlier card
     g0, d0 = stylegan2(data_shape=(1, 28, 28), ngf=8, ndf=4)
     assert {b.conv1.weight.shape[0] for b in g0.blocks} == {8} and {b.conv1.weight.shape[0] for b in d0.blocks} == {4}

@@ -146,8 +146,8 @@ class EqConv2d(nn.Module):
     ``down`` is computed at the output's resolution, not the input's: pooling a 1×1 convolution
     is the 1×1 convolution of the pooled input, and pooling a k×k one is the stride-2
     convolution with the (k+1)×(k+1) kernel :func:`_box_blurred` (the same function up to
-    rounding; about a quarter and a half of the multiply-adds). Most of a training step's
-    work is in D, whose full-resolution block this halves."""
+    rounding; 1/4 of the multiply-adds for the 1×1, 16/36 for a 3×3). Most of a training
+    step's work is in D; this takes about a third off its multiply-adds at widths 32 to 64."""
 
     def __init__(self, cin: int, cout: int, k: int, bias: bool = True, act: bool = False, down: bool = False):
         super().__init__()
@@ -518,7 +518,7 @@ def register_recipes(register):
     # resolution up to 64 (the paper's rule; 64 channels at 14 and 7 px, where width is cheap),
     # the hinge loss, and a rate of 0.025 for both nets decayed linearly to 0 over 10,000 steps:
     # FID 10.1, recall 0.608 at n = 10,000 (seed 0; seed 1: 13.0, 0.601), against the constant
-    # widths' 19.9 and 0.481 in 11,000 steps; about 1.6x the cost of a step (docs/benchmarks.md, "Widths that double").
+    # widths' 19.9 and 0.481 in 11,000 steps; about 1.5x the cost of a step (docs/benchmarks.md, "Widths that double").
     register("stylegan2-fashion-mnist",
              fashion(32, channel_max=64, loss="hinge", lr_g=0.025, lr_d=0.025, lr_schedule="linear",
                      steps=10000, checkpoint_every=2000),
