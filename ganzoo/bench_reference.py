@@ -42,7 +42,9 @@ def reference_transform(image_size: int | None, native_hw: tuple[int, int], chan
     (``Normalize((0.5,), (0.5,))`` for tanh), as in the canonical DCGAN example."""
     from torchvision import transforms
 
-    lo, hi = output_range if output_range is not None else (0.0, 1.0)
+    from .images import pixel_range
+
+    lo, hi = pixel_range(output_range)
     steps = []
     if image_size and tuple(native_hw) != (image_size, image_size):
         steps.append(transforms.Resize(image_size))

@@ -8,17 +8,23 @@ import torch
 from .fileio import atomic_write
 
 
+def pixel_range(output_range: tuple[float, float] | None) -> tuple[float, float]:
+    """``(lo, hi)`` that a generator's images span: its ``output_range``, or [0, 1] when that
+    is None (what the trainer feeds such a model and how its samples are read back)."""
+    return tuple(output_range) if output_range is not None else (0.0, 1.0)
+
+
 def to_model_range(x: torch.Tensor, output_range: tuple[float, float] | None) -> torch.Tensor:
     """uint8 images → floats in ``output_range``; float data (points) pass through."""
     if x.dtype != torch.uint8:
         return x.float()
-    lo, hi = output_range if output_range is not None else (0.0, 1.0)
+    lo, hi = pixel_range(output_range)
     return x.float() * ((hi - lo) / 255.0) + lo
 
 
 def to_uint8(x: torch.Tensor, output_range: tuple[float, float] | None) -> torch.Tensor:
     """Model outputs in ``output_range`` → uint8 images (clamped, rounded)."""
-    lo, hi = output_range if output_range is not None else (0.0, 1.0)
+    lo, hi = pixel_range(output_range)
     return ((x.detach().float() - lo) * (255.0 / (hi - lo))).round_().clamp_(0, 255).to(torch.uint8)
 
 

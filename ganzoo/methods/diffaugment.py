@@ -48,6 +48,7 @@ from typing import Callable
 import torch
 
 from ..errors import GanzooError, UnknownNameError
+from ..images import pixel_range
 from .base import StepContext, TrainingMethod
 
 TRANSLATION_RATIO = 0.125  # the largest shift, as a share of the size
@@ -61,11 +62,7 @@ def model_range(ctx: StepContext | None) -> tuple[float, float]:
     [-1, 1], also when the context has no generator). A generator whose range is None reads
     images in [0, 1], as :func:`ganzoo.images.to_model_range` converts them for it."""
     generator = getattr(ctx, "generator", None)
-    if generator is None:
-        lo, hi = -1.0, 1.0
-    else:
-        rng = getattr(generator, "output_range", None)
-        lo, hi = rng if rng is not None else (0.0, 1.0)
+    lo, hi = (-1.0, 1.0) if generator is None else pixel_range(getattr(generator, "output_range", None))
     return (lo + hi) / 2, (hi - lo) / 2
 
 
