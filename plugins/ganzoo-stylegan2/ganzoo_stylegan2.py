@@ -519,7 +519,8 @@ def register_recipes(register):
     # the hinge loss, and a rate of 0.025 for both nets decayed linearly to 0 over 10,000 steps:
     # FID 10.1, recall 0.608 at n = 10,000 (seed 0; seed 1: 13.0, 0.601), against the constant
     # widths' 19.9 and 0.481 in 11,000 steps; about 1.5x the cost of a step (docs/benchmarks.md, "Widths that double").
-    # Runs vary: a rerun of seed 0 on 2 threads scored 17.0, and 11,000 steps scored 22.6 and 25.8.
+    # Runs vary: a rerun of seed 0 on 2 threads scored 17.0, and this recipe run for 11,000 steps
+    # scored 22.6 and 25.8 (seeds 0, 1).
     register("stylegan2-fashion-mnist",
              fashion(32, channel_max=64, loss="hinge", lr_g=0.025, lr_d=0.025, lr_schedule="linear",
                      steps=10000, checkpoint_every=2000),
