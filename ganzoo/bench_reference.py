@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import nn
 
+from .images import pixel_range
+
 if TYPE_CHECKING:
     from .bench import BenchConfig
 
@@ -41,8 +43,6 @@ def reference_transform(image_size: int | None, native_hw: tuple[int, int], chan
     """``[Resize(S)] + ToTensor + Normalize`` mapping [0, 1] to the generator's output range
     (``Normalize((0.5,), (0.5,))`` for tanh), as in the canonical DCGAN example."""
     from torchvision import transforms
-
-    from .images import pixel_range
 
     lo, hi = pixel_range(output_range)
     steps = []
