@@ -63,7 +63,7 @@ def main():
         out += [f"### {c.id}", "", c.description + ".", "",
                 f"![{c.id}](zoo/{c.id}.png)", "",
                 f"Trained with `{c.raw['command']}`"
-                + (f" (recipe `{c.raw['recipe']}`: `ganzoo train --recipe {c.raw['recipe']} --seed 0`)"
+                + (f" (recipe `{c.raw['recipe']}`: `ganzoo train --recipe {c.raw['recipe']}`, which holds the seed too)"
                    if c.raw.get("recipe") else "")
                 + f" — {c.raw['steps']} steps in "
                 f"{c.raw['training_time_s']:.0f} s on {c.raw['hardware']}. Weights: {c.raw['weights']}, "
