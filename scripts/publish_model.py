@@ -1,7 +1,7 @@
 """Turn a finished run into a zoo entry: registry/models/<ID>/{generator.safetensors, config.json, card.toml}
 plus a gallery image docs/zoo/<ID>.png.
 
-    python scripts/publish_model.py RUN_DIR ID --recipe NAME --command "ganzoo train ..." [--n 10000] [--half]
+    python scripts/publish_model.py RUN_DIR ID --recipe NAME --command "ganzoo train ..." [--n 10000] [--half] [--replace]
 
 The card's metrics come from ``ganzoo.evaluation.evaluate`` (the same code as
 ``ganzoo eval ID``) with the dataset's shipped evaluator.
@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--recipe", required=True, help="the registered recipe that trained the run")
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--half", action="store_true")
+    ap.add_argument("--replace", action="store_true", help="replace the zoo entry ID already holds (a new model under an old id)")
     ap.add_argument("--note", default="", help="anything a reader of the card must know (provenance, caveats)")
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, "
                                           f"{torch.get_num_threads()} CPU threads, no GPU")
@@ -74,7 +75,8 @@ def main():
     state = load_checkpoint(latest_checkpoint(run))
     cfg = TrainConfig.from_dict(json.loads(state["config"])).to_dict()  # 0.7 method keys → methods
     out = REPO / "registry" / "models" / args.id
-    export_run(run, out, dtype=torch.float16 if args.half else None)
+    commit = source_commit()  # before this script writes into the checkout, so its own output does not read as "dirty"
+    export_run(run, out, dtype=torch.float16 if args.half else None, force=args.replace)
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     elapsed = max((r.get("elapsed_s", 0) for r in records), default=0)
     gallery = REPO / "docs" / "zoo" / f"{args.id}.png"
@@ -110,7 +112,7 @@ def main():
         "training_time_s": round(elapsed, 1),
         "hardware": args.hardware,
         "ganzoo_version": __version__,
-        "source_commit": source_commit(),
+        "source_commit": commit,
         "weights": "EMA generator, " + ("float16" if args.half else "float32"),
         "sha256": sha256_of(out / "generator.safetensors"),
         "license": LICENCES.get(cfg["dataset"], "see the dataset's licence"),
