@@ -1,9 +1,12 @@
 """Where a Stacked MNIST model's KL comes from: each channel's digit frequencies.
 
     python benchmarks/stacked_channels.py MODEL [-n 26000] [--seed 0]
+    python benchmarks/stacked_channels.py --real [-n 26000] [--seed 0]
 
 MODEL is a zoo id or an export directory of a model trained on ``stacked-mnist``. Draws
-``n`` samples exactly as ``ganzoo eval --metrics stacked-modes -n N --seed S`` does,
+``n`` samples exactly as ``ganzoo eval --metrics stacked-modes -n N --seed S`` does (with
+``--real``: the ``n`` train-split images ``ganzoo eval --real --dataset stacked-mnist`` scores,
+the control a model is compared with),
 classifies each channel with the shipped MNIST evaluator (``channel_logits``, the metric's
 own classification) and prints
 
@@ -23,6 +26,7 @@ import torch
 
 from ganzoo import limits
 from ganzoo.errors import GanzooError
+from ganzoo.evaluation import real_images
 from ganzoo.images import to_uint8
 from ganzoo.metrics.classes import kl_divergence
 from ganzoo.metrics.evaluator import load_evaluator
@@ -31,10 +35,15 @@ from ganzoo.references import load_generator
 from ganzoo.sampling import generate
 
 
-def split_kl(model: str, n: int, seed: int) -> list[str]:
-    G = load_generator(model)
-    x, _ = generate(G, n, seed=seed)  # the samples `ganzoo eval` scores for this n and seed
-    logits = channel_logits(to_uint8(x, G.output_range), load_evaluator("mnist"))
+def split_kl(model: str | None, n: int, seed: int) -> list[str]:
+    """The report's lines for ``model``, or for real train-split images when it is None."""
+    if model is None:
+        images, _ = real_images("stacked-mnist", n, seed)  # uint8, as `ganzoo eval --real` draws them
+    else:
+        G = load_generator(model)
+        x, _ = generate(G, n, seed=seed)  # the samples `ganzoo eval` scores for this n and seed
+        images = to_uint8(x, G.output_range)
+    logits = channel_logits(images, load_evaluator("mnist"))
     digits = logits.argmax(2)
     confidence = logits.softmax(2).max(2).values
     modes = modes_of_digits(digits)
@@ -57,10 +66,13 @@ def split_kl(model: str, n: int, seed: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", help="a zoo id or an export directory of a stacked-mnist model")
+    ap.add_argument("model", nargs="?", help="a zoo id or an export directory of a stacked-mnist model")
+    ap.add_argument("--real", action="store_true", help="report real train-split images instead of a model")
     ap.add_argument("-n", type=int, default=PROTOCOL_SAMPLES)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if (args.model is None) == (not args.real):
+        sys.exit("error: give a MODEL or --real (exactly one)")
     try:
         limits.check("n", args.n, "-n")  # the bounds `ganzoo eval` enforces
         limits.check("seed", args.seed)

@@ -41,3 +41,24 @@ def test_its_figures_add_up_to_the_metric_on_the_same_samples():
 def test_a_bad_sample_count_is_one_line():
     done = run(sys.executable, str(SCRIPT), "dcgan-stacked-mnist", "-n", "0")
     assert done.returncode != 0 and done.stderr.strip() == "error: -n must be >= 1, got 0"
+
+
+def test_real_images_are_the_ones_eval_real_scores():
+    n = "400"
+    split = run(sys.executable, str(SCRIPT), "--real", "-n", n, "--seed", "3")
+    assert split.returncode == 0, split.stderr
+    metric = run(sys.executable, "-m", "ganzoo", "eval", "--real", "--dataset", "stacked-mnist",
+                 "--metrics", "stacked-modes", "-n", n, "--seed", "3", "--json")
+    assert metric.returncode == 0, metric.stderr
+    scores = json.loads(metric.stdout)["scores"]
+    modes, kl = re.search(r"^metric: modes (\d+)  kl ([0-9.]+)$", split.stdout, re.M).groups()
+    assert int(modes) == scores["modes"] and abs(float(kl) - scores["kl"]) < 1e-6
+    # real digits are clean: few channels below the confidence the models miss most
+    lows = [float(v) for v in re.findall(r"confidence < 0\.9: ([0-9.]+)$", split.stdout, re.M)]
+    assert len(lows) == 3 and max(lows) < 0.05
+
+
+def test_a_model_and_real_together_are_refused():
+    for args in (["--real", "dcgan-stacked-mnist"], []):
+        done = run(sys.executable, str(SCRIPT), *args, "-n", "10")
+        assert done.returncode == 1 and done.stderr.strip() == "error: give a MODEL or --real (exactly one)"
