@@ -1,4 +1,4 @@
-"""The methods that buy quality (issue 18): DiffAugment, ADA, LeCam, and the data subset.
+"""The methods that buy quality (issue 18): DiffAugment, ADA, LeCam, bCR, and the data subset.
 
 Unit tests drive each method through hand-built ``StepContext``s and check its defining
 property; the end-to-end tests train a tiny DCGAN with each method and resume it bit-exactly.
@@ -18,6 +18,7 @@ from ganzoo.methods import MethodStack, StepContext, create_method
 from ganzoo.methods.ada import ADA, ada_augment
 from ganzoo.methods.diffaugment import (DiffAugment, rand_brightness, rand_color, rand_contrast,
                                         rand_cutout, rand_saturation, rand_translation)
+from ganzoo.methods.consistency import BalancedConsistency, consistency_transform
 from ganzoo.methods.lecam import LeCam
 
 
@@ -388,6 +389,76 @@ def test_lecam_state_round_trips_bit_exactly():
         LeCam(decay=1.0)
 
 
+# -- bCR -----------------------------------------------------------------------------------------
+class ColumnD(nn.Module):
+    """Scores an image by a weighting of its columns: flat weights are blind to a left-right
+    flip, a ramp is not."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.w = nn.Parameter(torch.as_tensor(weights, dtype=torch.float32))
+
+    def forward(self, x, labels=None):
+        return (x.sum(dim=(1, 2)) * self.w).sum(dim=1)
+
+
+def test_bcr_matches_its_formula_on_the_same_draws():
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 14 * 14, 1))
+    score = lambda x, labels=None: D(x).view(-1)  # noqa: E731
+    real, fake = images(8, seed=1), images(8, seed=2)
+    c = ctx(real=real, fake=fake, real_logits=score(real), fake_logits=score(fake), discriminator=score)
+    torch.manual_seed(5)
+    term = BalancedConsistency(real_weight=2.0, fake_weight=0.5).d_terms(c)
+    torch.manual_seed(5)  # the same T: real first, then fake
+    t_real, t_fake = consistency_transform(real), consistency_transform(fake)
+    want = 2.0 * ((score(real) - score(t_real)) ** 2).mean() + 0.5 * ((score(fake) - score(t_fake)) ** 2).mean()
+    assert term.item() == pytest.approx(want.item(), rel=1e-6) and term.item() > 0
+    term.backward()  # both sides of the difference carry gradient into D
+    assert D[0].weight.grad.abs().sum() > 0
+    assert BalancedConsistency().d_terms(ctx(phase="g", real=real, fake=fake)) is None  # D's loss only
+    assert BalancedConsistency(real_weight=0, fake_weight=0).d_terms(c) is None
+
+
+def test_bcr_flip_is_free_for_a_mirror_symmetric_d_and_costly_for_a_lopsided_one():
+    x = images(16, w=8, h=8)
+    flip_only = BalancedConsistency(translation_ratio=0.0, flip=True)
+    for weights, zero in ((torch.ones(8), True), (torch.arange(8.0), False)):
+        D = ColumnD(weights)
+        c = ctx(real=x, fake=x, real_logits=D(x), fake_logits=D(x), discriminator=D)
+        torch.manual_seed(0)
+        term = flip_only.d_terms(c).item()
+        assert (term < 1e-8) == zero, (weights, term)
+
+
+def test_bcr_transform_flips_about_half_and_shifts_whole_pixels():
+    x = images(2000, h=8, w=8)
+    torch.manual_seed(0)
+    flipped = consistency_transform(x, ratio=0.0)
+    same, mirror = (flipped == x).flatten(1).all(1), (flipped == x.flip(3)).flatten(1).all(1)
+    assert bool((same | mirror).all()) and 0.45 < mirror.float().mean().item() < 0.55
+    torch.manual_seed(0)
+    moved = consistency_transform(x[:64], ratio=0.25, flip=False)
+    torch.manual_seed(0)
+    assert torch.equal(moved, rand_translation(x[:64], ratio=0.25))  # DiffAugment's own shift
+
+
+@pytest.mark.parametrize("spec, line", [
+    ("bcr:real_weight=-1", "bcr real_weight must be a number >= 0 (10 in the paper), got -1.0"),
+    ("bcr:translation_ratio=0.6", "bcr translation_ratio must be in [0, 0.5], got 0.6"),
+    ("bcr:translation_ratio=0,flip=false", "bcr needs a transform: translation_ratio > 0 or flip=true"),
+])
+def test_bcr_options_are_checked_in_one_line(spec, line):
+    with pytest.raises(GanzooError) as err:
+        create_method(spec)
+    assert str(err.value) == line
+
+
+def test_bcr_refuses_points():
+    with pytest.raises(GanzooError, match="bcr augments images"):
+        BalancedConsistency().wrap_dataset(ring8(), 0)
+
+
 # -- subset --------------------------------------------------------------------------------------
 def labelled(n=1000, classes=10):
     """Points whose value is their index, labelled ``7·index mod classes``."""
@@ -478,7 +549,7 @@ def records(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("spec", ["diffaugment", "ada:p_init=0.5,interval=1,speed=800", "lecam",
+@pytest.mark.parametrize("spec", ["diffaugment", "ada:p_init=0.5,interval=1,speed=800", "lecam", "bcr",
                                   "diffaugment:policy=translation,cutout"])
 def test_dcgan_trains_with_the_method_and_resumes_bit_exactly(tmp_path, mnist_dir, spec):
     from ganzoo.config import TrainConfig

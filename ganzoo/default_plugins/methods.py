@@ -2,6 +2,7 @@
 from ganzoo.hookspecs import hookimpl
 from ganzoo.methods.ada import ADA
 from ganzoo.methods.class_loss import ClassLoss
+from ganzoo.methods.consistency import BalancedConsistency
 from ganzoo.methods.cluster_labels import ClusterLabels
 from ganzoo.methods.diffaugment import DiffAugment
 from ganzoo.methods.instance_noise import InstanceNoise
@@ -16,6 +17,7 @@ METHODS = {
     "diffaugment": DiffAugment,
     "ada": ADA,
     "lecam": LeCam,
+    "bcr": BalancedConsistency,
 }
 
 

@@ -1,0 +1,86 @@
+"""Balanced consistency regularisation, bCR (Zhao et al., AAAI 2021): D should not care about
+a small translation (or flip) of what it reads, real or fake.
+
+Zhao, Zhang, Chen, Singh & Zhang, "Improved Consistency Regularization for GANs"
+(arXiv:2002.04724), Eq. 2: in every D step
+
+    L_D += λ_real · E_x‖D(x) − D(T(x))‖² + λ_fake · E_z‖D(G(z)) − D(T(G(z)))‖²
+
+with T a random augmentation and λ_real = λ_fake = 10 in the paper. CR-GAN (Zhang et al.
+2020) had only the real term; on reals alone D learns that *augmented* images are real, and
+the augmentation leaks into G's samples; the fake term balances it. T in the paper's CIFAR-10
+runs is a horizontal flip and a translation of a few pixels; here T is
+:func:`ganzoo.methods.diffaugment.rand_translation` (the same integer shift DiffAugment uses,
+up to ``translation_ratio`` of the size, the border filled with the middle of the range) and,
+with ``flip``, a horizontal flip with probability ½.
+
+Unlike DiffAugment, D's adversarial loss still reads the images un-augmented and G's step is
+untouched: the term only asks D to give an image and its shifted copy the same score. Both
+sides of each difference carry gradient, as in the paper (no stop-gradient). The term reads
+D's inputs as the step prepared them (``ctx.real``, ``ctx.fake``), so after DiffAugment in a
+method stack it regularises the augmented images D actually scored. It has no state: T is
+drawn from torch's default generator, which the trainer seeds per step, so resume is bit-exact.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import GanzooError
+from .base import StepContext, TrainingMethod
+from .diffaugment import (TRANSLATION_RATIO, keep_memory_format, model_range, rand_translation,
+                          require_image_dataset, require_images)
+
+
+def consistency_transform(x: torch.Tensor, ratio: float = TRANSLATION_RATIO, flip: bool = True,
+                          mid: float = 0.0) -> torch.Tensor:
+    """bCR's T: each image flipped left-right with probability ½ (``flip``), then shifted by up
+    to ``ratio`` of its size, the uncovered border filled with ``mid``."""
+    y = x - mid if mid else x
+    if flip:
+        flipped = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
+        y = torch.where(flipped, y.flip(3), y)
+    if ratio:
+        y = rand_translation(y, ratio=ratio)
+    return keep_memory_format(y + mid if mid else y, x)
+
+
+@dataclass
+class BalancedConsistency(TrainingMethod):
+    """bCR (Zhao et al. 2021): D's loss + λ_real·E(D(x) − D(T(x)))² + λ_fake·E(D(G(z)) − D(T(G(z))))², T a random flip and translation."""
+
+    real_weight: float = 10.0  # λ_real (the paper: 10)
+    fake_weight: float = 10.0  # λ_fake (the paper: 10)
+    translation_ratio: float = TRANSLATION_RATIO  # T's largest shift, a share of the size
+    flip: bool = True  # T also flips left-right with probability 1/2
+
+    def __post_init__(self):
+        for name in ("real_weight", "fake_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise GanzooError(f"bcr {name} must be a number >= 0 (10 in the paper), got {value}")
+        if not 0.0 <= self.translation_ratio <= 0.5:
+            raise GanzooError(f"bcr translation_ratio must be in [0, 0.5], got {self.translation_ratio}")
+        if not self.translation_ratio and not self.flip:
+            raise GanzooError("bcr needs a transform: translation_ratio > 0 or flip=true")
+
+    def wrap_dataset(self, data, seed: int):
+        require_image_dataset(data, "bcr")
+        return data
+
+    def d_terms(self, ctx: StepContext):
+        if ctx.phase != "d":
+            return None
+        D, mid = ctx.discriminator, model_range(ctx)[0]
+        term = None
+        for weight, x, logits in ((self.real_weight, ctx.real, ctx.real_logits),
+                                  (self.fake_weight, ctx.fake, ctx.fake_logits)):
+            if not weight:
+                continue
+            require_images(x, "bcr")
+            moved = D(consistency_transform(x, self.translation_ratio, self.flip, mid), ctx.labels)
+            gap = weight * (logits.float() - moved.float()).pow(2).mean()
+            term = gap if term is None else term + gap
+        return term
