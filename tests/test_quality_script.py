@@ -43,6 +43,7 @@ def test_the_limited_data_table_takes_architecture_options_over_the_recipe():
     assert row["arch_options"] == {"ndf": 8, "ngf": 8, "extra_layers": 3} and (row["subset"], row["steps"]) == ("200", 3)
     assert (row["seed"], row["subset_seed"]) == (3, 5)  # as the run recorded them
     assert row["fid"] > 0 and 0 <= row["recall"] <= 1
+    assert row["d_loss"] > 0  # D's loss at the end (hinge: 2 at chance), the overfitting sign the tables report
 
 
 @pytest.mark.slow
