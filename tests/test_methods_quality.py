@@ -414,10 +414,28 @@ def test_bcr_matches_its_formula_on_the_same_draws():
     t_real, t_fake = consistency_transform(real), consistency_transform(fake)
     want = 2.0 * ((score(real) - score(t_real)) ** 2).mean() + 0.5 * ((score(fake) - score(t_fake)) ** 2).mean()
     assert term.item() == pytest.approx(want.item(), rel=1e-6) and term.item() > 0
-    term.backward()  # both sides of the difference carry gradient into D
-    assert D[0].weight.grad.abs().sum() > 0
+    # both sides of each difference carry gradient into D: the same gradients as the reference
+    grads = torch.autograd.grad(term, list(D.parameters()))
+    c = ctx(real=real, fake=fake, real_logits=score(real), fake_logits=score(fake), discriminator=score)
+    torch.manual_seed(5)
+    term = BalancedConsistency(real_weight=2.0, fake_weight=0.5).d_terms(c)
+    want = 2.0 * ((score(real) - score(t_real)) ** 2).mean() + 0.5 * ((score(fake) - score(t_fake)) ** 2).mean()
+    for got, ref in zip(torch.autograd.grad(term, list(D.parameters())), torch.autograd.grad(want, list(D.parameters()))):
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in grads)
     assert BalancedConsistency().d_terms(ctx(phase="g", real=real, fake=fake)) is None  # D's loss only
-    assert BalancedConsistency(real_weight=0, fake_weight=0).d_terms(c) is None
+
+
+def test_bcr_takes_a_bf16_fake_from_an_autocast_generator():
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.Flatten(), nn.Linear(4 * 14 * 14, 1))
+    score = lambda x, labels=None: D(x).view(-1)  # noqa: E731
+    real, fake = images(8, seed=1), images(8, seed=2).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        real_logits, fake_logits = score(real), score(fake)
+    term = BalancedConsistency().d_terms(ctx(real=real, fake=fake, real_logits=real_logits,
+                                             fake_logits=fake_logits, discriminator=score))
+    assert term.dtype == torch.float32 and math.isfinite(term.item())
 
 
 def test_bcr_flip_is_free_for_a_mirror_symmetric_d_and_costly_for_a_lopsided_one():
@@ -447,6 +465,8 @@ def test_bcr_transform_flips_about_half_and_shifts_whole_pixels():
     ("bcr:real_weight=-1", "bcr real_weight must be a number >= 0 (10 in the paper), got -1.0"),
     ("bcr:translation_ratio=0.6", "bcr translation_ratio must be in [0, 0.5], got 0.6"),
     ("bcr:translation_ratio=0,flip=false", "bcr needs a transform: translation_ratio > 0 or flip=true"),
+    ("bcr:real_weight=0,fake_weight=0",
+     "bcr with real_weight = fake_weight = 0 does nothing; leave the method out instead"),
 ])
 def test_bcr_options_are_checked_in_one_line(spec, line):
     with pytest.raises(GanzooError) as err:
@@ -454,9 +474,17 @@ def test_bcr_options_are_checked_in_one_line(spec, line):
     assert str(err.value) == line
 
 
-def test_bcr_refuses_points():
+def test_bcr_refuses_points_and_a_shift_that_rounds_to_nothing():
     with pytest.raises(GanzooError, match="bcr augments images"):
         BalancedConsistency().wrap_dataset(ring8(), 0)
+    x = images(4)
+    c = ctx(real=x, fake=x, real_logits=torch.zeros(4), fake_logits=torch.zeros(4),
+            discriminator=lambda x, labels=None: x.sum(dim=(1, 2, 3)))
+    with pytest.raises(GanzooError) as err:
+        BalancedConsistency(translation_ratio=0.01, flip=False).d_terms(c)
+    assert str(err.value) == ("bcr translation_ratio 0.01 shifts (28, 28) images by 0 px and flip is off, "
+                              "so T does nothing; raise the ratio (>= 0.0179) or set flip=true")
+    assert BalancedConsistency(translation_ratio=0.02, flip=False).d_terms(c) is not None  # 1 px
 
 
 # -- subset --------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_real_images_are_the_ones_eval_real_scores():
     assert int(modes) == scores["modes"] and abs(float(kl) - scores["kl"]) < 1e-6
     # real digits are clean: few channels below the confidence the models miss most
     lows = [float(v) for v in re.findall(r"confidence < 0\.9: ([0-9.]+)$", split.stdout, re.M)]
-    assert len(lows) == 3 and max(lows) < 0.05
+    assert len(lows) == 3 and max(lows) < 0.02  # 0.3-0.4 % at n = 26,000
 
 
 def test_a_model_and_real_together_are_refused():

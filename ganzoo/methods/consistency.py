@@ -14,12 +14,21 @@ runs is a horizontal flip and a translation of a few pixels; here T is
 up to ``translation_ratio`` of the size, the border filled with the middle of the range) and,
 with ``flip``, a horizontal flip with probability ½.
 
-Unlike DiffAugment, D's adversarial loss still reads the images un-augmented and G's step is
+Unlike DiffAugment, bCR does not change what D's adversarial loss reads, and G's step is
 untouched: the term only asks D to give an image and its shifted copy the same score. Both
 sides of each difference carry gradient, as in the paper (no stop-gradient). The term reads
-D's inputs as the step prepared them (``ctx.real``, ``ctx.fake``), so after DiffAugment in a
-method stack it regularises the augmented images D actually scored. It has no state: T is
-drawn from torch's default generator, which the trainer seeds per step, so resume is bit-exact.
+D's inputs as the step prepared them (``ctx.real``, ``ctx.fake``): with DiffAugment or ADA in
+the stack, in any order, those are the augmented images D scored. It has no state: T is drawn
+from torch's default generator, which the trainer seeds per step, so resume is bit-exact.
+
+Cost: two more D forwards and backwards per D update (one on T(real), one on T(fake)). The
+default ``flip`` follows the paper's CIFAR-10 runs; a mirrored digit is not data, so use
+``flip=false`` on MNIST-like sets. The shifted-in border is mid-grey (DiffAugment's default
+fill), which MNIST-like images, black around the object, never show.
+
+Precision: the extra D calls run in float32 on float32 copies of the inputs (a bf16 fake from
+an autocast G included), as the trainer's regularisers do; the difference is taken against
+D's logits of the step, which under autocast carry bf16 rounding.
 """
 from __future__ import annotations
 
@@ -65,6 +74,8 @@ class BalancedConsistency(TrainingMethod):
             raise GanzooError(f"bcr translation_ratio must be in [0, 0.5], got {self.translation_ratio}")
         if not self.translation_ratio and not self.flip:
             raise GanzooError("bcr needs a transform: translation_ratio > 0 or flip=true")
+        if not self.real_weight and not self.fake_weight:
+            raise GanzooError("bcr with real_weight = fake_weight = 0 does nothing; leave the method out instead")
 
     def wrap_dataset(self, data, seed: int):
         require_image_dataset(data, "bcr")
@@ -80,7 +91,17 @@ class BalancedConsistency(TrainingMethod):
             if not weight:
                 continue
             require_images(x, "bcr")
-            moved = D(consistency_transform(x, self.translation_ratio, self.flip, mid), ctx.labels)
+            self._check_shift(x)
+            moved = D(consistency_transform(x.float(), self.translation_ratio, self.flip, mid), ctx.labels)
             gap = weight * (logits.float() - moved.float()).pow(2).mean()
             term = gap if term is None else term + gap
         return term
+
+    def _check_shift(self, x: torch.Tensor) -> None:
+        """A ratio that rounds to a 0-px shift at this size, with no flip, would leave T the
+        identity and the term 0 for the whole run: refuse it on the first step."""
+        if not self.flip and max(int(x.shape[-2] * self.translation_ratio + 0.5),
+                                 int(x.shape[-1] * self.translation_ratio + 0.5)) == 0:
+            raise GanzooError(f"bcr translation_ratio {self.translation_ratio} shifts {tuple(x.shape[-2:])} "
+                              f"images by 0 px and flip is off, so T does nothing; raise the ratio "
+                              f"(>= {1 / (2 * max(x.shape[-2:])):.3g}) or set flip=true")
