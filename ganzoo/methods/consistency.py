@@ -10,7 +10,7 @@ with T a random augmentation and λ_real = λ_fake = 10 in the paper. CR-GAN (Zh
 2020) had only the real term; on reals alone D learns that *augmented* images are real, and
 the augmentation leaks into G's samples; the fake term balances it. T in the paper's CIFAR-10
 runs is a horizontal flip and a translation of a few pixels; here T is
-:func:`ganzoo.methods.diffaugment.rand_translation` (the same integer shift DiffAugment uses,
+:func:`ganzoo.methods.diffaugment.diff_augment`'s translation (the same integer shift DiffAugment uses,
 up to ``translation_ratio`` of the size, the border filled with the middle of the range) and,
 with ``flip``, a horizontal flip with probability ½.
 
@@ -39,7 +39,7 @@ import torch
 
 from ..errors import GanzooError
 from .base import StepContext, TrainingMethod
-from .diffaugment import (TRANSLATION_RATIO, keep_memory_format, model_range, rand_translation,
+from .diffaugment import (TRANSLATION_RATIO, diff_augment, keep_memory_format, model_range,
                           require_image_dataset, require_images)
 
 
@@ -47,13 +47,11 @@ def consistency_transform(x: torch.Tensor, ratio: float = TRANSLATION_RATIO, fli
                           mid: float = 0.0) -> torch.Tensor:
     """bCR's T: each image flipped left-right with probability ½ (``flip``), then shifted by up
     to ``ratio`` of its size, the uncovered border filled with ``mid``."""
-    y = x - mid if mid else x
-    if flip:
+    if flip:  # a mirror does not depend on where the range is centred
         flipped = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
-        y = torch.where(flipped, y.flip(3), y)
-    if ratio:
-        y = rand_translation(y, ratio=ratio)
-    return keep_memory_format(y + mid if mid else y, x)
+        x = keep_memory_format(torch.where(flipped, x.flip(3), x), x)
+    # DiffAugment's shift, centring on mid and keeping the memory format as it does there
+    return diff_augment(x, ("translation",), mid, options={"translation": {"ratio": ratio}}) if ratio else x
 
 
 @dataclass
