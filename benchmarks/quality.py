@@ -198,18 +198,18 @@ def run_limited(args):
                    "subset": subset, "subset_seed": recorded["subset_seed"], "seed": recorded["seed"],
                    "steps": steps,
                    "methods": list(cfg.methods), "seconds": seconds, **scores,
-                   **last_logged(run, "d_loss", "ada/p", "ada/rt")}
+                   **last_logged(run, "d_loss", "d_adv", "ada/p", "ada/rt")}
             rows.append(row)
             print(json.dumps(row) if args.json else
                   f"{'+'.join(extra) or 'none':28s} {steps} steps {seconds:5.0f} s  " +
-                  "  ".join(f"{k} {row[k]:.3f}" for k in (*scores, "d_loss", "ada/p", "ada/rt") if k in row),
+                  "  ".join(f"{k} {row[k]:.3f}" for k in (*scores, "d_loss", "d_adv", "ada/p", "ada/rt") if k in row),
                   flush=True)
     return rows
 
 
 def last_logged(run, *keys) -> dict:
-    """The last value metrics.jsonl logged for each of ``keys`` that the run logged (D's loss,
-    with any method's terms; ADA's p and r_t)."""
+    """The last value metrics.jsonl logged for each of ``keys`` that the run logged (D's loss
+    with any method's terms, D's adversarial loss alone, ADA's p and r_t)."""
     found = {}
     for line in (run / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)

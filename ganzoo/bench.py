@@ -282,7 +282,7 @@ class GanzooSide:
         self._finish()
 
     def _one(self):  # what train() does per step, minus logging, samples and checkpoints
-        d_loss, g_loss = self._train_step(self.run, self.step)
+        d_loss, g_loss, _ = self._train_step(self.run, self.step)
         self.sums.add_(torch.stack((d_loss, g_loss)))
         self.step += 1
 

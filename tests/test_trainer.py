@@ -483,6 +483,21 @@ def test_class_weight_adds_the_class_heads_cross_entropy(tmp_path, mnist_dir, mo
     torch.testing.assert_close(losses[weight][1] - losses[0.0][1], weight * calls[1], rtol=1e-4, atol=1e-5)
 
 
+def test_the_step_returns_ds_loss_function_apart_from_the_terms_added_to_it(tmp_path, monkeypatch):
+    """(d_loss, g_loss, d_adv): d_adv is the loss function's value, d_loss adds the method's term."""
+    run = trainer_mod.build_run(ring_cfg(tmp_path, methods=["lecam:weight=0.5"]))
+    seen, terms = [], []
+    loss_d, lecam = run.loss.d_loss, run.methods.methods[0]
+    monkeypatch.setattr(run.loss, "d_loss", lambda r, f: seen.append(loss_d(r, f)) or seen[-1])
+    d_terms = lecam.d_terms
+    monkeypatch.setattr(lecam, "d_terms", lambda ctx: terms.append(d_terms(ctx)) or terms[-1])
+    d_loss, g_loss, d_adv = trainer_mod.train_step(run, 0)
+    assert len(seen) == len(terms) == 1 and terms[0].item() > 0
+    torch.testing.assert_close(d_adv, seen[0].detach())
+    torch.testing.assert_close(d_loss, (seen[0] + terms[0]).detach())
+    assert not d_adv.requires_grad and not d_loss.requires_grad
+
+
 def test_class_weight_needs_a_class_head(tmp_path, mnist_dir):
     with pytest.raises(GanzooError, match=r"dcgan has none \(architectures with one: .*cgan"):
         train(ring_cfg(tmp_path, arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir),

@@ -78,8 +78,12 @@ def lr_factor(schedule: str, step: int, total: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
 
 
-def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One generator update preceded by ``d_steps`` discriminator updates."""
+def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One generator update preceded by ``d_steps`` discriminator updates.
+
+    Returns ``(d_loss, g_loss, d_adv)``: D's loss with every method's and regulariser's term
+    (what D minimised), G's loss, and D's adversarial loss alone (the loss function's part,
+    comparable across runs whatever terms they add), all of the last D update."""
     cfg, G, D, methods = run.cfg, run.G, run.D_raw, run.methods
     total = total or cfg.steps
     classify = methods.needs_class_logits
@@ -105,7 +109,8 @@ def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, 
         with run.autocast():
             ctx.real_logits, ctx.fake_logits, ctx.real_class_logits = run.d_pair(
                 ctx.real, ctx.fake, labels, classify)
-        d_loss = methods.d_terms(run.loss.d_loss(ctx.real_logits.float(), ctx.fake_logits.float()), ctx)
+        d_adv = run.loss.d_loss(ctx.real_logits.float(), ctx.fake_logits.float())
+        d_loss = methods.d_terms(d_adv, ctx)
         for reg in run.regularizers:
             d_loss = d_loss + reg(D, ctx.real, ctx.fake.float(), labels)
         run.opt_d.zero_grad(set_to_none=True)
@@ -131,4 +136,4 @@ def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, 
     if run.ema is not None:
         run.ema.update(run.G_raw, step=step + 1)
     methods.end_step(ctx)
-    return d_loss.detach(), g_loss.detach()
+    return d_loss.detach(), g_loss.detach(), d_adv.detach()
