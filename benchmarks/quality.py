@@ -198,11 +198,11 @@ def run_limited(args):
                    "subset": subset, "subset_seed": recorded["subset_seed"], "seed": recorded["seed"],
                    "steps": steps,
                    "methods": list(cfg.methods), "seconds": seconds, **scores,
-                   **last_logged(run, "d_loss", "d_adv", "ada/p", "ada/rt")}
+                   **last_logged(run, "d_loss", "d_adv_loss", "ada/p", "ada/rt")}
             rows.append(row)
             print(json.dumps(row) if args.json else
                   f"{'+'.join(extra) or 'none':28s} {steps} steps {seconds:5.0f} s  " +
-                  "  ".join(f"{k} {row[k]:.3f}" for k in (*scores, "d_loss", "d_adv", "ada/p", "ada/rt") if k in row),
+                  "  ".join(f"{k} {row[k]:.3f}" for k in (*scores, "d_loss", "d_adv_loss", "ada/p", "ada/rt") if k in row),
                   flush=True)
     return rows
 

@@ -650,8 +650,8 @@ def test_divergence_names_the_last_good_checkpoint_and_the_flag(tmp_path, run_cl
     real_step = loop_mod.train_step
 
     def diverging(run, step, total=None):
-        d, g = real_step(run, step, total)
-        return (d + 1e30, g) if step >= 7 else (d, g)
+        d, g, adv = real_step(run, step, total)
+        return (d + 1e30, g, adv) if step >= 7 else (d, g, adv)
 
     monkeypatch.setattr(loop_mod, "train_step", diverging)
     run = tmp_path / "r"

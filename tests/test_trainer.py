@@ -191,8 +191,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     real_step = trainer_mod.train_step
 
     def poisoned(run, step, total=None):
-        d, g = real_step(run, step, total)
-        return (d * float("nan"), g) if step >= 7 else (d, g)
+        d, g, adv = real_step(run, step, total)
+        return (d * float("nan"), g, adv) if step >= 7 else (d, g, adv)
 
     monkeypatch.setattr(trainer_mod, "train_step", poisoned)
     with pytest.raises(trainer_mod.NonFiniteLoss, match=r"non-finite.*step-00000006\.pt"):
@@ -484,17 +484,21 @@ def test_class_weight_adds_the_class_heads_cross_entropy(tmp_path, mnist_dir, mo
 
 
 def test_the_step_returns_ds_loss_function_apart_from_the_terms_added_to_it(tmp_path, monkeypatch):
-    """(d_loss, g_loss, d_adv): d_adv is the loss function's value, d_loss adds the method's term."""
-    run = trainer_mod.build_run(ring_cfg(tmp_path, methods=["lecam:weight=0.5"]))
-    seen, terms = [], []
-    loss_d, lecam = run.loss.d_loss, run.methods.methods[0]
+    """(d_loss, g_loss, d_adv): d_adv is the loss function's value; d_loss adds the method's
+    term and the regulariser's."""
+    run = trainer_mod.build_run(ring_cfg(tmp_path, loss="hinge", methods=["lecam:weight=100"],
+                                         regularizers=("r1:100",)))
+    seen, terms, penalties = [], [], []
+    loss_d, lecam, r1 = run.loss.d_loss, run.methods.methods[0], run.regularizers[0]
     monkeypatch.setattr(run.loss, "d_loss", lambda r, f: seen.append(loss_d(r, f)) or seen[-1])
     d_terms = lecam.d_terms
     monkeypatch.setattr(lecam, "d_terms", lambda ctx: terms.append(d_terms(ctx)) or terms[-1])
+    run.regularizers = [lambda *a: penalties.append(r1(*a)) or penalties[-1]]
     d_loss, g_loss, d_adv = trainer_mod.train_step(run, 0)
-    assert len(seen) == len(terms) == 1 and terms[0].item() > 0
+    assert len(seen) == len(terms) == len(penalties) == 1
+    assert terms[0].item() > 1e-3 and penalties[0].item() > 1e-3  # each would show if left out
     torch.testing.assert_close(d_adv, seen[0].detach())
-    torch.testing.assert_close(d_loss, (seen[0] + terms[0]).detach())
+    torch.testing.assert_close(d_loss, (seen[0] + terms[0] + penalties[0]).detach())
     assert not d_adv.requires_grad and not d_loss.requires_grad
 
 

@@ -162,7 +162,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     _check_losses(avg, step, last_saved, cfg.max_loss, info, best)
                     now = time.perf_counter()
                     n_imgs = (step - step_last) * cfg.batch_size * cfg.d_steps * info.world_size
-                    record = {"step": step, "d_loss": avg[0], "g_loss": avg[1], "d_adv": avg[2],
+                    record = {"step": step, "d_loss": avg[0], "g_loss": avg[1], "d_adv_loss": avg[2],
                               "img_per_s": n_imgs / max(now - t_last, 1e-9),
                               "elapsed_s": elapsed_before + now - t0, **run.methods.log()}
                     sums.zero_()
@@ -267,7 +267,7 @@ def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss
     if distributed.any_rank(not finite, info):  # on this rank or another
         raise on_every_rank(_non_finite(step, last_saved, best))
     i = max(range(len(avg)), key=lambda k: abs(avg[k]))
-    what = f"mean {('d_loss', 'g_loss', 'd_adv')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
+    what = f"mean {('d_loss', 'g_loss', 'd_adv_loss')[i]} {avg[i]:.3g}" if over else "a mean loss (on another rank)"
     raise on_every_rank(DivergedLoss(
         f"training diverged: {what} at step {step} is beyond --max-loss {max_loss:g} (try a lower "
         f"learning rate, or raise --max-loss, on `ganzoo resume` too; 0 turns the check off); "

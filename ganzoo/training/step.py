@@ -82,8 +82,8 @@ def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, 
     """One generator update preceded by ``d_steps`` discriminator updates.
 
     Returns ``(d_loss, g_loss, d_adv)``: D's loss with every method's and regulariser's term
-    (what D minimised), G's loss, and D's adversarial loss alone (the loss function's part,
-    comparable across runs whatever terms they add), all of the last D update."""
+    (what D minimised, of the last D update), G's loss, and D's loss function alone (hinge,
+    minimax...: comparable between runs that differ only in the terms they add)."""
     cfg, G, D, methods = run.cfg, run.G, run.D_raw, run.methods
     total = total or cfg.steps
     classify = methods.needs_class_logits
