@@ -171,7 +171,7 @@ def register_recipes(register):
     # Adam 8e-4, a spectrally normalised D instead of batch norm (the SNGAN standard CNN's D: D's
     # hinge loss stays near 1.8 where the batch-norm D's fell to 0.3; KL 0.078 / 0.085 / 0.079 on
     # seeds 1 / 0 / 2 against that D's 0.127 / 0.144), and one extra 3x3 layer at 14x14 in G and D:
-    # 0.071 / 0.074 on seeds 1 / 0 in 7,200 / 7,000 steps. Its 30-minute run stopped at step
+    # 0.071 / 0.074 / 0.076 on seeds 1 / 0 / 2 in 7,200 / 7,000 / 6,700 steps. Its 30-minute run stopped at step
     # 7,200 (a constant rate, so the step budget is the same run).
     stacked = dict(hinge32, dataset="stacked-mnist", arch_options={"ngf": 64, "ndf": 64, "extra_layers": 0},
                    lr_g=8e-4, lr_d=8e-4, seed=1)
