@@ -70,7 +70,7 @@ def get_preset(name: str) -> Preset:
 # the default --flop-steps is the methods' period, at most this many steps (periods 97 and 89
 # repeat only every 8,633 steps); a longer period's mean is then approximate, and the report says so
 MAX_DEFAULT_FLOP_STEPS = 256
-_FROM_THE_RECIPE = ("split", "seed", "amp", "channels_last", "compile", "ema")
+_FROM_THE_RECIPE = ("split", "seed", "amp", "cpu_amp", "channels_last", "compile", "ema")
 
 
 @dataclass
@@ -97,6 +97,7 @@ class BenchConfig:
     # compile off), so a recipe is timed with its own settings unless a flag says otherwise
     seed: int | None = None
     amp: bool | None = None
+    cpu_amp: bool | None = None
     channels_last: bool | None = None
     compile: bool | None = None
     ema: bool | None = None
@@ -249,7 +250,7 @@ def _train_config(cfg: BenchConfig, out: str):
         "data_root": cfg.data_root, "split": cfg.split, "image_size": cfg.image_size,
         "batch_size": cfg.batch_size, "steps": steps, "epochs": None, "max_seconds": None,
         "seed": cfg.seed, "device": cfg.device, "out": out, "progress": False, "ema": cfg.ema,
-        "amp": cfg.amp, "channels_last": cfg.channels_last, "compile": cfg.compile,
+        "amp": cfg.amp, "cpu_amp": cfg.cpu_amp, "channels_last": cfg.channels_last, "compile": cfg.compile,
         "num_threads": cfg.num_threads, "eval_every": 0})
 
 
@@ -360,7 +361,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
 
     log(f"building ganzoo's run ({cfg.flop_steps} FLOP-counted + {cfg.warmup} warm-up steps)...")
     g = GanzooSide(cfg)
-    amp = bool(g.cfg.amp and device.type == "cuda")
+    amp = g.run.amp_active
     b = None
     try:
         if cfg.baseline:

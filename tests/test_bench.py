@@ -312,16 +312,16 @@ def _recipe(monkeypatch, **values):
 
 
 def test_a_recipes_own_settings_are_timed_unless_a_flag_says_otherwise(monkeypatch):
-    _recipe(monkeypatch, ema=False, channels_last=False, amp=False, seed=7, split="test")
+    _recipe(monkeypatch, ema=False, channels_last=False, amp=False, cpu_amp=True, seed=7, split="test")
     cfg = BenchConfig(recipe="tiny").resolved()
-    assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.seed, cfg.split, cfg.compile) == (
-        False, False, False, 7, "test", False)
+    assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.cpu_amp, cfg.seed, cfg.split, cfg.compile) == (
+        False, False, False, True, 7, "test", False)
     cfg = BenchConfig(recipe="tiny", ema=True, seed=3).resolved()
     assert (cfg.ema, cfg.seed, cfg.channels_last) == (True, 3, False)
     # without a recipe: the trainer's defaults
     cfg = BenchConfig(arch="mlp").resolved()
-    assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.seed, cfg.split, cfg.compile, cfg.flop_steps) == (
-        True, True, True, 0, "train", False, 1)
+    assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.cpu_amp, cfg.seed, cfg.split, cfg.compile,
+            cfg.flop_steps) == (True, True, True, False, 0, "train", False, 1)
 
 
 def test_flop_steps_default_to_the_period_of_the_recipes_methods():
@@ -382,13 +382,14 @@ def test_bench_flags_left_out_reach_the_config_as_unset():
     a flag given either way is passed on as given."""
     from ganzoo.default_plugins.bench import bench_command
 
-    names = ("amp", "channels_last", "compile_", "ema", "seed", "flop_steps")
+    names = ("amp", "cpu_amp", "channels_last", "compile_", "ema", "seed", "flop_steps")
     unset = bench_command.make_context("bench", ["mlp"]).params
     assert all(unset[n] is None for n in names), {n: unset[n] for n in names}
-    on = bench_command.make_context("bench", ["mlp", "--amp", "--channels-last", "--compile", "--ema"]).params
+    on = bench_command.make_context(
+        "bench", ["mlp", "--amp", "--cpu-amp", "--channels-last", "--compile", "--ema"]).params
     off = bench_command.make_context(
-        "bench", ["mlp", "--no-amp", "--no-channels-last", "--no-compile", "--no-ema"]).params
-    assert [on[n] for n in names[:4]] == [True] * 4 and [off[n] for n in names[:4]] == [False] * 4
+        "bench", ["mlp", "--no-amp", "--no-cpu-amp", "--no-channels-last", "--no-compile", "--no-ema"]).params
+    assert [on[n] for n in names[:5]] == [True] * 5 and [off[n] for n in names[:5]] == [False] * 5
 
 
 def test_a_long_methods_period_is_counted_over_a_bounded_default_and_the_report_says_so(monkeypatch):

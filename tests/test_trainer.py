@@ -112,6 +112,31 @@ def test_resume_bit_exact_with_conv_batchnorm_and_regulariser(tmp_path, mnist_di
         assert torch.equal(a["generator"][k], b["generator"][k]), k
 
 
+def test_cpu_amp_computes_in_bf16_keeps_fp32_weights_and_resumes_bit_exact(tmp_path, mnist_dir):
+    """--cpu-amp: on CPU the networks of the step compute in bf16 (D's logits are bf16), the
+    weights and losses stay fp32, and a resumed run is bit-identical; off (the default) the
+    step is fp32 on CPU, whatever --amp (CUDA's) says."""
+    from ganzoo.training import build_run, train_step
+
+    common = dict(arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir), batch_size=16,
+                  arch_options={"ngf": 8, "ndf": 8}, loss="hinge", device="cpu", amp=True)
+    for cpu_amp, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        run = build_run(ring_cfg(tmp_path, out=str(tmp_path / f"one-{cpu_amp}"), cpu_amp=cpu_amp, **common))
+        seen = []
+        hook = run.D_raw.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        d_loss, g_loss, d_adv = train_step(run, 0, 1)
+        hook.remove()
+        assert run.amp_active is cpu_amp
+        assert set(seen) == {dtype}, seen
+        assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in (d_loss, g_loss, d_adv))
+        assert {p.dtype for p in (*run.G_raw.parameters(), *run.D_raw.parameters())} == {torch.float32}
+    common.update(cpu_amp=True, checkpoint_every=2)
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=4, **common))
+    half = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=2, **common))
+    resumed = train(TrainConfig(steps=4, progress=False), resume=half)
+    assert_same_weights(straight, resumed)
+
+
 def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):
     """Three methods at once (a G-signal selection, a D-input transform drawing noise, D and G
     loss terms from the class head) on a conditional conv net: resume is bit-exact."""

@@ -50,9 +50,15 @@ class Run:
     def device(self) -> torch.device:
         return self.dist.device
 
+    @property
+    def amp_active(self) -> bool:
+        """Whether the step runs under bf16 autocast: ``amp`` on CUDA, ``cpu_amp`` on CPU."""
+        return bool((self.cfg.amp and self.device.type == "cuda")
+                    or (self.cfg.cpu_amp and self.device.type == "cpu"))
+
     def autocast(self):
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.amp_active:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def prepare(self, real: torch.Tensor) -> torch.Tensor:
