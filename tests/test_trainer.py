@@ -137,6 +137,19 @@ def test_cpu_amp_computes_in_bf16_keeps_fp32_weights_and_resumes_bit_exact(tmp_p
     assert_same_weights(straight, resumed)
 
 
+def test_cpu_amp_on_a_cpu_without_native_bf16_warns_in_one_line(tmp_path, monkeypatch, capsys):
+    from ganzoo.training import build, build_run
+
+    cfg = dict(device="cpu", cpu_amp=True)
+    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: False)
+    build_run(ring_cfg(tmp_path, out=str(tmp_path / "slow"), **cfg))
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith("warning: --cpu-amp on a CPU without native bf16") and "\n" not in warning
+    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: True)
+    build_run(ring_cfg(tmp_path, out=str(tmp_path / "fast"), **cfg))
+    assert "cpu-amp" not in capsys.readouterr().err
+
+
 def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):
     """Three methods at once (a G-signal selection, a D-input transform drawing noise, D and G
     loss terms from the class head) on a conditional conv net: resume is bit-exact."""

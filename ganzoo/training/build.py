@@ -97,6 +97,22 @@ def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: b
               f"{cfg.arch}` lists its options)", file=sys.stderr)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere it emulates it, slowly."""
+    try:  # a private helper of torch, so a torch without it is taken as "unknown": no warning
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+def _warn_slow_cpu_amp(cfg: TrainConfig, device: torch.device, main: bool) -> None:
+    if main and cfg.cpu_amp and device.type == "cpu" and not cpu_has_native_bf16():
+        import sys
+
+        print("warning: --cpu-amp on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
+              "likely be slower than fp32; --no-cpu-amp turns it off", file=sys.stderr)
+
+
 def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
     """The architecture's options (over ``base``), with data shape and classes from the dataset."""
     if arch.conditional and data.num_classes == 0:
@@ -300,6 +316,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     D_raw = arch.create_discriminator(options).to(device)
     G_raw.sampling = methods.sampling()  # what samplers of this G need (a label prior, ...)
     _warn_batchnorm_critic(regularizers, D_raw, cfg, info.is_main)
+    _warn_slow_cpu_amp(cfg, device, info.is_main)
     pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
         raise on_every_rank(GanzooError(
