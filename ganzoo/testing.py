@@ -40,7 +40,7 @@ from .interfaces import ArchOptions, Discriminator, Generator, pack_of
 from .catalog import Architecture, Catalog, get_architecture
 
 __all__ = ["check_architecture", "architectures_from", "check_options", "check_construction",
-           "check_shapes", "check_output_range", "check_labels", "check_gradients", "check_dtype",
+           "check_shapes", "check_output_range", "check_labels", "check_gradients", "check_dtype", "check_autocast",
            "check_state_dict_roundtrip", "check_determinism", "check_sampling", "CHECKS"]
 
 BATCH_SIZES = (2, 3, 8)
@@ -251,6 +251,33 @@ def check_dtype(arch, options: ArchOptions, device="cpu") -> None:
                 _expect(t.device.type == want.type, f"{what} is on {t.device}, expected {want}")
 
 
+def check_autocast(arch, options: ArchOptions, device="cpu") -> None:
+    """Under bf16 autocast in training mode (what ``--amp`` does on CUDA and ``--cpu-amp`` on
+    CPU) G and D run forward and backward with finite logits and gradients, and every buffer
+    keeps its dtype (a running mean updated from bf16 activations stays float32)."""
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        return  # the trainer autocasts on these two only
+    g, d = build(arch, options, device)
+    nets = (("generator", g.train()), ("discriminator", d.train()))
+    dtypes = {f"{who} buffer {n!r}": t.dtype for who, net in nets for n, t in net.named_buffers()}
+    z, y = inputs(g, 8 * pack_of(d), device=device)
+    with torch.autocast(kind, dtype=torch.bfloat16):
+        logits = d(g(z, y), y)
+    _expect(bool(torch.isfinite(logits.float()).all()), "non-finite discriminator logits under bf16 autocast")
+    logits.float().sum().backward()
+    for who, net in nets:
+        for name, p in net.named_parameters():
+            _expect(p.grad is None or bool(torch.isfinite(p.grad).all()),
+                    f"{who} parameter {name!r} has a non-finite gradient under bf16 autocast")
+            _expect(p.grad is None or p.grad.dtype == p.dtype,
+                    f"{who} parameter {name!r} gets a {p.grad.dtype if p.grad is not None else ''} gradient")
+    for who, net in nets:
+        for n, t in net.named_buffers():
+            key = f"{who} buffer {n!r}"
+            _expect(t.dtype == dtypes[key], f"{key} became {t.dtype} under bf16 autocast (was {dtypes[key]})")
+
+
 def check_state_dict_roundtrip(arch, options: ArchOptions, device="cpu") -> None:
     """Weights saved with ``safetensors.torch.save_file`` and loaded into a model built
     (under another seed) from the saved options give identical eval-mode outputs."""
@@ -379,7 +406,7 @@ def check_class_head(arch, options: ArchOptions, device="cpu") -> None:
 
 
 CHECKS = (check_construction, check_shapes, check_output_range, check_labels, check_gradients,
-          check_dtype, check_state_dict_roundtrip, check_determinism, check_sampling,
+          check_dtype, check_autocast, check_state_dict_roundtrip, check_determinism, check_sampling,
           check_joint_scoring, check_class_head)
 
 

@@ -283,16 +283,17 @@ class StyleGAN2Generator(Generator):
         w = self.mapping(z, labels)
         if self.training and update_w_avg and o.w_avg_beta < 1:
             with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, o.w_avg_beta))
+                # w is bf16 under autocast (--amp, --cpu-amp); the running mean stays fp32
+                self.w_avg.copy_(w.detach().to(self.w_avg.dtype).mean(0).lerp(self.w_avg, o.w_avg_beta))
         if truncation is not None:
-            w = self.w_avg.lerp(w, float(truncation))
+            w = self.w_avg.to(w.dtype).lerp(w, float(truncation))
         ws = w[:, None].expand(-1, self.num_ws, -1)
         if self.training and o.style_mixing > 0:  # without host syncs: the cutoff stays a tensor
             cutoff = torch.randint(1, self.num_ws, (), device=z.device)
             cutoff = torch.where(torch.rand((), device=z.device) < o.style_mixing, cutoff, self.num_ws)
             w2 = self.mapping(torch.randn_like(z), labels)
             if truncation is not None:
-                w2 = self.w_avg.lerp(w2, float(truncation))
+                w2 = self.w_avg.to(w2.dtype).lerp(w2, float(truncation))
             later = (torch.arange(self.num_ws, device=z.device) >= cutoff)[None, :, None]
             ws = torch.where(later, w2[:, None], ws)
         return ws
