@@ -97,7 +97,7 @@ class BenchConfig:
     # compile off), so a recipe is timed with its own settings unless a flag says otherwise
     seed: int | None = None
     amp: bool | None = None
-    cpu_amp: bool | None = None
+    cpu_amp: str | None = None  # off, auto, on
     channels_last: bool | None = None
     compile: bool | None = None
     ema: bool | None = None

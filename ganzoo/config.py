@@ -80,8 +80,9 @@ class TrainConfig:
         None, "Also keep the checkpoint with the best in-training score KEY (fid, recall, ...) as "
         "checkpoints/best.pt (the last step is scored too); needs --eval-every.")
     amp: bool = option(True, "bf16 autocast on CUDA (ignored elsewhere).")
-    cpu_amp: bool = option(False, "bf16 autocast on CPU too (about 1.6x the steps/s where the CPU has "
-                           "AVX512-BF16 or AMX; results differ from fp32, so recipes opt in).")
+    cpu_amp: Literal["off", "auto", "on"] = option(
+        "off", "bf16 autocast on CPU: on; auto = on where the CPU has native bf16 (AVX512-BF16, AMX), "
+        "where it gives 1.4-1.7x the steps/s. Results differ from fp32, so recipes opt in.")
     channels_last: bool = option(True, "channels_last memory format for conv nets.")
     compile: bool = option(False, "torch.compile the networks.")
     num_threads: Optional[int] = option(None, "CPU threads per process (default: cores / local ranks).")

@@ -312,16 +312,16 @@ def _recipe(monkeypatch, **values):
 
 
 def test_a_recipes_own_settings_are_timed_unless_a_flag_says_otherwise(monkeypatch):
-    _recipe(monkeypatch, ema=False, channels_last=False, amp=False, cpu_amp=True, seed=7, split="test")
+    _recipe(monkeypatch, ema=False, channels_last=False, amp=False, cpu_amp="auto", seed=7, split="test")
     cfg = BenchConfig(recipe="tiny").resolved()
     assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.cpu_amp, cfg.seed, cfg.split, cfg.compile) == (
-        False, False, False, True, 7, "test", False)
+        False, False, False, "auto", 7, "test", False)
     cfg = BenchConfig(recipe="tiny", ema=True, seed=3).resolved()
     assert (cfg.ema, cfg.seed, cfg.channels_last) == (True, 3, False)
     # without a recipe: the trainer's defaults
     cfg = BenchConfig(arch="mlp").resolved()
     assert (cfg.ema, cfg.channels_last, cfg.amp, cfg.cpu_amp, cfg.seed, cfg.split, cfg.compile,
-            cfg.flop_steps) == (True, True, True, False, 0, "train", False, 1)
+            cfg.flop_steps) == (True, True, True, "off", 0, "train", False, 1)
 
 
 def test_flop_steps_default_to_the_period_of_the_recipes_methods():
@@ -386,10 +386,11 @@ def test_bench_flags_left_out_reach_the_config_as_unset():
     unset = bench_command.make_context("bench", ["mlp"]).params
     assert all(unset[n] is None for n in names), {n: unset[n] for n in names}
     on = bench_command.make_context(
-        "bench", ["mlp", "--amp", "--cpu-amp", "--channels-last", "--compile", "--ema"]).params
+        "bench", ["mlp", "--amp", "--cpu-amp", "on", "--channels-last", "--compile", "--ema"]).params
     off = bench_command.make_context(
-        "bench", ["mlp", "--no-amp", "--no-cpu-amp", "--no-channels-last", "--no-compile", "--no-ema"]).params
-    assert [on[n] for n in names[:5]] == [True] * 5 and [off[n] for n in names[:5]] == [False] * 5
+        "bench", ["mlp", "--no-amp", "--cpu-amp", "off", "--no-channels-last", "--no-compile", "--no-ema"]).params
+    assert [on[n] for n in names[:5]] == [True, "on", True, True, True]
+    assert [off[n] for n in names[:5]] == [False, "off", False, False, False]
 
 
 def test_a_long_methods_period_is_counted_over_a_bounded_default_and_the_report_says_so(monkeypatch):

@@ -113,41 +113,46 @@ def test_resume_bit_exact_with_conv_batchnorm_and_regulariser(tmp_path, mnist_di
 
 
 def test_cpu_amp_computes_in_bf16_keeps_fp32_weights_and_resumes_bit_exact(tmp_path, mnist_dir):
-    """--cpu-amp: on CPU the networks of the step compute in bf16 (D's logits are bf16), the
+    """--cpu-amp on: on CPU the networks of the step compute in bf16 (D's logits are bf16), the
     weights and losses stay fp32, and a resumed run is bit-identical; off (the default) the
     step is fp32 on CPU, whatever --amp (CUDA's) says."""
     from ganzoo.training import build_run, train_step
 
     common = dict(arch="dcgan", dataset="mnist", split="test", data_root=str(mnist_dir), batch_size=16,
                   arch_options={"ngf": 8, "ndf": 8}, loss="hinge", device="cpu", amp=True)
-    for cpu_amp, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+    for cpu_amp, dtype in (("off", torch.float32), ("on", torch.bfloat16)):
         run = build_run(ring_cfg(tmp_path, out=str(tmp_path / f"one-{cpu_amp}"), cpu_amp=cpu_amp, **common))
         seen = []
         hook = run.D_raw.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
         d_loss, g_loss, d_adv = train_step(run, 0, 1)
         hook.remove()
-        assert run.amp_active is cpu_amp
+        assert run.amp_active is (cpu_amp == "on")
         assert set(seen) == {dtype}, seen
         assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in (d_loss, g_loss, d_adv))
         assert {p.dtype for p in (*run.G_raw.parameters(), *run.D_raw.parameters())} == {torch.float32}
-    common.update(cpu_amp=True, checkpoint_every=2)
+    common.update(cpu_amp="on", checkpoint_every=2)
     straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=4, **common))
     half = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=2, **common))
     resumed = train(TrainConfig(steps=4, progress=False), resume=half)
     assert_same_weights(straight, resumed)
 
 
-def test_cpu_amp_on_a_cpu_without_native_bf16_warns_in_one_line(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("native", [False, True])
+def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_is_none(
+        tmp_path, monkeypatch, capsys, native):
+    """auto: bf16 only where the CPU runs it natively (recipes use it, so an older CPU stays in
+    fp32, silently); on: bf16 regardless, with one warning line where it is emulated."""
     from ganzoo.training import build, build_run
 
-    cfg = dict(device="cpu", cpu_amp=True)
-    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: False)
-    build_run(ring_cfg(tmp_path, out=str(tmp_path / "slow"), **cfg))
-    warning = capsys.readouterr().err.strip()
-    assert warning.startswith("warning: --cpu-amp on a CPU without native bf16") and "\n" not in warning
-    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: True)
-    build_run(ring_cfg(tmp_path, out=str(tmp_path / "fast"), **cfg))
-    assert "cpu-amp" not in capsys.readouterr().err
+    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: native)
+    runs = {mode: build_run(ring_cfg(tmp_path, out=str(tmp_path / mode), device="cpu", cpu_amp=mode))
+            for mode in ("off", "auto", "on")}
+    assert {mode: run.amp_active for mode, run in runs.items()} == {"off": False, "auto": native, "on": True}
+    err = capsys.readouterr().err.strip()
+    if native:
+        assert "cpu-amp" not in err
+    else:
+        assert err.startswith("warning: --cpu-amp on, on a CPU without native bf16") and "\n" not in err
 
 
 def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):

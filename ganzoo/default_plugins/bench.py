@@ -47,7 +47,8 @@ def _jsonable(value):
 @click.option("--seed", type=int, help="[default: the recipe's, else 0]")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA (ganzoo's step) [default: the "
               "recipe's, else on].")
-@click.option("--cpu-amp/--no-cpu-amp", default=None, help="bf16 autocast on CPU (ganzoo's step) "
+@click.option("--cpu-amp", type=click.Choice(["off", "auto", "on"]), default=None,
+              help="bf16 autocast on CPU (ganzoo's step; auto: where the CPU has native bf16) "
               "[default: the recipe's, else off].")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="channels_last for conv nets (ganzoo's step) [default: the recipe's, else on].")

@@ -2,6 +2,7 @@
 a checkpoint's state restored. Everything the loop needs is in one :class:`Run`."""
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ class Run:
     @property
     def amp_active(self) -> bool:
         """Whether the step runs under bf16 autocast: ``amp`` on CUDA, ``cpu_amp`` on CPU."""
-        return bool((self.cfg.amp and self.device.type == "cuda")
-                    or (self.cfg.cpu_amp and self.device.type == "cpu"))
+        if self.device.type == "cuda":
+            return bool(self.cfg.amp)
+        return self.device.type == "cpu" and cpu_amp_on(self.cfg.cpu_amp)
 
     def autocast(self):
         if self.amp_active:
@@ -97,20 +99,26 @@ def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: b
               f"{cfg.arch}` lists its options)", file=sys.stderr)
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere it emulates it, slowly."""
-    try:  # a private helper of torch, so a torch without it is taken as "unknown": no warning
+    try:  # a private helper of torch; without it, "auto" stays in fp32 (the safe side)
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        return True
+        return False
+
+
+def cpu_amp_on(setting: str) -> bool:
+    """``--cpu-amp``: on, off, or auto (on where the CPU has native bf16)."""
+    return setting == "on" or (setting == "auto" and cpu_has_native_bf16())
 
 
 def _warn_slow_cpu_amp(cfg: TrainConfig, device: torch.device, main: bool) -> None:
-    if main and cfg.cpu_amp and device.type == "cpu" and not cpu_has_native_bf16():
+    if main and cfg.cpu_amp == "on" and device.type == "cpu" and not cpu_has_native_bf16():
         import sys
 
-        print("warning: --cpu-amp on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
-              "likely be slower than fp32; --no-cpu-amp turns it off", file=sys.stderr)
+        print("warning: --cpu-amp on, on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
+              "likely be slower than fp32; --cpu-amp auto or off avoids it", file=sys.stderr)
 
 
 def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
