@@ -148,11 +148,13 @@ def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_i
     runs = {mode: build_run(ring_cfg(tmp_path, out=str(tmp_path / mode), device="cpu", cpu_amp=mode))
             for mode in ("off", "auto", "on")}
     assert {mode: run.amp_active for mode, run in runs.items()} == {"off": False, "auto": native, "on": True}
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().splitlines()
+    noted = [f"bf16 autocast on CPU (--cpu-amp {mode}; --cpu-amp off for fp32)" for mode in ("auto", "on")]
     if native:
-        assert "cpu-amp" not in err
+        assert err == noted
     else:
-        assert err.startswith("warning: --cpu-amp on, on a CPU without native bf16") and "\n" not in err
+        assert err[0] == noted[1] and len(err) == 2
+        assert err[1].startswith("warning: --cpu-amp on, on a CPU without native bf16")
 
 
 def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):

@@ -114,9 +114,11 @@ def cpu_amp_on(setting: str) -> bool:
 
 
 def _warn_slow_cpu_amp(cfg: TrainConfig, device: torch.device, main: bool) -> None:
-    if main and cfg.cpu_amp == "on" and device.type == "cpu" and not cpu_has_native_bf16():
-        import sys
+    import sys
 
+    if main and device.type == "cpu" and cpu_amp_on(cfg.cpu_amp):  # the log says which arithmetic ran
+        print(f"bf16 autocast on CPU (--cpu-amp {cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
+    if main and cfg.cpu_amp == "on" and device.type == "cpu" and not cpu_has_native_bf16():
         print("warning: --cpu-amp on, on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
               "likely be slower than fp32; --cpu-amp auto or off avoids it", file=sys.stderr)
 
