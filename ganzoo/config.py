@@ -95,6 +95,8 @@ class TrainConfig:
         from .methods import SHORTCUTS, shortcut_specs
 
         values = dict(values)
+        if isinstance(values.get("cpu_amp"), bool):  # YAML reads on/off as booleans; TOML users write true
+            values["cpu_amp"] = "on" if values["cpu_amp"] else "off"
         if any(key in values for key in SHORTCUTS):  # 0.7 keys (top_k = 0.5, ...) set method specs
             values["methods"] = shortcut_specs(values, _as_tuple(values.get("methods")))
         arch_options = values.pop("arch_options", None) or {}

@@ -59,6 +59,7 @@ COMMANDS = {
     "no_arch": [],
     "zero_steps": ["mlp", "--steps", "0"],
     "zero_rounds": ["mlp", "--rounds", "0"],
+    "cpu_amp": [*TINY, "--cpu-amp", "on", "--no-baseline", "--device", "cpu", "--json"],
 }
 
 
@@ -99,6 +100,15 @@ def test_json_has_every_figure_as_a_positive_finite_number(ran):
     assert result["s_per_step"] == pytest.approx(min(result["round_s_per_step"]))  # the best round
     # The reference loop computes D's weight gradients in the G step too: never fewer FLOPs.
     assert result["baseline_gflop_per_step"] >= result["gflop_per_step"]
+
+
+@pytest.mark.slow
+def test_cpu_amp_on_times_a_bf16_step_against_the_bf16_peak(ran):
+    rc, out, err = ran["cpu_amp"]
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["amp"] is True and result["peak_dtype"] == "bf16"
+    assert result["peak_gflop_per_s"] == result["peak_bf16_gflop_per_s"] > 0
 
 
 @pytest.mark.slow  # shares the module fixture `ran`: bench runs in a subprocess (~12 s)
@@ -342,7 +352,7 @@ def test_the_timed_config_is_the_recipes_with_the_bench_values_on_top(tmp_path):
 
     recipe = get_recipe("stylegan2-fashion-mnist-hour").config()
     cfg = BenchConfig(recipe="stylegan2-fashion-mnist-hour", image_size=32, batch_size=8,
-                      steps=4, rounds=2, warmup=1).resolved()
+                      steps=4, rounds=2, warmup=1, cpu_amp="on").resolved()
     train = _train_config(cfg, str(tmp_path))
     # the recipe's loss, methods, optimiser and schedule are what is timed ...
     assert train.loss == recipe.loss == "hinge"
@@ -352,6 +362,7 @@ def test_the_timed_config_is_the_recipes_with_the_bench_values_on_top(tmp_path):
     # ... with the bench's sizes, run length and output on top
     assert (train.image_size, train.batch_size, train.out, train.eval_every) == (32, 8, str(tmp_path), 0)
     assert train.steps == 1 + 16 + 4 * 2 and train.max_seconds is None
+    assert train.cpu_amp == "on"  # a step setting of the bench's, passed on to the timed run
 
 
 def test_flops_match_torchs_flop_counter_on_a_mixed_network(restore_threads):

@@ -137,6 +137,27 @@ def test_cpu_amp_computes_in_bf16_keeps_fp32_weights_and_resumes_bit_exact(tmp_p
     assert_same_weights(straight, resumed)
 
 
+def test_cpu_amp_from_a_config_file_takes_booleans_as_on_and_off():
+    """YAML reads `cpu_amp: on` as True; TOML users write `cpu_amp = true` as they do `amp`."""
+    for value, mode in ((True, "on"), (False, "off"), ("auto", "auto")):
+        assert TrainConfig.from_dict({"arch": "mlp", "dataset": "ring8", "cpu_amp": value}).cpu_amp == mode
+    with pytest.raises(GanzooError, match="cpu_amp='of' is not one of off, auto, on; did you mean 'off'"):
+        TrainConfig.from_dict({"arch": "mlp", "dataset": "ring8", "cpu_amp": "of"})
+
+
+def test_cpu_has_native_bf16_is_the_cpus_flags_not_onednns_avx512_check():
+    """On x86 Linux the answer is /proc/cpuinfo's avx512_bf16 or amx_bf16 flag."""
+    import platform
+    from pathlib import Path
+    from ganzoo.training.build import cpu_has_native_bf16
+
+    info = Path("/proc/cpuinfo")
+    if platform.machine() != "x86_64" or not info.exists():
+        pytest.skip("x86 Linux only")
+    flags = set(next(line for line in info.read_text().splitlines() if line.startswith("flags")).split())
+    assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_is_none(
         tmp_path, monkeypatch, capsys, native):

@@ -101,9 +101,16 @@ def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: b
 
 @functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere it emulates it, slowly."""
-    try:  # a private helper of torch; without it, "auto" stays in fp32 (the safe side)
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether the CPU has bf16 instructions (x86: AVX512-BF16 or AMX); elsewhere oneDNN emulates
+    bf16, slower than fp32. (torch.ops.mkldnn._is_mkldnn_bf16_supported() is not this test: it
+    says yes on any AVX512 CPU, where bf16 is emulated.) torch.cpu's helpers are private, so a
+    torch without them counts as no: "auto" then stays in fp32, the safe side."""
+    import platform
+
+    try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # aarch64: oneDNN's check is the CPU's
     except (AttributeError, RuntimeError):
         return False
 

@@ -121,11 +121,13 @@ def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, 
     D.requires_grad_(False)
     ctx.phase, ctx.real_logits, ctx.real_class_logits = "g", None, None
     ctx.fake = methods.transform(fake, ctx, "fake")
+    if run.loss.needs_real_for_g:  # augmented outside autocast, as in the D step (ADA's matrices in fp32)
+        with torch.no_grad():
+            ctx.real = methods.transform(real, ctx, "real")
     with run.autocast():
         ctx.fake_logits, ctx.fake_class_logits = score(D, ctx.fake, labels, classify)
         if run.loss.needs_real_for_g:
             with torch.no_grad():
-                ctx.real = methods.transform(real, ctx, "real")
                 ctx.real_logits = D(ctx.real, labels).float()
     g_loss = run.loss.g_loss(methods.g_logits(ctx.fake_logits.float(), ctx), ctx.real_logits)
     g_loss = methods.g_terms(g_loss, ctx)
