@@ -11,8 +11,8 @@ One process measures, back to back and on the same device and thread count:
    two default (non-fused) ``torch.optim.Adam`` and BCE, D on real and
    ``fake.detach()``, then G through D with the labels flipped, losses read with
    ``.item()`` every step as the example prints them;
-3. **a matmul peak** — the best of a few fp32 2048×2048 matmuls (and bf16 on CUDA
-   when autocast is on), so achieved GFLOP/s can be read as a fraction of what
+3. **a matmul peak** — the best of a few fp32 2048×2048 matmuls (and bf16 when the
+   step runs under autocast: --amp on CUDA, --cpu-amp on CPU), so achieved GFLOP/s can be read as a fraction of what
    this machine can do right now.
 
 The two loops (and the peak) are timed in alternating rounds (``--rounds``,
