@@ -320,9 +320,9 @@ def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
     j of a batch of N is in group j mod N/G, as in the official code."""
     n, c, h, w = x.shape
     g = next(k for k in range(min(group, n), 0, -1) if n % k == 0)
-    y = x.reshape(g, -1, c, h, w)
+    y = x.reshape(g, -1, c, h, w).float()  # the statistic in fp32 under bf16 autocast too
     y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (N/G,)
-    y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+    y = y.to(x.dtype).reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
     return torch.cat((x, y), dim=1)
 
 
