@@ -59,7 +59,7 @@ COMMANDS = {
     "no_arch": [],
     "zero_steps": ["mlp", "--steps", "0"],
     "zero_rounds": ["mlp", "--rounds", "0"],
-    "cpu_amp": [*TINY, "--cpu-amp", "on", "--no-baseline", "--device", "cpu", "--json"],
+    "cpu_amp": [*TINY, "--cpu-amp", "on", "--no-baseline", "--device", "cpu", "--peak-size", "256", "--json"],
 }
 
 
