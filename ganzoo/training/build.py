@@ -120,12 +120,14 @@ def cpu_amp_on(setting: str) -> bool:
     return setting == "on" or (setting == "auto" and cpu_has_native_bf16())
 
 
-def _warn_slow_cpu_amp(cfg: TrainConfig, device: torch.device, main: bool) -> None:
+def _announce_cpu_amp(cfg: TrainConfig, device: torch.device, main: bool) -> None:
+    """The log says which arithmetic ran ("auto" depends on the CPU), and warns where bf16 is emulated."""
     import sys
 
-    if main and device.type == "cpu" and cpu_amp_on(cfg.cpu_amp):  # the log says which arithmetic ran
-        print(f"bf16 autocast on CPU (--cpu-amp {cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
-    if main and cfg.cpu_amp == "on" and device.type == "cpu" and not cpu_has_native_bf16():
+    if not (main and device.type == "cpu" and cpu_amp_on(cfg.cpu_amp)):
+        return
+    print(f"bf16 autocast on CPU (--cpu-amp {cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
+    if not cpu_has_native_bf16():  # so the setting is "on": auto stays in fp32 there
         print("warning: --cpu-amp on, on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
               "likely be slower than fp32; --cpu-amp auto or off avoids it", file=sys.stderr)
 
@@ -333,7 +335,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     D_raw = arch.create_discriminator(options).to(device)
     G_raw.sampling = methods.sampling()  # what samplers of this G need (a label prior, ...)
     _warn_batchnorm_critic(regularizers, D_raw, cfg, info.is_main)
-    _warn_slow_cpu_amp(cfg, device, info.is_main)
+    _announce_cpu_amp(cfg, device, info.is_main)
     pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
         raise on_every_rank(GanzooError(

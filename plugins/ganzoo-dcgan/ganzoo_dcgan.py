@@ -180,16 +180,14 @@ def register_recipes(register):
     stacked = dict(hinge32, dataset="stacked-mnist", arch_options={"ngf": 64, "ndf": 64, "extra_layers": 0},
                    lr_g=8e-4, lr_d=8e-4, seed=1)
     spectral = dict(stacked, arch_options=dict(stacked["arch_options"], spectral_norm=True), steps=12100)
-    register("dcgan-stacked-mnist",
-             dict(spectral, arch_options=dict(spectral["arch_options"], extra_layers=1), steps=12700,
-                  cpu_amp="auto"),
+    extra_layer = dict(spectral, arch_options=dict(spectral["arch_options"], extra_layers=1), steps=7200)
+    register("dcgan-stacked-mnist", dict(extra_layer, steps=12700, cpu_amp="auto"),
              default_for=[("dcgan", "stacked-mnist")],
              description="DCGAN widths 64, one extra layer, a spectral-norm D, hinge, Adam 8e-4, bf16 on CPUs that "
                          "have it, 12,700 steps (30 min of one such thread) on Stacked MNIST (zoo dcgan-stacked-mnist: 1,000 modes, "
                          "KL 0.064; 0.063-0.065 on 3 seeds)")
     # The same in fp32, 7,200 steps: the zoo model of ganzoo-dcgan 0.10 (KL 0.071, seed 1).
-    register("dcgan-stacked-mnist-fp32",
-             dict(spectral, arch_options=dict(spectral["arch_options"], extra_layers=1), steps=7200),
+    register("dcgan-stacked-mnist-fp32", extra_layer,
              description="DCGAN widths 64, one extra layer, a spectral-norm D, hinge, Adam 8e-4, fp32, 7,200 steps "
                          "on Stacked MNIST: KL 0.071 (the zoo model of ganzoo-dcgan 0.10)")
     # Without the extra layer: the zoo model of ganzoo-dcgan 0.9 (KL 0.079, seed 1), stopped by
