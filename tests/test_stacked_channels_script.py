@@ -31,6 +31,13 @@ def test_its_figures_add_up_to_the_metric_on_the_same_samples():
     assert [c[0] for c in channels] == ["R", "G", "B"]
     for _, _, hist, low in channels:
         assert abs(sum(float(v) for v in hist.split()) - 1) < 1e-3 and 0 <= float(low) <= 1
+    pooled = re.findall(r"^pooled channels, confidence (>= |< )0\.9: (\d+) digits, 0-9: ([0-9.]+(?: [0-9.]+){9})$",
+                        split.stdout, re.M)
+    assert [p[0] for p in pooled] == [">= ", "< "]
+    assert sum(int(p[1]) for p in pooled) == 3 * int(n)  # every channel of every sample, once
+    assert abs(int(pooled[1][1]) - sum(float(c[3]) for c in channels) * int(n)) < 0.5  # the channels' shares
+    for *_, hist in pooled:
+        assert abs(sum(float(v) for v in hist.split()) - 1) < 1e-3
     total = float(re.search(r"^sum of the channels' kl: ([0-9.]+)$", split.stdout, re.M).group(1))
     assert abs(total - sum(float(c[1]) for c in channels)) < 3e-6
     extra = float(re.search(r"^kl\(joint \|\| product of the channels\): ([0-9.]+)", split.stdout, re.M).group(1))
