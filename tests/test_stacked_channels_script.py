@@ -38,6 +38,11 @@ def test_its_figures_add_up_to_the_metric_on_the_same_samples():
     assert abs(int(pooled[1][1]) - sum(float(c[3]) for c in channels) * int(n)) < 0.5  # the channels' shares
     for *_, hist in pooled:
         assert abs(sum(float(v) for v in hist.split()) - 1) < 1e-3
+    # the two pooled histograms, weighted by their counts, are the three channels' digits together
+    counts = [[int(p[1]) * float(v) for v in p[2].split()] for p in pooled]
+    per_channel = [[int(n) * float(v) for v in c[2].split()] for c in channels]
+    for d in range(10):
+        assert abs(counts[0][d] + counts[1][d] - sum(c[d] for c in per_channel)) < 0.5, d
     total = float(re.search(r"^sum of the channels' kl: ([0-9.]+)$", split.stdout, re.M).group(1))
     assert abs(total - sum(float(c[1]) for c in channels)) < 3e-6
     extra = float(re.search(r"^kl\(joint \|\| product of the channels\): ([0-9.]+)", split.stdout, re.M).group(1))

@@ -193,7 +193,7 @@ def register_recipes(register):
     # on one CPU thread). Adam 8e-4, 4x the paper's 2e-4 (which needs 5 D steps per G step): the
     # same 7,000 steps score FID 32.2 at 2e-4 and 21.0 at 8e-4; DiffAugment's translation on
     # every image D reads (0.3.0) then 17.7; bf16 on a CPU that has it (0.4.0): 2.1x the steps/s,
-    # the 7,000 steps in 63 min instead of 89, FID 16.9 (docs/benchmarks.md, "bf16 on CPU").
+    # the 7,000 steps in 63 CPU-minutes, FID 16.9 (docs/benchmarks.md, "bf16 on CPU").
     register("sngan-fashion-mnist",
              dict(arch="sngan", arch_options={"ngf": 64, "ndf": 64}, dataset="fashion-mnist", loss="hinge",
                   methods=("diffaugment:policy=translation",),
