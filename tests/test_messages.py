@@ -232,6 +232,18 @@ def test_nproc_checks_options_evaluation_and_names_before_torchrun_starts(case, 
     assert not (tmp_path / "r").exists()
 
 
+def test_a_refused_bf16_run_says_its_error_line_and_nothing_about_arithmetic(tmp_path, run_cli):
+    """--cpu-amp on announces bf16 for a run that starts; an --out that holds a run is refused
+    with one line, before any announcement."""
+    run = tmp_path / "r"
+    args = ["train", "mlp", "--dataset", "ring8", "--steps", "2", "--no-progress", "--cpu-amp", "on",
+            "--out", str(run)]
+    rc, _, err = run_cli(args)
+    assert rc == 0 and "bf16 autocast on CPU (--cpu-amp on; --cpu-amp off for fp32)" in err
+    rc, _, err = run_cli(args)
+    assert rc == 1 and err.startswith(f"error: {run} already holds a run") and err.count("\n") == 1, err
+
+
 def test_nproc_refuses_an_out_that_holds_a_run_or_is_in_use_before_torchrun_starts(tmp_path, run_cli, monkeypatch):
     from ganzoo import distributed
     from ganzoo.training.rundir import RunLock

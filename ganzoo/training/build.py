@@ -63,6 +63,19 @@ class Run:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    def announce_arithmetic(self) -> None:
+        """Say on rank 0 when the step runs in bf16 on CPU ("auto" depends on the CPU), and warn
+        where bf16 is emulated. The loop calls it once the run has passed its checks, so a
+        refused run says its one error line and nothing else."""
+        import sys
+
+        if not (self.dist.is_main and self.device.type == "cpu" and self.amp_active):
+            return
+        print(f"bf16 autocast on CPU (--cpu-amp {self.cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
+        if not cpu_has_native_bf16():  # so the setting is "on": auto stays in fp32 there
+            print("warning: --cpu-amp on, on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
+                  "likely be slower than fp32; --cpu-amp auto or off avoids it", file=sys.stderr)
+
     def prepare(self, real: torch.Tensor) -> torch.Tensor:
         x = to_model_range(real, self.G_raw.output_range)
         return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
@@ -118,18 +131,6 @@ def cpu_has_native_bf16() -> bool:
 def cpu_amp_on(setting: str) -> bool:
     """``--cpu-amp``: on, off, or auto (on where the CPU has native bf16)."""
     return setting == "on" or (setting == "auto" and cpu_has_native_bf16())
-
-
-def _announce_cpu_amp(cfg: TrainConfig, device: torch.device, main: bool) -> None:
-    """The log says which arithmetic ran ("auto" depends on the CPU), and warns where bf16 is emulated."""
-    import sys
-
-    if not (main and device.type == "cpu" and cpu_amp_on(cfg.cpu_amp)):
-        return
-    print(f"bf16 autocast on CPU (--cpu-amp {cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
-    if not cpu_has_native_bf16():  # so the setting is "on": auto stays in fp32 there
-        print("warning: --cpu-amp on, on a CPU without native bf16 (AVX512-BF16 or AMX): the step will "
-              "likely be slower than fp32; --cpu-amp auto or off avoids it", file=sys.stderr)
 
 
 def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
@@ -335,7 +336,6 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     D_raw = arch.create_discriminator(options).to(device)
     G_raw.sampling = methods.sampling()  # what samplers of this G need (a label prior, ...)
     _warn_batchnorm_critic(regularizers, D_raw, cfg, info.is_main)
-    _announce_cpu_amp(cfg, device, info.is_main)
     pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
         raise on_every_rank(GanzooError(
