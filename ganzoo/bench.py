@@ -264,6 +264,7 @@ class GanzooSide:
         self._train_step = train_step
         self.out = tempfile.mkdtemp(prefix="ganzoo-bench-")
         self.run = build_run(_train_config(cfg, self.out))
+        self.run.announce()  # what training would say first (bf16 emulated on this CPU, ...)
         self.cfg = self.run.cfg  # what was trained (the report reads amp, EMA, compile from it)
         if cfg.limit_data is not None:
             self.run.data = self.run.data.subset(cfg.limit_data)

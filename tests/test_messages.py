@@ -366,6 +366,8 @@ def test_a_gradient_penalty_on_a_batchnorm_critic_warns_once(tmp_path, run_cli, 
                         "`ganzoo info dcgan` lists its options)"], err
     rc, _, err = run_cli([*base, "--arch-opt", "spectral_norm=true", "--out", str(tmp_path / "sn")])
     assert rc == 0 and "warning: gp" not in err, err
+    rc, _, err = run_cli([*base, "--out", str(tmp_path / "bn")])  # refused: its one line, no warning first
+    assert rc == 1 and err.startswith(f"error: {tmp_path / 'bn'} already holds a run") and err.count("\n") == 1, err
 
 
 def test_a_flag_refining_a_method_sees_the_methods_of_the_same_command_line_and_file(tmp_path, run_cli):

@@ -171,7 +171,7 @@ def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_i
     assert {mode: run.amp_active for mode, run in runs.items()} == {"off": False, "auto": native, "on": True}
     assert capsys.readouterr().err == ""  # building says nothing: the loop announces a run that passed its checks
     for run in runs.values():
-        run.announce_arithmetic()
+        run.announce()
     err = capsys.readouterr().err.strip().splitlines()
     noted = [f"bf16 autocast on CPU (--cpu-amp {mode}; --cpu-amp off for fp32)" for mode in ("auto", "on")]
     if native:

@@ -63,12 +63,14 @@ class Run:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def announce_arithmetic(self) -> None:
-        """Say on rank 0 when the step runs in bf16 on CPU ("auto" depends on the CPU), and warn
-        where bf16 is emulated. The loop calls it once the run has passed its checks, so a
-        refused run says its one error line and nothing else."""
+    def announce(self) -> None:
+        """What rank 0 says about the run before its first step: a per-sample gradient penalty on
+        a batch-norm D, and bf16 on CPU ("auto" depends on the CPU; a warning where bf16 is
+        emulated). The loop calls it once the run has passed its checks, so a refused run says
+        its one error line and nothing else."""
         import sys
 
+        _warn_batchnorm_critic(self.regularizers, self.D_raw, self.cfg, self.dist.is_main)
         if not (self.dist.is_main and self.device.type == "cpu" and self.amp_active):
             return
         print(f"bf16 autocast on CPU (--cpu-amp {self.cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
@@ -335,7 +337,6 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     G_raw = arch.create_generator(options).to(device)
     D_raw = arch.create_discriminator(options).to(device)
     G_raw.sampling = methods.sampling()  # what samplers of this G need (a label prior, ...)
-    _warn_batchnorm_critic(regularizers, D_raw, cfg, info.is_main)
     pack = pack_of(D_raw)
     if not isinstance(pack, int) or pack < 1:
         raise on_every_rank(GanzooError(

@@ -150,7 +150,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
         elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
         if announce is not None and info.is_main:
             announce()
-        run.announce_arithmetic()
+        run.announce()
         bar = progress_bar(cfg, total, step, info.is_main)
         with stopper:
             while step < total:
