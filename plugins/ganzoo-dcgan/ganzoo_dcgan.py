@@ -177,8 +177,10 @@ def register_recipes(register):
     # step in bf16 on a CPU with native bf16 (cpu_amp auto; 1.7x the steps/s), so 30 minutes of one
     # thread stopped at 12,700 / 12,700 / 12,400 steps: KL 0.064 / 0.063 / 0.065 on seeds 1 / 0 / 2.
     # Elsewhere it trains in fp32 and the same steps take about 1.7x the time. ganzoo-dcgan 0.12: the
-    # least-squares loss instead of hinge, the same 12,700 steps: KL 0.060 / 0.060 / 0.061 on seeds
-    # 1 / 0 / 2 (non-saturating: 0.079 / 0.075; relativistic: 0.102).
+    # least-squares loss instead of hinge, and with it DCGAN's Adam betas (0.5, 0.999) (hinge's loss
+    # recommends (0, 0.9); the recipe sets none), the same 12,700 steps: KL 0.060 / 0.060 / 0.061 on
+    # seeds 1 / 0 / 2 (non-saturating: 0.079 / 0.075; relativistic: 0.102; docs/benchmarks.md
+    # separates the loss from the betas).
     stacked = dict(hinge32, dataset="stacked-mnist", arch_options={"ngf": 64, "ndf": 64, "extra_layers": 0},
                    lr_g=8e-4, lr_d=8e-4, seed=1)
     spectral = dict(stacked, arch_options=dict(stacked["arch_options"], spectral_norm=True), steps=12100)
@@ -187,7 +189,7 @@ def register_recipes(register):
     register("dcgan-stacked-mnist", dict(amp, loss="least-squares"),
              default_for=[("dcgan", "stacked-mnist")],
              description="DCGAN widths 64, one extra layer, a spectral-norm D, least squares, Adam 8e-4, bf16 on CPUs "
-                         "that have it, 12,700 steps (30 min of one such thread) on Stacked MNIST (zoo dcgan-stacked-mnist: "
+                         "that have it, 12,700 steps (about 31 min of one such thread) on Stacked MNIST (zoo dcgan-stacked-mnist: "
                          "1,000 modes, KL 0.060; 0.060-0.061 on 3 seeds)")
     # The same with the hinge loss: the zoo model of ganzoo-dcgan 0.11 (KL 0.064, seed 1).
     register("dcgan-stacked-mnist-hinge", amp,
