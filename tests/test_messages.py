@@ -417,7 +417,7 @@ def test_a_regulariser_that_does_not_subclass_ganzoo_regularizer_is_not_a_per_sa
             return real.sum() * 0
 
     cfg = TrainConfig.from_dict({"arch": "dcgan", "regularizers": ["duck"]})
-    _warn_batchnorm_critic([DuckPenalty()], nn.Sequential(nn.BatchNorm2d(2)), cfg, main=True)
+    _warn_batchnorm_critic([DuckPenalty()], nn.Sequential(nn.BatchNorm2d(2)), cfg)
     assert "warning" not in capsys.readouterr().err
 
 

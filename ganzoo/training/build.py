@@ -70,8 +70,10 @@ class Run:
         its one error line and nothing else."""
         import sys
 
-        _warn_batchnorm_critic(self.regularizers, self.D_raw, self.cfg, self.dist.is_main)
-        if not (self.dist.is_main and self.device.type == "cpu" and self.amp_active):
+        if not self.dist.is_main:
+            return
+        _warn_batchnorm_critic(self.regularizers, self.D_raw, self.cfg)
+        if not (self.device.type == "cpu" and self.amp_active):
             return
         print(f"bf16 autocast on CPU (--cpu-amp {self.cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
         if not cpu_has_native_bf16():  # so the setting is "on": auto stays in fp32 there
@@ -103,10 +105,10 @@ def _load_data(cfg: TrainConfig):
     return data
 
 
-def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig, main: bool) -> None:
+def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig) -> None:
     """A per-sample gradient penalty (gp) on a D with BatchNorm trains, but not as the paper did."""
     named = [spec for spec, reg in zip(cfg.regularizers, regularizers) if getattr(reg, "per_sample_critic", False)]
-    if main and named and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+    if named and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
         import sys
 
         print(f"warning: {named[0]} penalises each sample's gradient, but {cfg.arch}'s discriminator has "
