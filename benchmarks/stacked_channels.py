@@ -1,12 +1,14 @@
 """Where a Stacked MNIST model's KL comes from: each channel's digit frequencies.
 
     python benchmarks/stacked_channels.py MODEL [-n 26000] [--seed 0]
-    python benchmarks/stacked_channels.py --real [-n 26000] [--seed 0]
+    python benchmarks/stacked_channels.py --real [--held-out] [-n 26000] [--seed 0]
 
 MODEL is a zoo id or an export directory of a model trained on ``stacked-mnist``. Draws
 ``n`` samples exactly as ``ganzoo eval --metrics stacked-modes -n N --seed S`` does (with
 ``--real``: the ``n`` train-split images ``ganzoo eval --real --dataset stacked-mnist`` scores,
-the control a model is compared with),
+the control a model is compared with; with ``--held-out`` as well: ``n`` stacked images drawn
+from the evaluator's own test digits, the MNIST digits it was not trained on, a control for a
+generator whose digits are new to the classifier),
 classifies each channel with the shipped MNIST evaluator (``channel_logits``, the metric's
 own classification) and prints
 
@@ -37,15 +39,32 @@ from ganzoo.references import load_generator
 from ganzoo.sampling import generate
 
 
-def split_kl(model: str | None, n: int, seed: int) -> list[str]:
-    """The report's lines for ``model``, or for real train-split images when it is None."""
-    if model is None:
+def held_out_images(evaluator, n: int, seed: int) -> torch.Tensor:
+    """``n`` stacked images (uint8) whose channels are drawn from the digits of the evaluator's
+    ``test_split`` (e.g. ``test[8000:]``): digits its classifier never saw in training. Where
+    the stacked data come from MNIST's train split and the evaluator from its test split, the
+    ``--real`` images are already new to it; here both come from the test split."""
+    from ganzoo.data.stacked import stack_digits
+    from ganzoo.metrics.training import load_split
+
+    digits = load_split("mnist", evaluator.card["test_split"])
+    images, _ = stack_digits(digits.data, digits.labels, n, seed)
+    return images
+
+
+def split_kl(model: str | None, n: int, seed: int, held_out: bool = False) -> list[str]:
+    """The report's lines for ``model``, or for real images when it is None (train-split
+    stacked images, or with ``held_out`` ones built from the evaluator's test digits)."""
+    evaluator = load_evaluator("mnist")
+    if model is None and held_out:
+        images = held_out_images(evaluator, n, seed)
+    elif model is None:
         images, _ = real_images("stacked-mnist", n, seed)  # uint8, as `ganzoo eval --real` draws them
     else:
         G = load_generator(model)
         x, _ = generate(G, n, seed=seed)  # the samples `ganzoo eval` scores for this n and seed
         images = to_uint8(x, G.output_range)
-    logits = channel_logits(images, load_evaluator("mnist"))
+    logits = channel_logits(images, evaluator)
     digits = logits.argmax(2)
     confidence = logits.softmax(2).max(2).values
     modes = modes_of_digits(digits)
@@ -74,15 +93,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", nargs="?", help="a zoo id or an export directory of a stacked-mnist model")
     ap.add_argument("--real", action="store_true", help="report real train-split images instead of a model")
+    ap.add_argument("--held-out", action="store_true",
+                    help="with --real: stack the evaluator's test digits, which it was not trained on")
     ap.add_argument("-n", type=int, default=PROTOCOL_SAMPLES)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if (args.model is None) == (not args.real):
         sys.exit("error: give a MODEL or --real (exactly one)")
+    if args.held_out and not args.real:
+        sys.exit("error: --held-out goes with --real (it chooses which real digits are stacked)")
     try:
         limits.check("n", args.n, "-n")  # the bounds `ganzoo eval` enforces
         limits.check("seed", args.seed)
-        print("\n".join(split_kl(args.model, args.n, args.seed)))
+        print("\n".join(split_kl(args.model, args.n, args.seed, args.held_out)))
     except GanzooError as exc:
         sys.exit(f"error: {exc}")
 

@@ -74,3 +74,31 @@ def test_a_model_and_real_together_are_refused():
     for args in (["--real", "dcgan-stacked-mnist"], []):
         done = run(sys.executable, str(SCRIPT), *args, "-n", "10")
         assert done.returncode == 1 and done.stderr.strip() == "error: give a MODEL or --real (exactly one)"
+
+
+def test_held_out_images_stack_only_digits_the_evaluator_was_not_trained_on():
+    import importlib.util
+
+    import torch
+
+    from ganzoo.metrics.evaluator import load_evaluator
+    from ganzoo.metrics.training import load_split
+
+    spec = importlib.util.spec_from_file_location("stacked_channels", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    evaluator = load_evaluator("mnist")
+    images = script.held_out_images(evaluator, 50, seed=3)
+    assert images.shape == (50, 3, 28, 28) and images.dtype == torch.uint8
+    held_out = load_split("mnist", evaluator.card["test_split"]).data.reshape(-1, 28 * 28)
+    trained_on = load_split("mnist", evaluator.card["train_split"]).data.reshape(-1, 28 * 28)
+    for channel in images.reshape(150, 28 * 28):
+        assert (held_out == channel).all(1).any()
+        assert not (trained_on == channel).all(1).any()
+    assert torch.equal(images, script.held_out_images(evaluator, 50, seed=3))  # seeded
+
+
+def test_held_out_without_real_is_refused():
+    done = run(sys.executable, str(SCRIPT), "dcgan-stacked-mnist", "--held-out", "-n", "10")
+    assert done.returncode == 1 and done.stderr.strip() == ("error: --held-out goes with --real (it chooses "
+                                                            "which real digits are stacked)")
