@@ -20,6 +20,8 @@ own classification) and prints
 - KL(joint ‖ product of the three channel histograms): what the channels' combination adds.
   The metric's KL is exactly the channels' KLs plus this. For independent channels its
   finite-sample bias is about (1000 − 1 − 3·9) / 2n (0.019 at the protocol's 26,000).
+- for real images (``--real``), the same KL from their true labels and how often the
+  classifier agrees with them: what the digits' class mix gives without classifier errors.
 """
 from __future__ import annotations
 
@@ -39,37 +41,56 @@ from ganzoo.references import load_generator
 from ganzoo.sampling import generate
 
 
-def held_out_images(evaluator, n: int, seed: int) -> torch.Tensor:
+def held_out_images(evaluator, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``n`` stacked images (uint8) whose channels are drawn from the digits of the evaluator's
     ``test_split`` (e.g. ``test[8000:]``): digits its classifier never saw in training. Where
     the stacked data come from MNIST's train split and the evaluator from its test split, the
-    ``--real`` images are already new to it; here both come from the test split."""
+    ``--real`` images are already new to it; here both come from the test split. Returns the
+    images, their true modes and a line saying what they are."""
     from ganzoo.data.stacked import stack_digits
     from ganzoo.metrics.training import load_split
 
-    digits = load_split("mnist", evaluator.card["test_split"])
-    images, _ = stack_digits(digits.data, digits.labels, n, seed)
-    return images
+    spec = evaluator.card["test_split"]
+    digits = load_split("mnist", spec)
+    images, modes = stack_digits(digits.data, digits.labels, n, seed)
+    return images, modes, f"{n} images stacked from mnist {spec} ({len(digits)} digits the evaluator was not trained on)"
+
+
+def true_label_lines(modes: torch.Tensor, digits: torch.Tensor) -> list[str]:
+    """What real images' own labels score, against what the classifier says: the part of the
+    KL that is the digits' class mix, not the classifier's errors."""
+    n = len(modes)
+    true_digits = torch.stack([modes // 100, modes // 10 % 10, modes % 10], 1)
+    uniform = torch.full((10,), 0.1, dtype=torch.double)
+    channel_kls = [kl_divergence(torch.bincount(true_digits[:, c], minlength=10).double() / n, uniform)
+                   for c in range(3)]
+    stats = stacked_mode_statistics(modes)
+    return [f"true labels: modes {stats['modes']}  kl {stats['kl']:.6f}  sum of the channels' kl "
+            f"{sum(channel_kls):.6f}  classifier agrees on {float((digits == true_digits).double().mean()):.4f} "
+            f"of the channels"]
 
 
 def split_kl(model: str | None, n: int, seed: int, held_out: bool = False) -> list[str]:
     """The report's lines for ``model``, or for real images when it is None (train-split
     stacked images, or with ``held_out`` ones built from the evaluator's test digits)."""
     evaluator = load_evaluator("mnist")
+    true_modes = None
     if model is None and held_out:
-        images = held_out_images(evaluator, n, seed)
+        images, true_modes, what = held_out_images(evaluator, n, seed)
     elif model is None:
-        images, _ = real_images("stacked-mnist", n, seed)  # uint8, as `ganzoo eval --real` draws them
+        images, true_modes = real_images("stacked-mnist", n, seed)  # uint8, as `ganzoo eval --real` draws them
+        what = f"{n} stacked-mnist train-split images, as `ganzoo eval --real` draws them"
     else:
         G = load_generator(model)
         x, _ = generate(G, n, seed=seed)  # the samples `ganzoo eval` scores for this n and seed
         images = to_uint8(x, G.output_range)
+        what = f"{n} samples of {model}"
     logits = channel_logits(images, evaluator)
     digits = logits.argmax(2)
     confidence = logits.softmax(2).max(2).values
     modes = modes_of_digits(digits)
     stats = stacked_mode_statistics(modes)
-    lines = [f"metric: modes {stats['modes']}  kl {stats['kl']:.6f}"]
+    lines = [f"images: {what}", f"metric: modes {stats['modes']}  kl {stats['kl']:.6f}"]
     uniform = torch.full((10,), 0.1, dtype=torch.double)
     marginals = [torch.bincount(digits[:, c], minlength=10).double() / n for c in range(3)]
     kls = [kl_divergence(p, uniform) for p in marginals]
@@ -86,6 +107,8 @@ def split_kl(model: str | None, n: int, seed: int, held_out: bool = False) -> li
     product = (marginals[0][:, None, None] * marginals[1][None, :, None] * marginals[2][None, None, :]).flatten()
     lines.append(f"kl(joint || product of the channels): {kl_divergence(joint, product):.6f}  "
                  f"(finite-sample bias for independent channels ≈ {(NUM_MODES - 1 - 27) / (2 * n):.4f})")
+    if true_modes is not None:
+        lines += true_label_lines(true_modes.long(), digits)
     return lines
 
 

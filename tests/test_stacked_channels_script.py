@@ -88,17 +88,37 @@ def test_held_out_images_stack_only_digits_the_evaluator_was_not_trained_on():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     evaluator = load_evaluator("mnist")
-    images = script.held_out_images(evaluator, 50, seed=3)
+    images, modes, what = script.held_out_images(evaluator, 50, seed=3)
     assert images.shape == (50, 3, 28, 28) and images.dtype == torch.uint8
-    held_out = load_split("mnist", evaluator.card["test_split"]).data.reshape(-1, 28 * 28)
+    source = load_split("mnist", evaluator.card["test_split"])
+    held_out = source.data.reshape(-1, 28 * 28)
     trained_on = load_split("mnist", evaluator.card["train_split"]).data.reshape(-1, 28 * 28)
-    for channel in images.reshape(150, 28 * 28):
-        assert (held_out == channel).all(1).any()
-        assert not (trained_on == channel).all(1).any()
-    assert torch.equal(images, script.held_out_images(evaluator, 50, seed=3))  # seeded
+    true_digits = torch.stack([modes // 100, modes // 10 % 10, modes % 10], 1).reshape(150)
+    for channel, digit in zip(images.reshape(150, 28 * 28), true_digits):
+        found = (held_out == channel).all(1)
+        assert found.any() and not (trained_on == channel).all(1).any()
+        assert int(digit) in source.labels[found].tolist()  # the modes are the stacked digits' labels
+    assert what == f"50 images stacked from mnist {evaluator.card['test_split']} ({len(source)} digits the evaluator was not trained on)"
+    assert torch.equal(images, script.held_out_images(evaluator, 50, seed=3)[0])  # seeded
 
 
 def test_held_out_without_real_is_refused():
     done = run(sys.executable, str(SCRIPT), "dcgan-stacked-mnist", "--held-out", "-n", "10")
     assert done.returncode == 1 and done.stderr.strip() == ("error: --held-out goes with --real (it chooses "
                                                             "which real digits are stacked)")
+
+
+def test_real_held_out_reports_its_images_and_what_their_true_labels_score():
+    n = 400
+    done = run(sys.executable, str(SCRIPT), "--real", "--held-out", "-n", str(n), "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^images: 400 images stacked from mnist test\[8000:\] ", done.stdout, re.M)
+    assert re.search(r"^metric: modes \d+  kl [0-9.]+$", done.stdout, re.M)
+    true = re.search(r"^true labels: modes (\d+)  kl ([0-9.]+)  sum of the channels' kl ([0-9.]+)  "
+                     r"classifier agrees on ([0-9.]+) of the channels$", done.stdout, re.M)
+    assert true, done.stdout
+    assert int(true.group(1)) <= n and float(true.group(2)) > 0 and float(true.group(3)) >= 0
+    assert 0.95 < float(true.group(4)) <= 1  # the evaluator's held-out accuracy is 0.989
+    real = run(sys.executable, str(SCRIPT), "--real", "-n", str(n), "--seed", "3")
+    assert real.returncode == 0 and "true labels:" in real.stdout
+    assert real.stdout.splitlines()[1] != done.stdout.splitlines()[1]  # other digits, another histogram
