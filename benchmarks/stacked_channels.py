@@ -36,7 +36,8 @@ from ganzoo.evaluation import real_images
 from ganzoo.images import to_uint8
 from ganzoo.metrics.classes import kl_divergence
 from ganzoo.metrics.evaluator import load_evaluator
-from ganzoo.metrics.stacked import NUM_MODES, PROTOCOL_SAMPLES, channel_logits, modes_of_digits, stacked_mode_statistics
+from ganzoo.metrics.stacked import (NUM_MODES, PROTOCOL_SAMPLES, channel_kls, channel_logits, digit_histograms,
+                                    digits_of_modes, modes_of_digits, stacked_mode_statistics)
 from ganzoo.references import load_generator
 from ganzoo.sampling import generate
 
@@ -59,14 +60,10 @@ def held_out_images(evaluator, n: int, seed: int) -> tuple[torch.Tensor, torch.T
 def true_label_lines(modes: torch.Tensor, digits: torch.Tensor) -> list[str]:
     """What real images' own labels score, against what the classifier says: the part of the
     KL that is the digits' class mix, not the classifier's errors."""
-    n = len(modes)
-    true_digits = torch.stack([modes // 100, modes // 10 % 10, modes % 10], 1)
-    uniform = torch.full((10,), 0.1, dtype=torch.double)
-    channel_kls = [kl_divergence(torch.bincount(true_digits[:, c], minlength=10).double() / n, uniform)
-                   for c in range(3)]
+    true_digits = digits_of_modes(modes)
     stats = stacked_mode_statistics(modes)
     return [f"true labels: modes {stats['modes']}  kl {stats['kl']:.6f}  sum of the channels' kl "
-            f"{sum(channel_kls):.6f}  classifier agrees on {float((digits == true_digits).double().mean()):.4f} "
+            f"{sum(channel_kls(true_digits)):.6f}  classifier agrees on {float((digits == true_digits).double().mean()):.4f} "
             f"of the channels"]
 
 
@@ -91,9 +88,8 @@ def split_kl(model: str | None, n: int, seed: int, held_out: bool = False) -> li
     modes = modes_of_digits(digits)
     stats = stacked_mode_statistics(modes)
     lines = [f"images: {what}", f"metric: modes {stats['modes']}  kl {stats['kl']:.6f}"]
-    uniform = torch.full((10,), 0.1, dtype=torch.double)
-    marginals = [torch.bincount(digits[:, c], minlength=10).double() / n for c in range(3)]
-    kls = [kl_divergence(p, uniform) for p in marginals]
+    marginals = digit_histograms(digits)
+    kls = channel_kls(digits)
     for c, name in enumerate("RGB"):
         lines.append(f"channel {name}: kl {kls[c]:.6f}  digits 0-9: "
                      + " ".join(f"{v:.4f}" for v in marginals[c])

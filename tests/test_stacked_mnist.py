@@ -22,8 +22,8 @@ import ganzoo
 from ganzoo import GanzooError
 from ganzoo.data import download, idx, stacked
 from ganzoo.data.stacked import load_stacked_mnist, stack_indices
-from ganzoo.metrics.stacked import (MAX_KL, PROTOCOL_SAMPLES, StackedModes, modes_of_digits,
-                                    stacked_mode_statistics)
+from ganzoo.metrics.stacked import (MAX_KL, PROTOCOL_SAMPLES, StackedModes, channel_kls, digits_of_modes,
+                                    modes_of_digits, stacked_mode_statistics)
 
 HERE = Path(__file__).resolve().parent
 SHARED_MNIST = HERE.parent.parent / "shared" / "data" / "mnist"
@@ -164,6 +164,14 @@ def test_statistics_formula():
     half = stacked_mode_statistics(torch.arange(500))  # uniform over half the modes: log 2
     assert half["modes"] == 500 and half["kl"] == pytest.approx(math.log(2))
     assert modes_of_digits(torch.tensor([[1, 2, 3], [0, 0, 9]])).tolist() == [123, 9]
+    assert digits_of_modes(torch.tensor([123, 9, 999])).tolist() == [[1, 2, 3], [0, 0, 9], [9, 9, 9]]
+    every_mode = torch.arange(1000)
+    assert torch.equal(modes_of_digits(digits_of_modes(every_mode)), every_mode)  # a round trip
+    with pytest.raises(GanzooError, match="0..999"):
+        digits_of_modes(torch.tensor([-1]))
+    # per channel KL(digit histogram ‖ uniform): R uniform (0), G all 7s (log 10), B half 0s half 1s (log 5)
+    digits = torch.stack([torch.arange(20) % 10, torch.full((20,), 7), torch.arange(20) % 2], 1)
+    assert channel_kls(digits) == pytest.approx([0.0, math.log(10), math.log(5)])
     with pytest.raises(GanzooError, match="0..999"):
         stacked_mode_statistics(torch.tensor([1000]))
 

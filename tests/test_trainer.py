@@ -179,6 +179,12 @@ def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_i
     else:
         assert err[0] == noted[1] and len(err) == 2
         assert err[1].startswith("warning: --cpu-amp on, on a CPU without native bf16")
+    import dataclasses
+
+    for run in runs.values():  # a DDP run's other ranks say nothing: rank 0 speaks for the run
+        run.dist = dataclasses.replace(run.dist, rank=1, world_size=2)
+        run.announce()
+    assert capsys.readouterr().err == ""
 
 
 def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):

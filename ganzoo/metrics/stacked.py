@@ -47,6 +47,26 @@ def modes_of_digits(digits: torch.Tensor) -> torch.Tensor:
     return (digits.long().cpu() * torch.tensor(CHANNEL_WEIGHTS)).sum(1)
 
 
+def digits_of_modes(modes: torch.Tensor) -> torch.Tensor:
+    """N mode ids → N×3 per-channel digits (R, G, B): the inverse of :func:`modes_of_digits`."""
+    modes = modes.long().cpu().flatten()
+    if len(modes) and (int(modes.min()) < 0 or int(modes.max()) >= NUM_MODES):
+        raise GanzooError(f"stacked-modes: mode ids must lie in 0..{NUM_MODES - 1}")
+    return torch.stack([modes // w % 10 for w in CHANNEL_WEIGHTS], 1)
+
+
+def digit_histograms(digits: torch.Tensor) -> list[torch.Tensor]:
+    """N×3 per-channel digits → one normalised 10-bin histogram (float64) per channel."""
+    return [torch.bincount(digits[:, c].long().cpu(), minlength=10).double() / len(digits)
+            for c in range(digits.shape[1])]
+
+
+def channel_kls(digits: torch.Tensor) -> list[float]:
+    """KL(channel's digit histogram ‖ uniform over 10) for each channel of N×3 digits."""
+    uniform = torch.full((10,), 0.1, dtype=torch.double)
+    return [kl_divergence(p, uniform) for p in digit_histograms(digits)]
+
+
 def stacked_mode_statistics(modes: torch.Tensor, num_modes: int = NUM_MODES) -> dict[str, float]:
     """``modes`` covered (count ≥ 1), ``modes_fraction`` and ``kl`` = KL(histogram ‖ uniform)
     of a vector of mode ids."""
