@@ -111,6 +111,7 @@ def checkpoint_state(run, step: int, elapsed_s: float = 0.0) -> dict[str, Any]:
         "plugin_version": run.plugin_version,
         "ganzoo_version": __version__,
         "world_size": run.dist.world_size,
+        "precision": run.precision,  # "bf16-autocast" or "fp32": what cpu_amp = "auto" resolved to
         "dataset": run.cfg.dataset,
         "class_names": list(getattr(run.data, "class_names", ()) or ()),
         "methods": run.methods.state_dict(),

@@ -187,6 +187,28 @@ def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_i
     assert capsys.readouterr().err == ""
 
 
+def test_checkpoints_record_the_arithmetic_and_a_resume_that_changes_it_warns(tmp_path, monkeypatch, capsys):
+    """config.json keeps cpu_amp = "auto", which resolves per CPU; the checkpoint records what
+    it resolved to, and resuming on a CPU where it resolves otherwise says so in one line."""
+    from ganzoo.training import build, loop
+
+    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: True)
+    run_dir = train(ring_cfg(tmp_path, device="cpu", cpu_amp="auto", steps=6))
+    assert generator_state(run_dir)["precision"] == "bf16-autocast"
+    capsys.readouterr()
+    loop.resume(run_dir, steps=9, progress=False)  # the same CPU: nothing to say about it
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: False)  # another CPU: auto is fp32 there
+    loop.resume(run_dir, steps=12, progress=False)
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warned == ["warning: this run trained in bf16-autocast and resumes in fp32 (cpu_amp 'auto' "
+                      "on this cpu); the steps from here differ from an uninterrupted run's"]
+    state = generator_state(run_dir)
+    assert state["step"] == 12 and state["precision"] == "fp32"
+    fp32 = train(ring_cfg(tmp_path, device="cpu", cpu_amp="off", steps=6, out=str(tmp_path / "fp32")))
+    assert generator_state(fp32)["precision"] == "fp32"
+
+
 def test_resume_bit_exact_with_top_k_instance_noise_and_class_loss_together(tmp_path, mnist_dir):
     """Three methods at once (a G-signal selection, a D-input transform drawing noise, D and G
     loss terms from the class head) on a conditional conv net: resume is bit-exact."""

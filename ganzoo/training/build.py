@@ -46,6 +46,7 @@ class Run:
     run_dir: Path
     memory_format: torch.memory_format
     start_step: int = 0
+    resumed_precision: str | None = None  # what the checkpoint it resumes from trained in
 
     @property
     def device(self) -> torch.device:
@@ -58,6 +59,12 @@ class Run:
             return bool(self.cfg.amp)
         return self.device.type == "cpu" and cpu_amp_on(self.cfg.cpu_amp)
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic the step runs in, as checkpoints record it: config.json keeps the
+        option (``cpu_amp = "auto"``), which resolves per machine."""
+        return "bf16-autocast" if self.amp_active else "fp32"
+
     def autocast(self):
         if self.amp_active:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -65,7 +72,7 @@ class Run:
 
     def announce(self) -> None:
         """What rank 0 says about the run before its first step: a per-sample gradient penalty on
-        a batch-norm D, and bf16 on CPU ("auto" depends on the CPU; a warning where bf16 is
+        a batch-norm D, a resumed run whose arithmetic changed, and bf16 on CPU ("auto" depends on the CPU; a warning where bf16 is
         emulated). The loop calls it once the run has passed its checks, so a refused run says
         its one error line and nothing else."""
         import sys
@@ -73,6 +80,11 @@ class Run:
         if not self.dist.is_main:
             return
         _warn_batchnorm_critic(self.regularizers, self.D_raw, self.cfg)
+        if self.resumed_precision not in (None, self.precision):  # e.g. cpu_amp auto on another CPU
+            option = f"amp {self.cfg.amp}" if self.device.type == "cuda" else f"cpu_amp {self.cfg.cpu_amp!r}"
+            print(f"warning: this run trained in {self.resumed_precision} and resumes in {self.precision} "
+                  f"({option} on this {self.device.type}); the steps from here differ "
+                  f"from an uninterrupted run's", file=sys.stderr)
         if not (self.device.type == "cpu" and self.amp_active):
             return
         print(f"bf16 autocast on CPU (--cpu-amp {self.cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
@@ -397,4 +409,4 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
 
     return Run(cfg, info, arch, options, entry.plugin, entry.plugin_version, data.to(device), G,
                G_raw, D_raw, d_pair, ema, opt_g, opt_d, loss, regularizers, methods, Path(cfg.out),
-               memory_format, start_step)
+               memory_format, start_step, state.get("precision") if state is not None else None)
