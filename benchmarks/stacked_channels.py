@@ -62,9 +62,9 @@ def true_label_lines(modes: torch.Tensor, digits: torch.Tensor) -> list[str]:
     KL that is the digits' class mix, not the classifier's errors."""
     true_digits = digits_of_modes(modes)
     stats = stacked_mode_statistics(modes)
+    agreement = float((digits == true_digits).double().mean())
     return [f"true labels: modes {stats['modes']}  kl {stats['kl']:.6f}  sum of the channels' kl "
-            f"{sum(channel_kls(true_digits)):.6f}  classifier agrees on {float((digits == true_digits).double().mean()):.4f} "
-            f"of the channels"]
+            f"{sum(channel_kls(true_digits)):.6f}  classifier agrees on {agreement:.4f} of the channels"]
 
 
 def split_kl(model: str | None, n: int, seed: int, held_out: bool = False) -> list[str]:

@@ -20,6 +20,9 @@ Keys of ``ganzoo-checkpoint/1`` (ganzoo >= 0.8):
 ``plugin``         distribution providing the architecture, and ``plugin_version``
 ``ganzoo_version`` the version that wrote the file
 ``world_size``     processes that trained it (a resume must use as many)
+``precision``      ``"bf16-autocast"`` or ``"fp32"``: the arithmetic of the steps since the run's
+                   last start or resume (``cpu_amp = "auto"`` resolves per CPU; absent before
+                   ganzoo 0.9.10)
 ``dataset``        dataset name; ``class_names``: its label names
 ``methods``        ``{method name: its state_dict()}`` (e.g. cluster centroids, ADA's p)
 ``sampling``       what a sampler of G needs (``class_prior``, ``labels``), from the methods
@@ -111,13 +114,23 @@ def checkpoint_state(run, step: int, elapsed_s: float = 0.0) -> dict[str, Any]:
         "plugin_version": run.plugin_version,
         "ganzoo_version": __version__,
         "world_size": run.dist.world_size,
-        "precision": run.precision,  # "bf16-autocast" or "fp32": what cpu_amp = "auto" resolved to
+        "precision": run.precision,  # one of PRECISIONS: what cpu_amp = "auto" resolved to
         "dataset": run.cfg.dataset,
         "class_names": list(getattr(run.data, "class_names", ()) or ()),
         "methods": run.methods.state_dict(),
         "sampling": run.methods.sampling(),
         "elapsed_s": float(elapsed_s),
     }
+
+
+PRECISIONS = ("bf16-autocast", "fp32")
+
+
+def precision_of(state: dict[str, Any] | None) -> str | None:
+    """The arithmetic a checkpoint's last steps ran in, or None where it does not say (written
+    before ganzoo 0.9.10, or a value this version does not know)."""
+    value = (state or {}).get("precision")
+    return value if value in PRECISIONS else None
 
 
 class NonFiniteState(GanzooError):

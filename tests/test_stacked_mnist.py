@@ -167,11 +167,15 @@ def test_statistics_formula():
     assert digits_of_modes(torch.tensor([123, 9, 999])).tolist() == [[1, 2, 3], [0, 0, 9], [9, 9, 9]]
     every_mode = torch.arange(1000)
     assert torch.equal(modes_of_digits(digits_of_modes(every_mode)), every_mode)  # a round trip
-    with pytest.raises(GanzooError, match="0..999"):
-        digits_of_modes(torch.tensor([-1]))
+    for bad in (-1, 1000):
+        with pytest.raises(GanzooError, match="0..999"):
+            digits_of_modes(torch.tensor([bad]))
     # per channel KL(digit histogram ‖ uniform): R uniform (0), G all 7s (log 10), B half 0s half 1s (log 5)
     digits = torch.stack([torch.arange(20) % 10, torch.full((20,), 7), torch.arange(20) % 2], 1)
     assert channel_kls(digits) == pytest.approx([0.0, math.log(10), math.log(5)])
+    for bad, message in ((torch.zeros(0, 3), "N ≥ 1"), (torch.zeros(4, 2), "N×3"), (torch.full((4, 3), 10), "0..9")):
+        with pytest.raises(GanzooError, match=message):
+            channel_kls(bad)
     with pytest.raises(GanzooError, match="0..999"):
         stacked_mode_statistics(torch.tensor([1000]))
 

@@ -1,4 +1,5 @@
 """The training loop: it learns, resumes bit-exactly, checkpoints atomically, stops cleanly."""
+import dataclasses
 import json
 import os
 import shutil
@@ -179,10 +180,9 @@ def test_cpu_amp_auto_follows_native_bf16_and_on_warns_in_one_line_where_there_i
     else:
         assert err[0] == noted[1] and len(err) == 2
         assert err[1].startswith("warning: --cpu-amp on, on a CPU without native bf16")
-    import dataclasses
-
     for run in runs.values():  # a DDP run's other ranks say nothing: rank 0 speaks for the run
         run.dist = dataclasses.replace(run.dist, rank=1, world_size=2)
+        run.resumed_precision = "fp32" if run.amp_active else "bf16-autocast"  # a resume that would warn
         run.announce()
     assert capsys.readouterr().err == ""
 
@@ -201,10 +201,16 @@ def test_checkpoints_record_the_arithmetic_and_a_resume_that_changes_it_warns(tm
     monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: False)  # another CPU: auto is fp32 there
     loop.resume(run_dir, steps=12, progress=False)
     warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
-    assert warned == ["warning: this run trained in bf16-autocast and resumes in fp32 (cpu_amp 'auto' "
+    assert warned == ["warning: this run trained in bf16-autocast and resumes in fp32 (--cpu-amp auto "
                       "on this cpu); the steps from here differ from an uninterrupted run's"]
     state = generator_state(run_dir)
-    assert state["step"] == 12 and state["precision"] == "fp32"
+    assert state["step"] == 12 and state["precision"] == "fp32"  # the arithmetic since the resume
+    older = latest_checkpoint(run_dir)  # a checkpoint from before ganzoo 0.9.10 does not say: no warning
+    del state["precision"]
+    save_checkpoint(state, older)
+    monkeypatch.setattr(build, "cpu_has_native_bf16", lambda: True)
+    loop.resume(run_dir, steps=15, progress=False)
+    assert "warning" not in capsys.readouterr().err
     fp32 = train(ring_cfg(tmp_path, device="cpu", cpu_amp="off", steps=6, out=str(tmp_path / "fp32")))
     assert generator_state(fp32)["precision"] == "fp32"
 

@@ -56,9 +56,14 @@ def digits_of_modes(modes: torch.Tensor) -> torch.Tensor:
 
 
 def digit_histograms(digits: torch.Tensor) -> list[torch.Tensor]:
-    """N×3 per-channel digits → one normalised 10-bin histogram (float64) per channel."""
-    return [torch.bincount(digits[:, c].long().cpu(), minlength=10).double() / len(digits)
-            for c in range(digits.shape[1])]
+    """N×3 per-channel digits (N ≥ 1, each 0..9) → one normalised 10-bin histogram (float64)
+    per channel."""
+    if digits.dim() != 2 or digits.shape[1] != 3 or len(digits) == 0:
+        raise GanzooError(f"stacked-modes: expected N×3 channel digits (N ≥ 1), got shape {tuple(digits.shape)}")
+    digits = digits.long().cpu()
+    if int(digits.min()) < 0 or int(digits.max()) > 9:
+        raise GanzooError("stacked-modes: channel digits must lie in 0..9")
+    return [torch.bincount(digits[:, c], minlength=10).double() / len(digits) for c in range(3)]
 
 
 def channel_kls(digits: torch.Tensor) -> list[float]:

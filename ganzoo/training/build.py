@@ -72,19 +72,20 @@ class Run:
 
     def announce(self) -> None:
         """What rank 0 says about the run before its first step: a per-sample gradient penalty on
-        a batch-norm D, a resumed run whose arithmetic changed, and bf16 on CPU ("auto" depends on the CPU; a warning where bf16 is
-        emulated). The loop calls it once the run has passed its checks, so a refused run says
-        its one error line and nothing else."""
+        a batch-norm D, a resume in other arithmetic than its checkpoint's, and bf16 on CPU
+        ("auto" depends on the CPU; a warning where bf16 is emulated). The loop calls it once
+        the run has passed its checks, so a refused run says its one error line and nothing else."""
         import sys
 
         if not self.dist.is_main:
             return
         _warn_batchnorm_critic(self.regularizers, self.D_raw, self.cfg)
         if self.resumed_precision not in (None, self.precision):  # e.g. cpu_amp auto on another CPU
-            option = f"amp {self.cfg.amp}" if self.device.type == "cuda" else f"cpu_amp {self.cfg.cpu_amp!r}"
+            option = ("--amp" if self.cfg.amp else "--no-amp") if self.device.type == "cuda" else (
+                f"--cpu-amp {self.cfg.cpu_amp}")
             print(f"warning: this run trained in {self.resumed_precision} and resumes in {self.precision} "
-                  f"({option} on this {self.device.type}); the steps from here differ "
-                  f"from an uninterrupted run's", file=sys.stderr)
+                  f"({option} on this {self.device.type}); the steps from here differ from an "
+                  f"uninterrupted run's", file=sys.stderr)
         if not (self.device.type == "cpu" and self.amp_active):
             return
         print(f"bf16 autocast on CPU (--cpu-amp {self.cfg.cpu_amp}; --cpu-amp off for fp32)", file=sys.stderr)
@@ -392,9 +393,10 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
         ema = ModelEmaV3(G_raw, decay=cfg.ema_decay, use_warmup=True)
         ema.module.eval()
 
+    from ..checkpoint import precision_of, restore
+
     start_step = 0
     if state is not None:
-        from ..checkpoint import restore
 
         start_step = restore(state, info.world_size, G_raw, D_raw, opt_g, opt_d, ema)
 
@@ -409,4 +411,4 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
 
     return Run(cfg, info, arch, options, entry.plugin, entry.plugin_version, data.to(device), G,
                G_raw, D_raw, d_pair, ema, opt_g, opt_d, loss, regularizers, methods, Path(cfg.out),
-               memory_format, start_step, state.get("precision") if state is not None else None)
+               memory_format, start_step, precision_of(state))
