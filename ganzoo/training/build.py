@@ -397,7 +397,6 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
 
     start_step = 0
     if state is not None:
-
         start_step = restore(state, info.world_size, G_raw, D_raw, opt_g, opt_d, ema)
 
     G, d_pair = G_raw, DiscriminatorPair(D_raw)
