@@ -123,7 +123,8 @@ def checkpoint_state(run, step: int, elapsed_s: float = 0.0) -> dict[str, Any]:
     }
 
 
-PRECISIONS = ("bf16-autocast", "fp32")
+BF16_AUTOCAST, FP32 = "bf16-autocast", "fp32"
+PRECISIONS = (BF16_AUTOCAST, FP32)
 
 
 def precision_of(state: dict[str, Any] | None) -> str | None:

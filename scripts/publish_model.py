@@ -17,7 +17,7 @@ import torch
 
 from ganzoo import __version__
 from ganzoo.config import TrainConfig
-from ganzoo.checkpoint import latest_checkpoint, load_checkpoint
+from ganzoo.checkpoint import latest_checkpoint, load_checkpoint, precision_of
 from ganzoo.evaluation import evaluate
 from ganzoo.export import export_run, sha256_of
 from ganzoo.catalog import get_catalog
@@ -111,6 +111,8 @@ def main():
         "plugin_version": entry.plugin_version,
         "training_time_s": round(elapsed, 1),
         "hardware": args.hardware,
+        # what cpu_amp = "auto" resolved to on that hardware (checkpoints since ganzoo 0.9.10)
+        "precision": precision_of(state) or "not recorded",
         "ganzoo_version": __version__,
         "source_commit": commit,
         "weights": "EMA generator, " + ("float16" if args.half else "float32"),

@@ -40,11 +40,17 @@ CHANNEL_WEIGHTS = (100, 10, 1)
 MAX_KL = math.log(NUM_MODES)  # a fully collapsed model: every sample in one mode
 
 
+def _checked_digits(digits: torch.Tensor, nonempty: bool = False) -> torch.Tensor:
+    """``digits`` as a long CPU tensor after checking it is N×3 (N ≥ 1 with ``nonempty``)."""
+    if digits.dim() != 2 or digits.shape[1] != 3 or (nonempty and len(digits) == 0):
+        need = "N×3 channel digits (N ≥ 1)" if nonempty else "N×3 channel digits"
+        raise GanzooError(f"stacked-modes: expected {need}, got shape {tuple(digits.shape)}")
+    return digits.long().cpu()
+
+
 def modes_of_digits(digits: torch.Tensor) -> torch.Tensor:
     """N×3 per-channel digits (R, G, B) → N mode ids ``100·d_R + 10·d_G + d_B``."""
-    if digits.dim() != 2 or digits.shape[1] != 3:
-        raise GanzooError(f"stacked-modes: expected N×3 channel digits, got shape {tuple(digits.shape)}")
-    return (digits.long().cpu() * torch.tensor(CHANNEL_WEIGHTS)).sum(1)
+    return (_checked_digits(digits) * torch.tensor(CHANNEL_WEIGHTS)).sum(1)
 
 
 def digits_of_modes(modes: torch.Tensor) -> torch.Tensor:
@@ -58,9 +64,7 @@ def digits_of_modes(modes: torch.Tensor) -> torch.Tensor:
 def digit_histograms(digits: torch.Tensor) -> list[torch.Tensor]:
     """N×3 per-channel digits (N ≥ 1, each 0..9) → one normalised 10-bin histogram (float64)
     per channel."""
-    if digits.dim() != 2 or digits.shape[1] != 3 or len(digits) == 0:
-        raise GanzooError(f"stacked-modes: expected N×3 channel digits (N ≥ 1), got shape {tuple(digits.shape)}")
-    digits = digits.long().cpu()
+    digits = _checked_digits(digits, nonempty=True)
     if int(digits.min()) < 0 or int(digits.max()) > 9:
         raise GanzooError("stacked-modes: channel digits must lie in 0..9")
     return [torch.bincount(digits[:, c], minlength=10).double() / len(digits) for c in range(3)]

@@ -63,7 +63,9 @@ class Run:
     def precision(self) -> str:
         """The arithmetic the step runs in, as checkpoints record it: config.json keeps the
         option (``cpu_amp = "auto"``), which resolves per machine."""
-        return "bf16-autocast" if self.amp_active else "fp32"
+        from ..checkpoint import BF16_AUTOCAST, FP32
+
+        return BF16_AUTOCAST if self.amp_active else FP32
 
     def autocast(self):
         if self.amp_active:
