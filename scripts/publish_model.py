@@ -111,8 +111,6 @@ def main():
         "plugin_version": entry.plugin_version,
         "training_time_s": round(elapsed, 1),
         "hardware": args.hardware,
-        # what cpu_amp = "auto" resolved to on that hardware (checkpoints since ganzoo 0.9.10)
-        "precision": precision_of(state) or "not recorded",
         "ganzoo_version": __version__,
         "source_commit": commit,
         "weights": "EMA generator, " + ("float16" if args.half else "float32"),
@@ -124,6 +122,10 @@ def main():
             f" (evaluator: registry/evaluators/{evaluator})" if (evaluator := EVALUATOR.get(
                 cfg["dataset"], cfg["dataset"] if kind == "image" else None)) else ""),
     }
+    if precision := precision_of(state):  # checkpoints since ganzoo 0.9.10
+        # the arithmetic cpu_amp = "auto" resolved to: of the steps since the run's last start
+        # or resume (a run resumed on another CPU says only what its last part ran in)
+        card["train_precision"] = precision
     if args.note:
         card["note"] = args.note
     lines = [f"{k} = {toml_value(v)}" for k, v in card.items()]

@@ -179,8 +179,8 @@ def register_recipes(register):
     # The best measured in about 300 s on a 2-core CPU (docs/benchmarks.md, "300 s"): half the
     # widths cost a quarter of the FLOPs per step and buy about twice the steps, which is worth
     # more than the width at this budget. The rate: 2e-4 → 4e-4 took a fast CPU's 300 s from
-    # FID 35.7 to 14.7 (10,000 steps), but a CPU with half that speed (5,900 steps) stayed at 35.0;
-    # 1.6e-3 gives it 13.4 (docs/benchmarks.md, "cgan's rate on a slower CPU").
+    # FID 35.7 to 14.7 (10,000 steps), but a CPU with half that speed (5,800 steps) stayed at 35.0;
+    # 1.6e-3 gives it 13.4 (docs/benchmarks.md, "The default commands on a CPU at half the speed").
     quick = dict(zoo, dataset="fashion-mnist", arch_options={"ngf": 32, "ndf": 32}, lr_g=1.6e-3, lr_d=1.6e-3,
                  log_every=100, sample_every=2000, checkpoint_every=2000)
     register("cgan-fashion-mnist-quick", dict(quick, steps=10000), default_for=[("cgan", "fashion-mnist")],
