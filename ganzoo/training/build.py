@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import distributed
 from ..catalog import create_dataset, create_loss, create_regularizer, get_catalog
+from ..checkpoint import BF16_AUTOCAST, FP32, precision_of, restore
 from ..config import TrainConfig, parse_regularizer
 from ..errors import GanzooError, on_every_rank
 from ..images import to_model_range
@@ -63,8 +64,6 @@ class Run:
     def precision(self) -> str:
         """The arithmetic the step runs in, as checkpoints record it: config.json keeps the
         option (``cpu_amp = "auto"``), which resolves per machine."""
-        from ..checkpoint import BF16_AUTOCAST, FP32
-
         return BF16_AUTOCAST if self.amp_active else FP32
 
     def autocast(self):
@@ -394,8 +393,6 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
 
         ema = ModelEmaV3(G_raw, decay=cfg.ema_decay, use_warmup=True)
         ema.module.eval()
-
-    from ..checkpoint import precision_of, restore
 
     start_step = 0
     if state is not None:
