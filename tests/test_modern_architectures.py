@@ -221,7 +221,8 @@ def test_biggan_attention_sits_at_its_resolution():
     g, d = biggan(data_shape=(3, 64, 64), attention=16)
     assert g.options.g_resolutions()[g.attention_after] == 16
     names = [type(m).__name__ for m in d.blocks]
-    assert names == ["DBlock", "DBlock", "Attention", "DBlock", "DBlock", "DBlock"]  # after 64→32→16
+    down = "ResidualDown"
+    assert names == [down, down, "Attention", down, down, down]  # after 64→32→16
     g, d = biggan()  # default: half the image size
     assert g.options.attention_resolution == 16 and g.attention_after == 1
     assert not any(isinstance(m, ganzoo_biggan.Attention) for m in biggan(attention=0)[1].modules())

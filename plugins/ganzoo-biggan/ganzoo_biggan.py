@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -32,10 +33,8 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
+from ganzoo.layers import RESNET_SIZES, ResidualDown, ResidualUp, projection_logits
 from ganzoo.methods import StepContext, TrainingMethod
-
-# image size: (G's first feature map size, G up-blocks, D down-blocks); D adds two plain blocks
-SIZES = {28: (7, 2, 2), 32: (4, 3, 2), 64: (4, 4, 3)}
 
 
 @dataclass
@@ -52,13 +51,13 @@ class BigGANOptions(ArchOptions):
     def __post_init__(self):
         self.data_shape = tuple(self.data_shape)
         c, *hw = self.data_shape if len(self.data_shape) == 3 else (0, 0, 0)
-        if hw[0] != hw[1] or hw[0] not in SIZES or c < 1:
+        if hw[0] != hw[1] or hw[0] not in RESNET_SIZES or c < 1:
             raise GanzooError("biggan takes square images of size 28, 32 or 64 (data_shape C,H,W), "
                               f"got data_shape={self.data_shape}")
         if min(self.ngf, self.ndf, self.shared_dim) < 1:
             raise GanzooError(f"biggan options ngf, ndf and shared_dim must be >= 1, "
                               f"got {self.ngf}, {self.ndf} and {self.shared_dim}")
-        chunks = SIZES[hw[0]][1] + 1 if self.hierarchical else 1
+        chunks = RESNET_SIZES[hw[0]][1] + 1 if self.hierarchical else 1
         if self.latent_dim < chunks:
             raise GanzooError(f"biggan latent_dim must be >= {chunks} (one z chunk per generator block "
                               f"and one for the input at {hw[0]} px), got {self.latent_dim}")
@@ -69,12 +68,12 @@ class BigGANOptions(ArchOptions):
 
     def g_resolutions(self) -> list[int]:
         """Output resolution of each generator block: 32 px → [8, 16, 32]."""
-        start, n_up, _ = SIZES[self.data_shape[1]]
+        start, n_up, _ = RESNET_SIZES[self.data_shape[1]]
         return [start * 2 ** (i + 1) for i in range(n_up)]
 
     def d_resolutions(self) -> list[int]:
         """Output resolution of each discriminator block: 32 px → [16, 8, 8, 8]."""
-        size, (_, _, n_down) = self.data_shape[1], SIZES[self.data_shape[1]]
+        size, (_, _, n_down) = self.data_shape[1], RESNET_SIZES[self.data_shape[1]]
         return [size // 2 ** min(i + 1, n_down) for i in range(n_down + 2)]
 
     @property
@@ -125,46 +124,13 @@ class Attention(nn.Module):
         return x + self.gamma * self.o((g @ beta.transpose(1, 2)).view(n, self.v, h, w))
 
 
-class GBlock(nn.Module):
-    """cBN → ReLU → nearest ×2 → conv3×3 → cBN → ReLU → conv3×3, shortcut nearest ×2 → conv1×1."""
-
-    def __init__(self, cin: int, cout: int, cond_dim: int):
-        super().__init__()
-        self.bn1, self.conv1 = ConditionalBatchNorm(cin, cond_dim), sn_conv(cin, cout)
-        self.bn2, self.conv2 = ConditionalBatchNorm(cout, cond_dim), sn_conv(cout, cout)
-        self.shortcut = sn_conv(cin, cout, 1)
-
-    def forward(self, x, cond):
-        h = F.interpolate(F.relu(self.bn1(x, cond)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), cond)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-
-class DBlock(nn.Module):
-    """ReLU → conv3×3 → ReLU → conv3×3 (→ avg-pool), shortcut conv1×1 (→ avg-pool);
-    ``first``: no pre-activation, and the shortcut pools before its conv (SNGAN's optimised block)."""
-
-    def __init__(self, cin: int, cout: int, down: bool, first: bool = False):
-        super().__init__()
-        self.down, self.first = down, first
-        self.conv1, self.conv2 = sn_conv(cin, cout), sn_conv(cout, cout)
-        self.shortcut = sn_conv(cin, cout, 1) if (cin != cout or down) else None
-
-    def forward(self, x):
-        pool = (lambda t: F.avg_pool2d(t, 2)) if self.down else (lambda t: t)
-        h = pool(self.conv2(F.relu(self.conv1(x if self.first else F.relu(x)))))
-        if self.shortcut is None:
-            return h + x
-        return h + (self.shortcut(pool(x)) if self.first else pool(self.shortcut(x)))
-
-
 class BigGANGenerator(Generator):
     """BigGAN generator: shared class embedding, hierarchical z, conditional BN, self-attention."""
 
     def __init__(self, options: BigGANOptions):
         super().__init__(options)
         o = options
-        self.start, n_up, _ = SIZES[o.data_shape[1]]
+        self.start, n_up, _ = RESNET_SIZES[o.data_shape[1]]
         ch = o.ngf
         chunks = [len(c) for c in torch.arange(o.latent_dim).tensor_split(n_up + 1 if o.hierarchical else 1)]
         self.chunks = chunks  # z's split: the input layer's chunk, then one per block
@@ -172,7 +138,8 @@ class BigGANGenerator(Generator):
         nn.init.orthogonal_(self.shared.weight)
         self.linear = sn(nn.Linear(chunks[0], ch * self.start ** 2))
         conds = [o.shared_dim + (chunks[i + 1] if o.hierarchical else 0) for i in range(n_up)]
-        self.blocks = nn.ModuleList(GBlock(ch, ch, c) for c in conds)
+        self.blocks = nn.ModuleList(ResidualUp(ch, ch, sn_conv, partial(ConditionalBatchNorm, cond_dim=c))
+                                    for c in conds)
         self.attention_after = o.g_resolutions().index(o.attention_resolution) if o.attention else None
         self.attention = Attention(ch) if o.attention else None
         self.bn = nn.BatchNorm2d(ch)
@@ -210,10 +177,10 @@ class BigGANDiscriminator(Discriminator):
     def __init__(self, options: BigGANOptions):
         super().__init__(options)
         o = options
-        _, _, n_down = SIZES[o.data_shape[1]]
+        _, _, n_down = RESNET_SIZES[o.data_shape[1]]
         ch = o.ndf
-        blocks = [DBlock(o.data_shape[0], ch, down=True, first=True)]
-        blocks += [DBlock(ch, ch, down=i < n_down - 1) for i in range(n_down + 1)]
+        blocks = [ResidualDown(o.data_shape[0], ch, sn_conv, down=True, first=True)]
+        blocks += [ResidualDown(ch, ch, sn_conv, down=i < n_down - 1) for i in range(n_down + 1)]
         if o.attention:
             blocks.insert(o.d_resolutions().index(o.attention_resolution) + 1, Attention(ch))
         self.blocks = nn.Sequential(*blocks)
@@ -224,9 +191,7 @@ class BigGANDiscriminator(Discriminator):
         if labels is None:
             raise ValueError("the biggan discriminator needs class labels")
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))
-        embed = self.embed.weight  # read once: under spectral norm each read is a power iteration
-        logits = self.linear(h).squeeze(1) + (embed[labels] * h).sum(1)
-        return (logits, h @ embed.t()) if class_logits else logits
+        return projection_logits(h, self.linear, self.embed, labels, class_logits)
 
 
 # -- orthogonal regularisation ------------------------------------------------------------

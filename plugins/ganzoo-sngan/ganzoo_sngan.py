@@ -25,9 +25,7 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganzoo import ArchOptions, Discriminator, GanzooError, Generator, hookimpl
-
-# image size: (G's first feature map size, G up-blocks, D down-blocks); D adds two plain blocks
-SIZES = {28: (7, 2, 2), 32: (4, 3, 2), 64: (4, 4, 3)}
+from ganzoo.layers import RESNET_SIZES, ResidualDown, ResidualUp, projection_logits
 
 
 @dataclass
@@ -41,7 +39,7 @@ class SNGANOptions(ArchOptions):
     def __post_init__(self):
         self.data_shape = tuple(self.data_shape)
         c, *hw = self.data_shape if len(self.data_shape) == 3 else (0, 0, 0)
-        if hw[0] != hw[1] or hw[0] not in SIZES or c < 1:
+        if hw[0] != hw[1] or hw[0] not in RESNET_SIZES or c < 1:
             raise GanzooError("sngan takes square images of size 28, 32 or 64 (data_shape C,H,W), "
                               f"got data_shape={self.data_shape}")
         if min(self.ngf, self.ndf, self.latent_dim) < 1:
@@ -76,38 +74,9 @@ class Norm(nn.Module):
         return self.bn(x) * gain + bias
 
 
-class UpBlock(nn.Module):
-    """BN → ReLU → nearest ×2 → conv3×3 → BN → ReLU → conv3×3, plus nearest ×2 → conv1×1."""
-
-    def __init__(self, cin: int, cout: int, num_classes: int):
-        super().__init__()
-        self.bn1, self.conv1 = Norm(cin, num_classes), conv(cin, cout, 3, math.sqrt(2))
-        self.bn2, self.conv2 = Norm(cout, num_classes), conv(cout, cout, 3, math.sqrt(2))
-        self.shortcut = conv(cin, cout, 1)
-
-    def forward(self, x, labels=None):
-        h = F.interpolate(F.relu(self.bn1(x, labels)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), labels)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-
-class DownBlock(nn.Module):
-    """Pre-activation residual block: ReLU → conv3×3 → ReLU → conv3×3 (→ avg-pool), shortcut
-    conv1×1 (→ avg-pool). ``first``: the optimised block (no pre-activation; pool, then conv1×1).
-    Spectral norm is applied by the discriminator."""
-
-    def __init__(self, cin: int, cout: int, down: bool, first: bool = False):
-        super().__init__()
-        self.down, self.first = down, first
-        self.conv1, self.conv2 = conv(cin, cout, 3, math.sqrt(2)), conv(cout, cout, 3, math.sqrt(2))
-        self.shortcut = conv(cin, cout, 1) if (cin != cout or down) else None
-
-    def forward(self, x):
-        pool = (lambda t: F.avg_pool2d(t, 2)) if self.down else (lambda t: t)
-        h = pool(self.conv2(F.relu(self.conv1(x if self.first else F.relu(x)))))
-        if self.shortcut is None:
-            return h + x
-        return h + (self.shortcut(pool(x)) if self.first else pool(self.shortcut(x)))
+def block_conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    """The residual blocks' convolutions: gain √2 on the 3×3s (each feeds a ReLU), 1 on the 1×1 shortcuts."""
+    return conv(cin, cout, k, math.sqrt(2) if k == 3 else 1.0)
 
 
 class SNGANGenerator(Generator):
@@ -116,12 +85,12 @@ class SNGANGenerator(Generator):
     def __init__(self, options: SNGANOptions):
         super().__init__(options)
         c, size = options.data_shape[0], options.data_shape[1]
-        self.start, n_up, _ = SIZES[size]
+        self.start, n_up, _ = RESNET_SIZES[size]
         ch, k = options.ngf, options.num_classes
         self.linear = nn.Linear(options.latent_dim, ch * self.start ** 2)
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
-        self.blocks = nn.ModuleList(UpBlock(ch, ch, k) for _ in range(n_up))
+        self.blocks = nn.ModuleList(ResidualUp(ch, ch, block_conv, lambda c: Norm(c, k)) for _ in range(n_up))
         self.bn = nn.BatchNorm2d(ch)
         self.out = conv(ch, c, 3)
 
@@ -144,10 +113,10 @@ class SNGANDiscriminator(Discriminator):
     def __init__(self, options: SNGANOptions):
         super().__init__(options)
         c, size = options.data_shape[0], options.data_shape[1]
-        _, _, n_down = SIZES[size]
+        _, _, n_down = RESNET_SIZES[size]
         ch = options.ndf
-        blocks = [DownBlock(c, ch, down=True, first=True)]
-        blocks += [DownBlock(ch, ch, down=i < n_down - 1) for i in range(n_down + 1)]
+        blocks = [ResidualDown(c, ch, block_conv, down=True, first=True)]
+        blocks += [ResidualDown(ch, ch, block_conv, down=i < n_down - 1) for i in range(n_down + 1)]
         self.blocks = nn.Sequential(*blocks)
         self.linear = nn.Linear(ch, 1)  # ψ
         nn.init.xavier_uniform_(self.linear.weight)
@@ -159,15 +128,10 @@ class SNGANDiscriminator(Discriminator):
             spectral_norm(m)
 
     def forward(self, x, labels=None, class_logits=False):
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
-        logits = self.linear(h).squeeze(1)
-        if self.embed is None:
-            return logits
-        if labels is None:
+        if self.embed is not None and labels is None:
             raise ValueError("the csngan discriminator needs class labels")
-        embed = self.embed.weight  # read once: under spectral norm each read is a power iteration
-        logits = logits + (embed[labels] * h).sum(1)
-        return (logits, h @ embed.t()) if class_logits else logits
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        return projection_logits(h, self.linear, self.embed, labels, class_logits)
 
 
 class CSNGANDiscriminator(SNGANDiscriminator):
