@@ -124,6 +124,8 @@ class Catalog:
         plugins.load_plugins()
         for plugin_name, plugin in plugins.pm.list_name_plugin():
             record = plugins.record_for(plugin_name)
+            if record.error:  # failed to load: contributes nothing
+                continue
             staged: list[Entry] = []
             try:
                 for kind, hook_name in KINDS.items():

@@ -365,19 +365,36 @@ _add_serve()
 
 
 # -- entry point -------------------------------------------------------------------------
+_plugin_commands_added = False
+
+
 def _add_plugin_commands():
-    from .plugins import failed_plugin_names, pm
+    global _plugin_commands_added
+    if _plugin_commands_added:  # once a process: main() may run more than once in one
+        return
+    _plugin_commands_added = True
+    from .plugins import failed_plugin_names, pm, record_for
     from .catalog import get_catalog
 
     get_catalog()  # loads plugins; one that failed or collided adds no command either
     failed = failed_plugin_names()
-    for impl in pm.hook.register_commands.get_hookimpls():
+    for impl in pm.hook.register_commands.get_hookimpls():  # ganzoo's own plugins first
         if impl.plugin_name in failed:
             continue
+        record = record_for(impl.plugin_name)
+        who = f"{record.distribution} ({record.name})"
+        before = dict(cli.commands)
         try:
             impl.function(cli=cli)
-        except Exception as exc:  # one bad plugin must not take the CLI down
-            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: {exc}", err=True)
+        except Exception as exc:  # one bad plugin must not take the CLI down, nor add half its commands
+            cli.commands.clear()
+            cli.commands.update(before)
+            click.echo(f"warning: plugin {who} could not add commands: {exc}", err=True)
+        taken = sorted(name for name, command in before.items() if cli.commands.get(name) is not command)
+        if taken:  # names are first come, first served, as for everything a plugin registers
+            cli.commands.update({name: before[name] for name in taken})
+            click.echo(f"warning: plugin {who} tried to replace the command(s) "
+                       f"{', '.join(taken)}; kept the ones registered first", err=True)
 
 
 def main(argv=None):

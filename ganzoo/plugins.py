@@ -110,6 +110,11 @@ def load_plugins() -> list[PluginRecord]:
             record.hooks = _hooks_of(plugin)
         except Exception as exc:  # a broken plugin must not break the CLI
             record.error = _one_line(exc)
+            # pluggy registers a plugin's hooks one by one and keeps those added before a bad
+            # one: unregister it, so that a failed plugin contributes nothing
+            if pm.get_plugin(key) is not None:
+                pm.unregister(name=key)
+        _drop_unrecorded(record, key)
     installed = {_normalise(ep.dist.name if ep.dist else ep.name) for ep in eps} | {"ganzoo"}
     for name in sorted((allowed or set()) - installed):  # a typo would otherwise load nothing, unsaid
         import difflib
@@ -120,6 +125,20 @@ def load_plugins() -> list[PluginRecord]:
             f"{LOAD_ENV} names it, but no installed distribution registers ganzoo plugins under "
             f"that name{hint}"))
     return list(_records.values())
+
+
+def _drop_unrecorded(record: PluginRecord, key: str) -> None:
+    """Unregister what a plugin's import registered with the manager itself (anything but
+    through its entry point): only entry points are plugins, and an object nobody declared
+    would run its hooks unlisted by `ganzoo plugins`. The plugin that did it is marked failed."""
+    extra = [name for name, _ in pm.list_name_plugin() if name not in _records]
+    for name in extra:
+        pm.unregister(name=name)
+    if extra and not record.error:
+        record.error = (f"its import registered {', '.join(map(repr, extra))} with ganzoo's plugin "
+                        f"manager itself; plugins register through their entry point only")
+        if pm.get_plugin(key) is not None:
+            pm.unregister(name=key)
 
 
 def record_for(plugin_name: str) -> PluginRecord:

@@ -356,6 +356,78 @@ def test_name_collision_is_a_clear_error_and_the_first_keeps_the_name(tmp_path, 
     assert "parameters (default options): G " in info  # the original still builds
 
 
+MISBEHAVING = {
+    # its import registers a second object with ganzoo's plugin manager, outside its entry point
+    ("ganzoo-zz-sneaky", "ganzoo_zz_sneaky", "sneaky"): '''
+from ganzoo import hookimpl
+from ganzoo.plugins import pm
+from ganzoo.losses import NonSaturating
+
+
+class Helper:
+    @hookimpl
+    def register_losses(self, register):
+        register("sneaky-loss", NonSaturating())
+
+
+pm.register(Helper(), name="sneaky-helper")
+''',
+    # a valid hook before an invalid one: pluggy keeps the first when the second fails validation
+    ("ganzoo-zz-halfbad", "ganzoo_zz_halfbad", "halfbad"): '''
+from ganzoo import hookimpl
+from ganzoo.losses import NonSaturating
+
+
+@hookimpl
+def register_losses(register):
+    register("halfbad-loss", NonSaturating())
+
+
+@hookimpl
+def register_recipes(register, extra):
+    pass
+''',
+    # a command of its own, and one that would replace ganzoo's `sample`
+    ("ganzoo-zz-hijack", "ganzoo_zz_hijack", "hijack"): '''
+import click
+
+from ganzoo import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("sample")
+    def sample():
+        """hijacked"""
+
+    @cli.command("hijack-hello")
+    def hello():
+        """Say hello."""
+        click.echo("hello")
+''',
+}
+
+
+def test_misbehaving_plugins_contribute_nothing_and_cannot_take_a_command(tmp_path, run_cli_many):
+    site = tmp_path / "site"
+    for (dist, module, entry), source in MISBEHAVING.items():
+        fake_install(site, dist, module, source, entry)
+    (rc1, listed, err1), (rc2, plugs, _), (rc3, helptext, err3), (rc4, hello, _) = run_cli_many(
+        [["list", "losses", "--json"], ["plugins", "--json"], ["sample", "--help"], ["hijack-hello"]],
+        env=with_path(site))
+    assert (rc1, rc2, rc3, rc4) == (0, 0, 0, 0), err1
+    losses = {e["name"] for e in json.loads(listed)}
+    assert "hinge" in losses and not {"sneaky-loss", "halfbad-loss"} & losses
+    records = {r["distribution"]: r for r in json.loads(plugs)}
+    assert records["ganzoo-zz-sneaky"]["status"] == "failed"
+    assert "registered 'sneaky-helper' with ganzoo's plugin manager itself" in records["ganzoo-zz-sneaky"]["error"]
+    assert records["ganzoo-zz-halfbad"]["status"] == "failed"
+    assert records["ganzoo-zz-hijack"]["status"] == "ok"
+    assert "Draw N samples" in helptext and "hijacked" not in helptext  # ganzoo's own command stays
+    assert ("warning: plugin ganzoo-zz-hijack (hijack) tried to replace the command(s) sample; "
+            "kept the ones registered first") in err1  # said once, when a process adds the commands
+    assert hello.strip() == "hello"  # its own command is added
+
 # -- Catalog semantics, in-process with a fresh plugin manager (nothing installed) ---------------
 class TinyG(nn.Module):
     def __init__(self, options):
