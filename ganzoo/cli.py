@@ -321,7 +321,7 @@ def resume_command(run_dir, steps, progress, max_loss):
 
 @cli.command("export")
 @click.argument("run_dir", type=click.Path())
-@click.option("--out", help="Export directory (default RUN_DIR/export).")
+@click.option("--out", help="Export directory (default RUN_DIR/export; FILE-export beside a checkpoint file outside a run).")
 @click.option("--raw", is_flag=True, help="Export the raw generator weights instead of the EMA.")
 @click.option("--half", is_flag=True, help="Store float weights as float16 (half the size).")
 @click.option("--force", is_flag=True, help="Replace another model's export in --out.")

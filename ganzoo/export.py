@@ -97,18 +97,30 @@ def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool
     to ``out_dir`` (default ``RUN/export``; ``RUN/export-best`` for ``--keep-best``'s
     ``checkpoints/best.pt``, so the run's final export stays). A directory holding another
     model's export (another run or architecture) is refused unless ``force``; the run's own
-    ``export/`` and its earlier exports are replaced."""
+    ``export/`` and its earlier exports are replaced. A checkpoint file outside a run's
+    ``checkpoints/`` folder belongs to no run this can tell: its default is ``FILE-export``
+    beside it, and any existing export there is refused unless ``force``."""
     from .checkpoint import BEST_NAME, Checkpoint
 
     run = Path(run)
-    run_dir = run if run.is_dir() else run.parent.parent
-    own = run_dir / "export"
+    if run.is_dir():
+        run_dir = run
+    elif run.resolve().parent.name == "checkpoints":  # RUN/checkpoints/step-N.pt or best.pt
+        run_dir = run.resolve().parent.parent
+    else:
+        run_dir = None
+    own = run_dir / "export" if run_dir is not None else None
     best = not run.is_dir() and run.name == BEST_NAME
-    out = Path(out_dir) if out_dir else (run_dir / "export-best" if best else own)
+    if out_dir:
+        out = Path(out_dir)
+    elif run_dir is None:
+        out = run.with_name(f"{run.stem}-export")
+    else:
+        out = run_dir / "export-best" if best else own
     G, info = generator_from_checkpoint(Checkpoint.load(run), use_ema, str(run))
-    info["run"] = run_id(run_dir)
+    info["run"] = run_id(run_dir if run_dir is not None else run)
     _refuse_run_directory(out)
-    if not force and not _same_dir(out, own):
+    if not force and (own is None or not _same_dir(out, own)):
         _refuse_other_export(out, info)
     return export_generator(G, out, info, dtype=dtype)
 

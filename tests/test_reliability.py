@@ -559,6 +559,33 @@ def test_export_refuses_to_overwrite_another_models_export(tmp_path, run_cli):
         assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
 
+def test_a_loose_checkpoint_file_exports_beside_itself_and_never_over_another(tmp_path, run_cli):
+    """A checkpoint file outside RUN/checkpoints/ was taken as RUN/checkpoints/FILE: two such
+    files in one folder both exported to ../export, the second silently replacing the first."""
+    import shutil
+
+    a = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=3, checkpoint_every=3))
+    b = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=3, checkpoint_every=3, seed=1))
+    loose = tmp_path / "downloads" / "ckpts"
+    loose.mkdir(parents=True)
+    for name, run in (("a.pt", a), ("b.pt", b)):
+        shutil.copy(next((run / "checkpoints").glob("step-*.pt")), loose / name)
+        code, _, err = run_cli(["export", str(loose / name)])
+        assert code == 0, err
+    assert (loose / "a-export" / "generator.safetensors").exists() and (loose / "b-export" / "config.json").exists()
+    assert not (tmp_path / "downloads" / "export").exists()
+    assert run_cli(["export", str(loose / "a.pt")])[0] == 0  # its own earlier export: replaced
+    before = (loose / "a-export" / "config.json").read_bytes()
+    line = one_error_line(*run_cli(["export", str(loose / "b.pt"), "--out", str(loose / "a-export")])[::2])
+    assert "already holds the export of another model" in line
+    assert (loose / "a-export" / "config.json").read_bytes() == before
+    # inside a run, from its checkpoints/ folder itself: still the run's export
+    step = next((a / "checkpoints").glob("step-*.pt")).name
+    code, _, err = run_cli(["export", step], cwd=a / "checkpoints")
+    assert code == 0, err
+    assert (a / "export" / "generator.safetensors").exists() and not (a / "checkpoints" / "export").exists()
+
+
 # -- bad command-line values (defect 8), through ganzoo.limits ----------------------------------
 TRAIN = ["train", "mlp", "--dataset", "ring8", "--no-recipe", "--no-progress", "--steps", "2"]
 BAD_TRAIN = [
@@ -588,6 +615,29 @@ if not torch.cuda.is_available():
 
 def test_bad_values_table_has_over_fifty_entries():
     assert len(BAD_TRAIN) + len(BAD_SAMPLE) + len(BAD_EVAL) >= 50
+
+
+def test_sync_bn_without_cuda_is_refused_before_anything_is_written(tmp_path, run_cli):
+    out = tmp_path / "run"
+    code, _, err = run_cli([*TRAIN, "--sync-bn", "--device", "cpu", "--out", str(out)], cwd=tmp_path)
+    assert "--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only (this run's device is cpu)" in \
+        one_error_line(code, err)
+    assert not out.exists()
+
+
+def test_the_largest_accepted_seed_trains(tmp_path):
+    """A seed the limits accept must train: the step's derived seed (seed · 1,000,003 + step)
+    · 4099 + rank and the data order's are folded into torch's range, not overflowed."""
+    from ganzoo.data.base import InMemoryDataset
+    from ganzoo.limits import SEED_MAX
+    from ganzoo.training import train
+
+    run = train(TrainConfig(arch="mlp", dataset="ring8", steps=2, seed=SEED_MAX, progress=False,
+                            out=str(tmp_path / "run")))
+    assert (run / "export" / "generator.safetensors").exists()
+    data = InMemoryDataset(torch.arange(12.0).view(12, 1), None, 0, "toy")
+    first = data.batch(0, 4, SEED_MAX)[0]
+    assert first.shape == (4, 1) and torch.equal(first, data.batch(0, 4, SEED_MAX)[0])
 
 
 @pytest.mark.parametrize("flags", BAD_TRAIN, ids=lambda f: " ".join(f))

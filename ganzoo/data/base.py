@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GanzooError
+from ..limits import fold_seed
 
 
 class Dataset:
@@ -83,7 +84,7 @@ class InMemoryDataset(Dataset):
 
     def _permutation(self, epoch: int, seed: int) -> torch.Tensor:
         if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed(fold_seed(seed * 1_000_003 + epoch))
             self._perm = torch.randperm(len(self.data), generator=g).to(self.data.device)
             self._perm_epoch = epoch
         return self._perm

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..limits import fold_seed
 from .base import Dataset
 
 
@@ -37,7 +38,7 @@ class GaussianMixture(Dataset):
 
     def batch(self, step, batch_size, seed, rank=0, world_size=1):
         g = torch.Generator(device=self.centers.device)
-        g.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+        g.manual_seed(fold_seed((seed * 1_000_003 + step) * 1009 + rank))
         x, _ = self.sample(batch_size, g)
         return x, None
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..interfaces import pack_of
+from ..limits import fold_seed
 from ..methods import StepContext
 
 
@@ -54,7 +55,7 @@ class DiscriminatorPair(nn.Module):
 def step_seed(seed: int, step: int, rank: int) -> int:
     """Every random draw of a step (noise, dropout, penalties, methods) follows from
     (seed, step, rank), so resuming needs no RNG state and is bit-exact."""
-    return (seed * 1_000_003 + step) * 4099 + rank
+    return fold_seed((seed * 1_000_003 + step) * 4099 + rank)
 
 
 def seed_generators(seed: int, device: torch.device) -> None:
