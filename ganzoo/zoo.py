@@ -8,6 +8,7 @@ fetched once from ``url`` into ``~/.cache/ganzoo/models/<id>`` and verified.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from .errors import GanzooError
 
 REGISTRY_ENV = "GANZOO_REGISTRY"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def shipped_registry() -> Path:
@@ -56,6 +58,9 @@ class ModelCard:
         missing = [k for k in ("id", "architecture", "plugin", "dataset", "sha256") if not data.get(k)]
         if missing:
             raise GanzooError(f"{where}: missing {', '.join(missing)}")
+        if not isinstance(data["id"], str) or not _PLAIN_ID.fullmatch(data["id"]):
+            raise GanzooError(f"{where}: id {data['id']!r} must be a plain name (letters, digits, '.', '_', '-'; "
+                              f"it names a cache folder)")
         return cls(id=data["id"], architecture=data["architecture"], plugin=data["plugin"],
                    dataset=data["dataset"], plugin_versions=data.get("plugin_versions", ""),
                    description=data.get("description", ""), sha256=data["sha256"],
@@ -78,10 +83,22 @@ def read_card(path: Path) -> ModelCard:
     return ModelCard.from_dict(data, directory=path.parent, where=str(path))
 
 
-def shipped_cards() -> list[ModelCard]:
-    """Cards under ``registry/models/*/card.toml`` (parsing only; no weights are read)."""
+def shipped_cards(skip_bad: bool = False) -> list[ModelCard]:
+    """Cards under ``registry/models/*/card.toml`` (parsing only; no weights are read). With
+    ``skip_bad`` a card that does not parse is left out with a one-line warning on stderr, so
+    that one bad card does not hide the rest of the zoo; without it, it raises."""
+    import sys
+
     root = registry_dir() / "models"
-    return [read_card(p) for p in sorted(root.glob("*/card.toml"))] if root.is_dir() else []
+    cards = []
+    for path in sorted(root.glob("*/card.toml")) if root.is_dir() else []:
+        try:
+            cards.append(read_card(path))
+        except GanzooError as exc:
+            if not skip_bad:
+                raise
+            print(f"warning: model card skipped: {exc}", file=sys.stderr)
+    return cards
 
 
 def check_plugin(card: ModelCard) -> None:
@@ -110,8 +127,13 @@ def weights_dir(card: ModelCard) -> Path:
         return card.directory
     if not card.url:
         raise GanzooError(f"model {card.id}: no weights beside its card and no url to fetch them from")
+    from .fileio import sha256_of
+
     target = cache_dir() / card.id
-    if not (target / "generator.safetensors").exists():
+    weights = target / "generator.safetensors"
+    if weights.exists() and sha256_of(weights) != card.sha256:  # damaged, or the card's model was updated
+        weights.unlink()
+    if not weights.exists():
         from .data.download import download
 
         target.mkdir(parents=True, exist_ok=True)

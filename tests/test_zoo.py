@@ -145,12 +145,38 @@ def test_plugin_card_with_url_downloads_once_and_verifies(tmp_path, monkeypatch,
         assert (tmp_path / "cache" / "ganzoo" / "models" / "remote-ring" / "generator.safetensors").exists()
         z = torch.randn(3, G1.latent_dim)
         assert torch.equal(G1(z), G2(z))
+        # a cached file that no longer matches the card (damaged, or the model was updated) is fetched again
+        cached = tmp_path / "cache" / "ganzoo" / "models" / "remote-ring" / "generator.safetensors"
+        cached.write_bytes(cached.read_bytes()[:-1] + b"?")
+        G3 = ganzoo.load_generator("remote-ring")
+        assert len(calls) == 4 and torch.equal(G1(z), G3(z))
         # a served file with other bytes is refused and nothing is kept
         shutil.rmtree(tmp_path / "cache")
         served["https://example.org/tiny/generator.safetensors"] += b"x"
         with pytest.raises(GanzooError, match="checksum"):
             ganzoo.load_generator("remote-ring")
         assert not (tmp_path / "cache" / "ganzoo" / "models" / "remote-ring" / "generator.safetensors").exists()
+    finally:
+        catalog.reset_catalog()
+
+
+def test_a_bad_card_is_skipped_with_a_warning_and_the_rest_of_the_zoo_stays(fake_registry, capsys):
+    bad = fake_registry / "models" / "broken-card"
+    bad.mkdir()
+    (bad / "card.toml").write_text('id = "broken-card"\narchitecture = "mlp"\n')
+    escaping = fake_registry / "models" / "escaping"
+    escaping.mkdir()
+    (escaping / "card.toml").write_text('id = "../escape"\narchitecture = "mlp"\nplugin = "ganzoo-mlp"\n'
+                                        'dataset = "ring8"\nsha256 = "00"\n')
+    catalog.reset_catalog()
+    try:
+        assert "tiny-ring" in ganzoo.list_models()
+        assert not {"broken-card", "../escape"} & set(ganzoo.list_models())
+        err = capsys.readouterr().err
+        assert "warning: model card skipped: " in err and "missing plugin, dataset, sha256" in err
+        assert "id '../escape' must be a plain name" in err
+        with pytest.raises(GanzooError, match="missing plugin, dataset, sha256"):
+            zoo.shipped_cards()  # the strict form, for tools that check the registry
     finally:
         catalog.reset_catalog()
 
