@@ -402,9 +402,27 @@ def test_cifar10_bad_files(tmp_path):
     (bd / "test_batch").write_bytes(py2_batch_bytes(np.zeros((2, 100), np.uint8), [0, 1]))
     with pytest.raises(GanzooError, match="uint8 N×3072"):
         cifar.load_cifar10("test", root=str(tmp_path))
+    (bd / "test_batch").write_bytes(py2_batch_bytes(np.zeros((1, 3072), np.uint8), [2**70]))
+    with pytest.raises(GanzooError, match="'labels' must be a list of 1 ints"):  # not an OverflowError
+        cifar.load_cifar10("test", root=str(tmp_path))
     (bd / "data_batch_3").unlink()
     with pytest.raises(GanzooError, match="lacks data_batch_3"):
         cifar.load_cifar10("train", root=str(tmp_path))
+
+
+def test_cifar10_a_tarball_put_in_the_cache_is_checked_too(monkeypatch, tmp_path):
+    """The download error tells users to put the tarball in the cache folder; one put there
+    was extracted unchecked, and a truncated one failed as a corrupt archive on every run."""
+    fake_cifar(tmp_path / "upstream")
+    blob = _tarball(tmp_path / "upstream")
+    serve(monkeypatch, {})  # no network
+    cache = tmp_path / "cache" / "ganzoo" / "cifar10"
+    cache.mkdir(parents=True)
+    (cache / cifar.TARBALL).write_bytes(blob)
+    with pytest.raises(GanzooError, match="differs from the published"):
+        cifar.load_cifar10("test")
+    monkeypatch.setattr(cifar, "TARBALL_MD5", hashlib.md5(blob).hexdigest())
+    assert len(cifar.load_cifar10("test").data) == 3  # fake_cifar's test split
 
 
 def _tarball(src: Path, extra: dict[str, bytes] = {}) -> bytes:

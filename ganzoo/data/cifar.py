@@ -111,7 +111,7 @@ def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise GanzooError(f"{path}: 'data' must be a uint8 N×{ROW} array, got {what}")
     try:
         labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         labels = None
     if labels is None or labels.shape != (len(data),):
         raise GanzooError(f"{path}: 'labels' must be a list of {len(data)} ints")
@@ -171,7 +171,7 @@ def locate(split: str, root=None) -> list[Path]:
                 raise GanzooError(f"{NAME}: {bd} lacks {', '.join(missing)}")
         tar = d / TARBALL
         if tar.is_file():
-            digest = _download.file_checksum(tar, "md5") if d != cache else TARBALL_MD5
+            digest = _download.file_checksum(tar, "md5")  # the cache too: users put tarballs there
             if digest != TARBALL_MD5:
                 raise GanzooError(f"{tar}: md5 {digest} differs from the published "
                                   f"{TARBALL_MD5} (truncated or corrupt download?)")
