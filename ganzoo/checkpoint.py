@@ -255,7 +255,8 @@ def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
                 set_aside: bool = False) -> tuple[Path, dict[str, Any]]:
     """``(path, state)`` of the newest *readable* checkpoint of ``run_dir``: an unreadable newer
     one is skipped with a line on stderr saying which was used instead (``set_aside`` renames
-    it to ``NAME.unreadable``, as a resume does, so it never shadows the run's new checkpoints)."""
+    it to ``NAME.unreadable``; a resume does so with :func:`set_aside_unreadable_after` once it
+    holds the run's lock)."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         latest_checkpoint(run_dir)  # the one "no checkpoint" error
@@ -279,6 +280,25 @@ def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
         return path, state
     raise GanzooError(f"no readable checkpoint in {str(run_dir)!r}: {skipped[0][1]}")
 
+
+
+def set_aside_unreadable_after(run_dir: str | Path, step: int) -> list[Path]:
+    """Rename every checkpoint of ``run_dir`` past ``step`` that does not load to
+    ``NAME.unreadable`` and return the new paths. A resume from ``step`` calls it once it
+    holds the run's lock: left in place, such a file would count as one of the newest
+    ``keep_checkpoints`` (so pruning deleted a good one) and shadow the continued run's
+    checkpoints to export, sample and eval until overwritten. One that loads is left alone."""
+    moved = []
+    for path in list_checkpoints(run_dir):
+        if int(_NAME.match(path.name).group(1)) <= step:
+            continue
+        try:
+            load_checkpoint(path)
+        except GanzooError:
+            target = path.with_name(path.name + ".unreadable")
+            path.replace(target)
+            moved.append(target)
+    return moved
 
 # key: (types it may have, what it must be); None where the key may be absent
 _LAYOUT = {

@@ -371,7 +371,7 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous(tmp_path, ru
     """Defect 16: one unreadable latest checkpoint blocked resume, export and sample."""
     run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=3, keep_checkpoints=3))
     newest = latest_checkpoint(run)
-    newest.write_bytes(newest.read_bytes()[:100])
+    newest.write_bytes(newest_bytes := newest.read_bytes()[:100])
     code, out, err = run_cli(["export", str(run), "--out", str(tmp_path / "exp")])
     assert code == 0 and "using the newest readable checkpoint step-00000003.pt" in err, err
     assert json.loads((tmp_path / "exp" / "config.json").read_text())["step"] == 3
@@ -379,11 +379,25 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous(tmp_path, ru
     assert code == 0 and "step-00000003.pt" in err, err
     code, out, err = run_cli(["resume", str(run), "--steps", "9", "--no-progress"])
     assert code == 0 and "step-00000003.pt" in err, err
+    assert "unreadable checkpoint renamed to step-00000006.pt.unreadable" in err, err
+    assert newest.with_name(newest.name + ".unreadable").read_bytes() == newest_bytes
     assert load_checkpoint(newest)["step"] == 6  # rewritten by the resumed run, readable again
     assert load_checkpoint(run)["step"] == 9
     for p in list_checkpoints(run):
         p.write_bytes(b"garbage")
     assert "no readable checkpoint" in one_error_line(*run_cli(["export", str(run)])[::2])
+
+
+def test_a_resume_sets_an_unreadable_newer_checkpoint_aside_so_pruning_keeps_the_good_ones(tmp_path):
+    """Left in place, an unreadable step-6 counted as one of the newest --keep-checkpoints 2
+    after a resume to step 5, so pruning deleted the good step-3 and kept the bad file."""
+    run = train(ring_cfg(tmp_path, steps=6, checkpoint_every=3, keep_checkpoints=2))
+    bad = latest_checkpoint(run)
+    bad.write_bytes(b"garbage")
+    train(TrainConfig(steps=5, progress=False), resume=run)
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000003.pt", "step-00000005.pt"]
+    assert bad.with_name(bad.name + ".unreadable").read_bytes() == b"garbage"
+    assert load_checkpoint(run)["step"] == 5
 
 
 def test_temp_files_of_killed_writes_are_removed_at_the_next_start(tmp_path):

@@ -11,13 +11,15 @@ import json
 import math
 import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from .. import distributed
-from ..checkpoint import BestCheckpoint, NonFiniteState, check_finite, checkpoint_state, load_latest, save_run_checkpoint
+from ..checkpoint import (BestCheckpoint, NonFiniteState, check_finite, checkpoint_state, load_latest,
+                          save_run_checkpoint, set_aside_unreadable_after)
 from ..config import TrainConfig
 from ..errors import GanzooError, Interrupted, on_every_rank
 from ..fileio import clean_temp_files
@@ -51,8 +53,8 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True,
 
 
 def _resume(run_dir, steps, progress, max_loss=None) -> Path:
-    # read once; an unreadable newer checkpoint is skipped (and said), never renamed: this
-    # process does not hold the run's lock yet, and another may be writing the run
+    # read once; an unreadable newer checkpoint is skipped (and said), and renamed only once
+    # _start holds the run's lock (another process may be writing the run until then)
     path, state = load_latest(run_dir)
     saved = TrainConfig.from_dict(json.loads(state["config"]))
     changes = dict(steps=saved.steps if steps is None else steps, out=str(run_dir), progress=progress)
@@ -96,6 +98,8 @@ def _start(cfg: TrainConfig, state: dict | None):
             clean_temp_files(*(run.run_dir / d for d in ("", "checkpoints", "export", "samples")))
             if state is not None:  # rows past the checkpoint are logged again
                 drop_metrics_after(run.run_dir, run.start_step)
+                for moved in set_aside_unreadable_after(run.run_dir, run.start_step):
+                    print(f"unreadable checkpoint renamed to {moved.name}", file=sys.stderr, flush=True)
         logger = RunLogger(run) if info.is_main else None
         if logger:
             logger.write_config()
