@@ -155,6 +155,26 @@ def test_train_split_used_when_present(monkeypatch, tmp_path):
     assert ds.labels.tolist() == [333] * 50
 
 
+def test_half_a_train_split_does_not_count(monkeypatch, tmp_path):
+    """Only the train images (an interrupted download) beside the test split: drawn from the
+    test split, not sent to the network for the train labels."""
+    from ganzoo.data.stacked import mnist_source_split
+
+    d = tmp_path / "data" / "mnist"
+    d.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 20), ("test", 10)):
+        idx.write_idx(d / f"{idx.MNIST.filenames(split)[0]}.gz",
+                      torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8))
+    idx.write_idx(d / f"{idx.MNIST.filenames('test')[1]}.gz", torch.arange(10, dtype=torch.uint8))
+    monkeypatch.setattr(idx.MNIST, "system_dirs", lambda: [])  # nothing else on this machine counts
+    monkeypatch.delenv("GANZOO_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert mnist_source_split(str(tmp_path / "data")) == "test"
+    idx.write_idx(d / f"{idx.MNIST.filenames('train')[1]}.gz", torch.zeros(20, dtype=torch.uint8))
+    assert mnist_source_split(str(tmp_path / "data")) == "train"
+
+
 # -- the mode counter: formula --------------------------------------------------------
 def test_statistics_formula():
     every = stacked_mode_statistics(torch.arange(1000).repeat(3))

@@ -47,13 +47,15 @@ DEFAULT_METRICS = ("stacked-modes",)
 
 
 def mnist_source_split(root=None) -> str:
-    """The MNIST split Stacked MNIST is drawn from: "train" when any location MNIST's
-    loader searches holds its train files, else "test" when one holds the test files,
-    else "train" (which MNIST's loader then downloads)."""
+    """The MNIST split Stacked MNIST is drawn from: "train" when a location MNIST's loader
+    searches holds both its train files (images and labels), else "test" when one holds
+    both test files, else "train" (which MNIST's loader then downloads). One file of a
+    pair (an interrupted download) does not count: it would send an offline machine to
+    the network instead of to the test split it has."""
     dirs = candidate_dirs(MNIST.name, root, MNIST.system_dirs())
     for split in ("train", "test"):
         stems = MNIST.filenames(split)
-        if any(MNIST._present(d, s) for d in dirs for s in stems):
+        if any(all(MNIST._present(d, s) for s in stems) for d in dirs):
             return split
     return "train"
 
