@@ -190,10 +190,10 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     if best:
                         best.offer(run, step, scores, elapsed())
                 if step % cfg.checkpoint_every == 0 or done:
-                    _check_finite(sums, step, last_saved, best)
+                    _check_finite(sums, step, last_saved, info, best)
                     last_saved = _save(run, step, last_saved, elapsed(), best)
         if stop:  # the one way out of an early stop: keep what was done
-            _check_finite(sums, step, last_saved, best)
+            _check_finite(sums, step, last_saved, info, best)
             if stop == "time" and best:  # the budget's last step may be the best (the loop broke before scoring it)
                 best.offer(run, step, logger.evaluate(step), elapsed())
             last_saved = _save(run, step, last_saved, elapsed(), best)
@@ -254,10 +254,13 @@ def _non_finite(step: int, last_saved: Path | None, best: BestCheckpoint | None 
                          f"rate or another loss); {_last_good(last_saved, best)}")
 
 
-def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None,
+def _check_finite(sums: torch.Tensor, step: int, last_saved: Path | None, info,
                   best: BestCheckpoint | None = None) -> None:
-    if not bool(torch.isfinite(sums).all()):
-        raise _non_finite(step, last_saved, best)
+    """Before a checkpoint: the losses summed since the last log step are finite on every
+    rank. Combined across ranks (a collective), so that all stop together with one line,
+    not one rank alone while the others wait in the next all-reduce."""
+    if distributed.any_rank(not bool(torch.isfinite(sums).all()), info):
+        raise on_every_rank(_non_finite(step, last_saved, best))
 
 
 def _check_losses(avg: list[float], step: int, last_saved: Path | None, max_loss, info,
