@@ -295,8 +295,14 @@ def set_aside_unreadable_after(run_dir: str | Path, step: int) -> list[Path]:
         try:
             load_checkpoint(path)
         except GanzooError:
-            target = path.with_name(path.name + ".unreadable")
-            path.replace(target)
+            target, n = path.with_name(path.name + ".unreadable"), 1
+            while target.exists():  # an earlier one set aside stays
+                target, n = path.with_name(f"{path.name}.unreadable-{n}"), n + 1
+            try:
+                path.replace(target)
+            except OSError as exc:  # left in place (as before this existed), and said
+                print(f"warning: could not rename unreadable checkpoint {path.name}: {exc}", file=sys.stderr)
+                continue
             moved.append(target)
     return moved
 

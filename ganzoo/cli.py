@@ -321,7 +321,7 @@ def resume_command(run_dir, steps, progress, max_loss):
 
 @cli.command("export")
 @click.argument("run_dir", type=click.Path())
-@click.option("--out", help="Export directory (default RUN_DIR/export; FILE-export beside a checkpoint file outside a run).")
+@click.option("--out", help="Export directory (default RUN_DIR/export; STEM-export beside a checkpoint file outside a run).")
 @click.option("--raw", is_flag=True, help="Export the raw generator weights instead of the EMA.")
 @click.option("--half", is_flag=True, help="Store float weights as float16 (half the size).")
 @click.option("--force", is_flag=True, help="Replace another model's export in --out.")
@@ -373,12 +373,13 @@ def _add_plugin_commands():
     if _plugin_commands_added:  # once a process: main() may run more than once in one
         return
     _plugin_commands_added = True
-    from .plugins import failed_plugin_names, pm, record_for
+    from .plugins import DEFAULT_PLUGINS, failed_plugin_names, pm, record_for
     from .catalog import get_catalog
 
     get_catalog()  # loads plugins; one that failed or collided adds no command either
     failed = failed_plugin_names()
-    for impl in pm.hook.register_commands.get_hookimpls():  # ganzoo's own plugins first
+    impls = pm.hook.register_commands.get_hookimpls()  # pluggy's order puts trylast hooks first:
+    for impl in sorted(impls, key=lambda i: i.plugin_name not in DEFAULT_PLUGINS):  # ganzoo's own first
         if impl.plugin_name in failed:
             continue
         record = record_for(impl.plugin_name)

@@ -97,16 +97,17 @@ def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool
     to ``out_dir`` (default ``RUN/export``; ``RUN/export-best`` for ``--keep-best``'s
     ``checkpoints/best.pt``, so the run's final export stays). A directory holding another
     model's export (another run or architecture) is refused unless ``force``; the run's own
-    ``export/`` and its earlier exports are replaced. A checkpoint file outside a run's
-    ``checkpoints/`` folder belongs to no run this can tell: its default is ``FILE-export``
-    beside it, and any existing export there is refused unless ``force``."""
+    ``export/`` and its earlier exports are replaced. A checkpoint file outside a run (a
+    ``checkpoints/`` folder beside the run's ``config.json``) belongs to no run this can
+    tell: its default is ``STEM-export`` beside it (``a.pt`` → ``a-export``), and another
+    model's export there is refused unless ``force``."""
     from .checkpoint import BEST_NAME, Checkpoint
 
     run = Path(run)
     if run.is_dir():
         run_dir = run
-    elif run.resolve().parent.name == "checkpoints":  # RUN/checkpoints/step-N.pt or best.pt
-        run_dir = run.resolve().parent.parent
+    elif run.resolve().parent.name == "checkpoints" and (run.resolve().parent.parent / "config.json").is_file():
+        run_dir = run.resolve().parent.parent  # RUN/checkpoints/step-N.pt or best.pt
     else:
         run_dir = None
     own = run_dir / "export" if run_dir is not None else None

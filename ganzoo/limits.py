@@ -9,6 +9,7 @@ import re
 from .errors import GanzooError
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+MAX_SAMPLES = 1_000_000  # -n of sample/eval: beyond this a request is an accident (memory)
 
 
 def fold_seed(value: int) -> int:
@@ -16,7 +17,7 @@ def fold_seed(value: int) -> int:
     range torch's generators take, [0, 2^64): values already in it are unchanged, so runs keep
     their draws; a large ``--seed`` no longer overflows at the first step."""
     return value % (1 << 64)
-MAX_SAMPLES = 1_000_000  # -n of sample/eval: beyond this a request is an accident (memory)
+
 
 # name: (lowest, highest) allowed; None = unbounded on that side. Floats must be finite.
 RANGES: dict[str, tuple] = {

@@ -58,6 +58,8 @@ class ModelCard:
         missing = [k for k in ("id", "architecture", "plugin", "dataset", "sha256") if not data.get(k)]
         if missing:
             raise GanzooError(f"{where}: missing {', '.join(missing)}")
+        if not isinstance(data.get("metrics", {}), dict):
+            raise GanzooError(f"{where}: metrics must be a table of NAME = VALUE")
         if not isinstance(data["id"], str) or not _PLAIN_ID.fullmatch(data["id"]):
             raise GanzooError(f"{where}: id {data['id']!r} must be a plain name (letters, digits, '.', '_', '-'; "
                               f"it names a cache folder)")

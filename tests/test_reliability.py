@@ -580,7 +580,7 @@ def test_a_loose_checkpoint_file_exports_beside_itself_and_never_over_another(tm
 
     a = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=3, checkpoint_every=3))
     b = train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=3, checkpoint_every=3, seed=1))
-    loose = tmp_path / "downloads" / "ckpts"
+    loose = tmp_path / "downloads" / "checkpoints"  # a common name: not a run without its config.json
     loose.mkdir(parents=True)
     for name, run in (("a.pt", a), ("b.pt", b)):
         shutil.copy(next((run / "checkpoints").glob("step-*.pt")), loose / name)
@@ -631,12 +631,20 @@ def test_bad_values_table_has_over_fifty_entries():
     assert len(BAD_TRAIN) + len(BAD_SAMPLE) + len(BAD_EVAL) >= 50
 
 
-def test_sync_bn_without_cuda_is_refused_before_anything_is_written(tmp_path, run_cli):
-    out = tmp_path / "run"
-    code, _, err = run_cli([*TRAIN, "--sync-bn", "--device", "cpu", "--out", str(out)], cwd=tmp_path)
-    assert "--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only (this run's device is cpu)" in \
-        one_error_line(code, err)
-    assert not out.exists()
+def test_sync_bn_under_ddp_without_cuda_is_refused_and_a_no_op_in_one_process(tmp_path):
+    from ganzoo import distributed
+    from ganzoo.errors import GanzooError
+    from ganzoo.training.build import _check_sync_bn
+
+    cfg = TrainConfig(sync_batchnorm=True)
+    ddp, single = distributed.DistInfo(world_size=2), distributed.DistInfo()
+    with pytest.raises(GanzooError, match=r"--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only "
+                                          r"\(this run's device is cpu\)"):
+        _check_sync_bn(cfg, ddp, "cpu")
+    _check_sync_bn(cfg, ddp, "cuda")
+    _check_sync_bn(cfg, single, "cpu")  # one process: accepted, as before (it changes nothing)
+    run = train(ring_cfg(tmp_path, steps=2, sync_batchnorm=True))
+    assert (run / "export" / "generator.safetensors").exists()
 
 
 def test_the_largest_accepted_seed_trains(tmp_path):

@@ -155,24 +155,34 @@ def test_train_split_used_when_present(monkeypatch, tmp_path):
     assert ds.labels.tolist() == [333] * 50
 
 
-def test_half_a_train_split_does_not_count(monkeypatch, tmp_path):
-    """Only the train images (an interrupted download) beside the test split: drawn from the
-    test split, not sent to the network for the train labels."""
+def test_half_a_train_split_counts_only_outside_the_download_cache(monkeypatch, tmp_path):
+    """The train images alone in the cache (an interrupted download) beside the test split:
+    drawn from the test split, not sent to the network for the train labels. The same half
+    pair in a data root still chooses train, so that MNIST's loader names the missing file."""
+    from ganzoo.data.files import cache_dir
     from ganzoo.data.stacked import mnist_source_split
 
-    d = tmp_path / "data" / "mnist"
-    d.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for split, n in (("train", 20), ("test", 10)):
-        idx.write_idx(d / f"{idx.MNIST.filenames(split)[0]}.gz",
-                      torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8))
-    idx.write_idx(d / f"{idx.MNIST.filenames('test')[1]}.gz", torch.arange(10, dtype=torch.uint8))
     monkeypatch.setattr(idx.MNIST, "system_dirs", lambda: [])  # nothing else on this machine counts
     monkeypatch.delenv("GANZOO_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache, root = cache_dir("mnist"), tmp_path / "data" / "mnist"
+    g = torch.Generator().manual_seed(0)
+
+    def write(d, split, which, n):
+        d.mkdir(parents=True, exist_ok=True)
+        shape = (n, 28, 28) if which == 0 else (n,)
+        idx.write_idx(d / f"{idx.MNIST.filenames(split)[which]}.gz",
+                      torch.randint(0, 10, shape, generator=g, dtype=torch.uint8))
+
+    write(root, "test", 0, 10), write(root, "test", 1, 10), write(cache, "train", 0, 20)
     assert mnist_source_split(str(tmp_path / "data")) == "test"
-    idx.write_idx(d / f"{idx.MNIST.filenames('train')[1]}.gz", torch.zeros(20, dtype=torch.uint8))
+    write(cache, "train", 1, 20)
     assert mnist_source_split(str(tmp_path / "data")) == "train"
+    (cache / f"{idx.MNIST.filenames('train')[1]}.gz").unlink()
+    write(root, "train", 0, 20)  # half a pair where the user put it: train, and the loader says what is missing
+    assert mnist_source_split(str(tmp_path / "data")) == "train"
+    with pytest.raises(GanzooError, match="labels"):
+        load_stacked_mnist("test", root=str(tmp_path / "data"), size=5)
 
 
 # -- the mode counter: formula --------------------------------------------------------

@@ -168,6 +168,13 @@ def test_a_bad_card_is_skipped_with_a_warning_and_the_rest_of_the_zoo_stays(fake
     escaping.mkdir()
     (escaping / "card.toml").write_text('id = "../escape"\narchitecture = "mlp"\nplugin = "ganzoo-mlp"\n'
                                         'dataset = "ring8"\nsha256 = "00"\n')
+    for name, text in (("bad-metrics", 'metrics = "x"\n'), ("copy-of-tiny", "")):
+        d = fake_registry / "models" / name
+        d.mkdir()
+        card = (fake_registry / "models" / "tiny-ring" / "card.toml").read_text()
+        if text:
+            card = text + card.replace('id = "tiny-ring"', f'id = "{name}"').replace("[metrics]", "[other]")
+        (d / "card.toml").write_text(card)
     catalog.reset_catalog()
     try:
         assert "tiny-ring" in ganzoo.list_models()
@@ -175,8 +182,9 @@ def test_a_bad_card_is_skipped_with_a_warning_and_the_rest_of_the_zoo_stays(fake
         err = capsys.readouterr().err
         assert "warning: model card skipped: " in err and "missing plugin, dataset, sha256" in err
         assert "id '../escape' must be a plain name" in err
-        with pytest.raises(GanzooError, match="missing plugin, dataset, sha256"):
-            zoo.shipped_cards()  # the strict form, for tools that check the registry
+        assert "metrics must be a table" in err and "has the id 'tiny-ring' of another card" in err
+        with pytest.raises(GanzooError, match="bad-metrics/card.toml: metrics must be a table"):
+            zoo.shipped_cards()  # the strict form, for tools that check the registry: the first bad card
     finally:
         catalog.reset_catalog()
 

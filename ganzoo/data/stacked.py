@@ -34,7 +34,7 @@ import torch
 
 from ..errors import GanzooError
 from .base import InMemoryDataset
-from .files import candidate_dirs, check_split
+from .files import cache_dir, candidate_dirs, check_split
 from .idx import MNIST
 
 NAME = "stacked-mnist"
@@ -48,15 +48,19 @@ DEFAULT_METRICS = ("stacked-modes",)
 
 def mnist_source_split(root=None) -> str:
     """The MNIST split Stacked MNIST is drawn from: "train" when a location MNIST's loader
-    searches holds both its train files (images and labels), else "test" when one holds
-    both test files, else "train" (which MNIST's loader then downloads). One file of a
-    pair (an interrupted download) does not count: it would send an offline machine to
-    the network instead of to the test split it has."""
+    searches holds its train files, else "test" when one holds the test files, else
+    "train" (which MNIST's loader then downloads). One file of a pair in the download
+    cache (an interrupted download, which MNIST's loader also passes over) does not count:
+    it would send an offline machine to the network instead of to the test split it has.
+    Elsewhere one file counts, so that MNIST's loader names the missing one."""
     dirs = candidate_dirs(MNIST.name, root, MNIST.system_dirs())
+    cache = cache_dir(MNIST.name)
     for split in ("train", "test"):
         stems = MNIST.filenames(split)
-        if any(all(MNIST._present(d, s) for s in stems) for d in dirs):
-            return split
+        for d in dirs:
+            found = [MNIST._present(d, s) for s in stems]
+            if all(found) or (any(found) and d != cache):
+                return split
     return "train"
 
 

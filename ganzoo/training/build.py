@@ -329,14 +329,14 @@ def preflight(cfg: TrainConfig) -> tuple[TrainConfig, Any, MethodStack]:
     from ..limits import check_device
 
     check_device(cfg.device)  # a device this machine lacks
-    _check_sync_bn(cfg, "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-                   else cfg.device)
     parts = _resolve(cfg, None)
     return parts.cfg, parts.entry.obj, parts.methods
 
 
-def _check_sync_bn(cfg: TrainConfig, device_type: str) -> None:
-    if cfg.sync_batchnorm and device_type != "cuda":
+def _check_sync_bn(cfg: TrainConfig, info, device_type: str) -> None:
+    """--sync-bn acts under DDP only (a single process has one batch's statistics anyway, and
+    keeps the flag as a no-op); there it needs CUDA."""
+    if cfg.sync_batchnorm and info.distributed and device_type != "cuda":
         raise on_every_rank(GanzooError(f"--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only (this run's device is "
                           f"{device_type}); without it each rank normalises with its own batch's statistics"))
 
@@ -346,7 +346,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     cfg.validate()  # before the process group or the device is set up
     info = distributed.setup(cfg.device)
     device = info.device
-    _check_sync_bn(cfg, device.type)
+    _check_sync_bn(cfg, info, device.type)
     parts = _resolve(cfg, state)
     cfg, loss, entry, methods, regularizers, data, init, options = (
         parts.cfg, parts.loss, parts.entry, parts.methods, parts.regularizers, parts.data, parts.init,

@@ -150,7 +150,7 @@ def register_recipes(register):
              dict(hinge32, arch_options={"ngf": 32, "ndf": 32, "extra_layers": 3}, steps=5800, cpu_amp="auto"),
              default_for=[("dcgan", "fashion-mnist")],
              description="DCGAN widths 32 with 3 extra layers, hinge, Adam 1.6e-3, bf16 on CPUs that have it, 5,800 "
-                         "steps: 300 s on 2 cores of a fast CPU, 11 min on an AVX2-only one (--max-seconds 300 caps it); "
+                         "steps: 300 s on 2 cores of a fast CPU, about 13 min on an AVX2-only one (--max-seconds 300 caps it); "
                          "the best measured at 300 s (docs/benchmarks.md)")
     # Limited data (docs/benchmarks.md, "Limited data"): 10 % of the train split, the quick
     # recipe with no extra layers and a D twice as wide, which overfits the 6,000 images within
