@@ -378,8 +378,8 @@ def _add_plugin_commands():
 
     get_catalog()  # loads plugins; one that failed or collided adds no command either
     failed = failed_plugin_names()
-    impls = pm.hook.register_commands.get_hookimpls()  # pluggy's order puts trylast hooks first:
-    for impl in sorted(impls, key=lambda i: i.plugin_name not in DEFAULT_PLUGINS):  # ganzoo's own first
+    impls = pm.hook.register_commands.get_hookimpls()  # pluggy's order puts trylast hooks first,
+    for impl in sorted(impls, key=lambda i: i.plugin_name not in DEFAULT_PLUGINS):  # so ganzoo's own go first here
         if impl.plugin_name in failed:
             continue
         record = record_for(impl.plugin_name)
