@@ -251,12 +251,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return upgrade(check_layout(state, path))
 
 
-def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
-                set_aside: bool = False) -> tuple[Path, dict[str, Any]]:
+def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
     """``(path, state)`` of the newest *readable* checkpoint of ``run_dir``: an unreadable newer
-    one is skipped with a line on stderr saying which was used instead (``set_aside`` renames
-    it to ``NAME.unreadable``; a resume does so with :func:`set_aside_unreadable_after` once it
-    holds the run's lock)."""
+    one is skipped with a line on stderr saying which was used instead (a resume then renames
+    it with :func:`set_aside_unreadable_after`, once it holds the run's lock)."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         latest_checkpoint(run_dir)  # the one "no checkpoint" error
@@ -268,18 +266,10 @@ def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu",
             skipped.append((path, str(exc)))
             continue
         for bad, why in skipped:
-            note = ""
-            if set_aside:
-                try:
-                    bad.replace(bad.with_name(bad.name + ".unreadable"))
-                    note = f"; renamed to {bad.name}.unreadable"
-                except OSError:
-                    pass
-            print(f"warning: {why}; using the newest readable checkpoint {path.name} instead{note}",
+            print(f"warning: {why}; using the newest readable checkpoint {path.name} instead",
                   file=sys.stderr, flush=True)
         return path, state
     raise GanzooError(f"no readable checkpoint in {str(run_dir)!r}: {skipped[0][1]}")
-
 
 
 def set_aside_unreadable_after(run_dir: str | Path, step: int) -> list[Path]:
@@ -305,6 +295,7 @@ def set_aside_unreadable_after(run_dir: str | Path, step: int) -> list[Path]:
                 continue
             moved.append(target)
     return moved
+
 
 # key: (types it may have, what it must be); None where the key may be absent
 _LAYOUT = {
