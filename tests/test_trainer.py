@@ -725,3 +725,23 @@ def test_top_k_must_be_a_share_of_the_batch(tmp_path):
         with pytest.raises(GanzooError, match=r"top-k must be a share of the batch in \(0, 1\] \(0.5 keeps"):
             train(ring_cfg(tmp_path, top_k=bad))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_relative_data_root_is_recorded_absolute_so_a_resume_elsewhere_finds_it(tmp_path, mnist_dir, monkeypatch):
+    """`--data-root data/` typed in one folder: config.json records the folder it meant, and the
+    run resumes from another working directory."""
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    relative = os.path.relpath(mnist_dir, work)
+    half = train(ring_cfg(tmp_path, out=str(tmp_path / "run"), arch="dcgan", dataset="mnist", split="test",
+                          data_root=relative, batch_size=8, arch_options={"ngf": 8, "ndf": 8}, steps=2))
+    recorded = json.loads((half / "config.json").read_text())["data_root"]
+    assert Path(recorded).is_absolute() and Path(recorded).resolve() == Path(mnist_dir).resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert train(TrainConfig(steps=3, progress=False), resume=half) == half
+    assert json.loads((half / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 3

@@ -79,6 +79,8 @@ def _start(cfg: TrainConfig, state: dict | None):
     logger = lock = best = direction = new_files = None
     owned = False  # this process holds --out, checked empty under its lock: its new files are its own
     try:  # a refused run leaves the process group too
+        if state is None and cfg.data_root:  # recorded so that a resume finds it from any folder
+            cfg = cfg.replace(data_root=str(Path(cfg.data_root).expanduser().absolute()))
         run = build_run(cfg, state)
         cfg, info = run.cfg, run.dist
         total = total_steps(cfg, len(run.data), info.world_size)
