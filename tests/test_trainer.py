@@ -320,6 +320,31 @@ def test_ctrl_c_saves_a_checkpoint_then_exits(tmp_path, monkeypatch):
     assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["step"] == 5
 
 
+def test_ctrl_c_between_log_steps_logs_the_window_so_far(tmp_path, monkeypatch):
+    """Stopped at step 5 with --log-every 3: metrics.jsonl gets a row for steps 4-5 (it lost them),
+    and the resumed run's next row averages its own steps only."""
+    real_step = trainer_mod.train_step
+    seen = []
+
+    def interrupted(run, step, total=None):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        losses = real_step(run, step, total)
+        seen.append(losses[0].item())
+        return losses
+
+    monkeypatch.setattr(trainer_mod, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(ring_cfg(tmp_path, steps=9, log_every=3, checkpoint_every=100))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 5]
+    assert rows[1]["d_loss"] == pytest.approx(sum(seen[3:5]) / 2)
+    resumed = train(TrainConfig(steps=9, progress=False), resume=tmp_path / "run")
+    rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 5, 6, 9]
+    assert rows[2]["d_loss"] == pytest.approx(seen[5])
+
+
 def test_loss_recommendations_fill_unset_hyperparameters(tmp_path):
     run_dir = train(ring_cfg(tmp_path, steps=2, loss="wasserstein", checkpoint_every=2))
     saved = json.loads((run_dir / "config.json").read_text())

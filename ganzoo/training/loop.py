@@ -164,7 +164,9 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 step += 1
                 bar.update(1)
                 done = step == total
-                if step % cfg.log_every == 0 or done:
+                # a Ctrl-C between log steps logs the window so far: a resume logs from its step on
+                cut_short = not info.distributed and stopper.requested
+                if step % cfg.log_every == 0 or done or cut_short:
                     avg = (sums / max(1, step - step_last)).tolist()
                     _check_losses(avg, step, last_saved, cfg.max_loss, info, best)
                     now = time.perf_counter()
@@ -180,8 +182,6 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     out_of_time = cfg.max_seconds is not None and now - t0 >= cfg.max_seconds
                     if not done and distributed.any_rank(stopper.requested or out_of_time, info):
                         stop = "interrupt" if stopper.requested else "time"
-                elif not info.distributed and stopper.requested:
-                    stop = "interrupt"
                 if stop:
                     break
                 if logger and (step % cfg.sample_every == 0 or done):
