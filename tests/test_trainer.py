@@ -345,6 +345,63 @@ def test_ctrl_c_between_log_steps_logs_the_window_so_far(tmp_path, monkeypatch):
     assert rows[2]["d_loss"] == pytest.approx(seen[5])
 
 
+def test_a_resume_builds_the_options_its_checkpoint_records_not_todays_defaults(tmp_path, monkeypatch):
+    """A plugin upgrade that changed an option's default (here mlp's leak and d_hidden) does not
+    change a run trained before it: the resumed networks are the checkpoint's, as its export's are."""
+    from dataclasses import dataclass
+
+    from ganzoo.catalog import get_catalog
+
+    half = train(ring_cfg(tmp_path, steps=2, arch_options={"g_hidden": "16"}))
+    entry = get_catalog().get("architecture", "mlp")
+    old = entry.obj.options
+
+    @dataclass
+    class Upgraded(old):
+        d_hidden: tuple = (24,)
+        leak: float = 0.1
+
+    monkeypatch.setattr(entry.obj, "options", Upgraded)
+    resumed = train(TrainConfig(steps=4, progress=False), resume=half)
+    export = json.loads((resumed / "export" / "config.json").read_text())["options"]
+    assert export["d_hidden"] == list(old.d_hidden) and export["leak"] == old.leak
+    assert generator_state(resumed)["step"] == 4
+
+
+def test_a_resume_whose_options_the_installed_plugin_dropped_names_both_versions(tmp_path, monkeypatch, run_cli):
+    from dataclasses import dataclass
+
+    from ganzoo import ArchOptions
+    from ganzoo.catalog import get_catalog
+
+    half = train(ring_cfg(tmp_path, steps=2))
+    entry = get_catalog().get("architecture", "mlp")
+    written = entry.plugin_version
+
+    @dataclass
+    class Slim(ArchOptions):
+        g_hidden: tuple = (16,)
+
+    monkeypatch.setattr(entry.obj, "options", Slim)
+    monkeypatch.setattr(entry, "plugin_version", "99.0")
+    code, out, err = run_cli(["resume", str(half), "--steps", "4"])
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
+    assert "d_hidden" in lines[0] and f"written with ganzoo-mlp {written}: resume it with that version" in lines[0]
+
+
+def test_a_fine_tune_resumes_after_its_init_model_is_gone(tmp_path):
+    """The --init weights are in the run's checkpoint: its resume reads neither the model again
+    nor its options (they are the checkpoint's)."""
+    base = train(ring_cfg(tmp_path, out=str(tmp_path / "base"), steps=2, arch_options={"g_hidden": "16"}))
+    tuned = train(ring_cfg(tmp_path, out=str(tmp_path / "tuned"), steps=2, arch_options={},
+                           init=str(base / "export")))
+    shutil.rmtree(base)
+    resumed = train(TrainConfig(steps=4, progress=False), resume=tuned)
+    assert generator_state(resumed)["step"] == 4
+    assert json.loads((resumed / "export" / "config.json").read_text())["options"]["g_hidden"] == [16]
+
+
 def test_loss_recommendations_fill_unset_hyperparameters(tmp_path):
     run_dir = train(ring_cfg(tmp_path, steps=2, loss="wasserstein", checkpoint_every=2))
     saved = json.loads((run_dir / "config.json").read_text())

@@ -176,6 +176,20 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
     return arch.make_options(**values)
 
 
+def _resumed_options(entry, cfg: TrainConfig, data, state: dict):
+    """The architecture options a checkpoint records, as an export of it would read them; an
+    option the installed plugin no longer takes is one line naming both plugin versions."""
+    import json
+
+    try:
+        return _arch_options(entry.obj, cfg, data, base=json.loads(state.get("options") or "{}"))
+    except GanzooError as exc:
+        if state.get("plugin_version") in (None, entry.plugin_version):
+            raise
+        raise GanzooError(f"{exc}; the checkpoint was written with {state.get('plugin')} "
+                          f"{state.get('plugin_version')}: resume it with that version") from None
+
+
 def _optimizer(module: nn.Module, cfg: TrainConfig, lr: float, betas, device: torch.device):
     from timm.optim import create_optimizer_v2  # timm is imported lazily: it costs seconds
 
@@ -312,8 +326,12 @@ def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
         methods.load_state_dict(state.get("methods"))
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
     data = methods.wrap_dataset(_load_data(cfg), cfg.seed)
-    init = _init_model(cfg, entry.obj) if cfg.init else None
-    options = _arch_options(entry.obj, cfg, data, base=init.options.to_dict() if init else None)
+    if state is None:
+        init = _init_model(cfg, entry.obj) if cfg.init else None
+        options = _arch_options(entry.obj, cfg, data, base=init.options.to_dict() if init else None)
+    else:  # the options the checkpoint's weights have (plugin defaults may have changed since);
+        init = None  # --init's weights are in the checkpoint (and its file may be gone by now)
+        options = _resumed_options(entry, cfg, data, state)
     # the run records the options as the architecture read them (--arch-opt ndf=64 → 64, not "64")
     parsed = options.to_dict()  # JSON-ready, as the export's config.json writes them
     cfg.arch_options = {k: parsed[k.replace("-", "_")] for k in cfg.arch_options}
