@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,18 @@ def export_run(run: str | Path, out_dir: str | Path | None = None, use_ema: bool
     return export_generator(G, out, info, dtype=dtype)
 
 
+def _identities(path: Path) -> tuple:
+    """Which files an export's two names point at now (a rename gives a new inode)."""
+    def identity(p: Path):
+        try:
+            st = os.stat(p)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    return identity(path / CONFIG), identity(path / WEIGHTS)
+
+
 def run_id(run_dir: Path) -> str:
     """Which run an export came from, without recording its path: a hash of the resolved path."""
     import hashlib
@@ -211,27 +224,40 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     from .interfaces import check_sampling
 
     path = Path(path)
-    config = read_export_config(path)
     weights = path / WEIGHTS
-    if not os.path.lexists(weights):
-        raise GanzooError(f"{str(path)!r} has no {WEIGHTS}")
-    check_regular_file(weights, "weights file", MAX_WEIGHTS_BYTES)
-    want = expected_sha256 or config.get("sha256")
-    if not (isinstance(want, str) and _SHA256.match(want)):
-        if not allow_unverified:
-            raise GanzooError(f"{str(path / CONFIG)!r} has no valid sha256 of its weights, so they "
-                              f"cannot be verified; refused (pass --trust-unverified, or "
-                              f"allow_unverified=True, only for a file you trust)")
-        want = None
-    if want and sha256_of(weights) != want:
+    # An export is rewritten by two renames (weights, then config.json), each atomic: a reader
+    # that saw a file change while it read goes again, up to three times, rather than pair
+    # one export's config with another's weights (or check one file and load its successor).
+    for attempt in range(3):
+        before = _identities(path)
+        config = read_export_config(path)
+        if not os.path.lexists(weights):
+            raise GanzooError(f"{str(path)!r} has no {WEIGHTS}")
+        check_regular_file(weights, "weights file", MAX_WEIGHTS_BYTES)
+        want = expected_sha256 or config.get("sha256")
+        if not (isinstance(want, str) and _SHA256.match(want)):
+            if not allow_unverified:
+                raise GanzooError(f"{str(path / CONFIG)!r} has no valid sha256 of its weights, so they "
+                                  f"cannot be verified; refused (pass --trust-unverified, or "
+                                  f"allow_unverified=True, only for a file you trust)")
+            want = None
+        verified = not want or sha256_of(weights) == want
+        if verified:
+            try:
+                tensors = load_file(str(weights))
+            except (SafetensorError, OSError) as exc:
+                raise GanzooError(f"{str(weights)!r} is not a readable safetensors file ({exc})") from None
+        if _identities(path) == before:
+            break
+        time.sleep(0.05 * (attempt + 1))  # the writer's second rename follows its first at once
+    else:
+        raise GanzooError(f"{str(path)!r} changed each of the three times it was read (is an export "
+                          f"being written there?); try again")
+    if not verified:
         raise GanzooError(f"{str(weights)!r} failed its sha256 check (expected {want[:12]}…): "
                           f"the file is corrupted or was modified; nothing was loaded")
     G = build_generator(config, str(path))
     G.sampling = check_sampling(config.get("sampling") or {}, G.num_classes, str(path / CONFIG))
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise GanzooError(f"{str(weights)!r} is not a readable safetensors file ({exc})") from None
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
         G.load_state_dict(tensors)

@@ -477,6 +477,72 @@ def test_deeply_nested_json_is_one_line(tmp_path, ring_export, run_cli):
     assert "config.json" in line
 
 
+def _rewriter(export):
+    """What a second `ganzoo export` does to ``export``: new weights, then its config.json
+    (the model is read before any test patches the reading)."""
+    from ganzoo.export import export_generator, load_export
+
+    G = load_export(export)
+
+    def rewrite(scale):
+        with torch.no_grad():
+            for p in G.parameters():
+                p.mul_(scale)
+        export_generator(G, export, {**G.export_config, "step": 1000 + scale})
+
+    return rewrite
+
+
+@pytest.mark.parametrize("where", ["sha256_of", "load_file"])
+def test_an_export_rewritten_while_it_is_read_loads_one_whole_export(tmp_path, ring_export, monkeypatch, where):
+    """Read while a re-export renames its two files: the config of one export is never paired
+    with the weights of another (a false "corrupted", or weights checked but not the ones loaded)."""
+    import safetensors.torch
+
+    import ganzoo.export as export_mod
+
+    export = _copy_export(ring_export, tmp_path / "e")
+    rewrite = _rewriter(export)
+    real = {"sha256_of": export_mod.sha256_of, "load_file": safetensors.torch.load_file}[where]
+    calls = []
+
+    def racing(*args, **kw):
+        if not calls:  # the first read of the weights: a re-export lands in between
+            calls.append(1)
+            rewrite(3)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(export_mod if where == "sha256_of" else safetensors.torch, where, racing)
+    G = export_mod.load_export(export)
+    monkeypatch.undo()
+    assert calls and G.export_config["step"] == 1003
+    final = export_mod.load_export(export)
+    for (k, a), (_, b) in zip(G.state_dict().items(), final.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_an_export_that_changes_at_every_read_is_one_line(tmp_path, ring_export, monkeypatch):
+    import ganzoo.export as export_mod
+
+    export = _copy_export(ring_export, tmp_path / "e")
+    rewrite = _rewriter(export)
+    real = export_mod.sha256_of
+    scales = iter(range(2, 10))
+
+    busy = []  # export_generator hashes what it wrote, through the patched name too
+
+    def always(*args, **kw):
+        if not busy:
+            busy.append(1)
+            rewrite(next(scales))
+            busy.pop()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(export_mod, "sha256_of", always)
+    with pytest.raises(GanzooError, match=r"changed each of the three times it was read .*; try again$"):
+        export_mod.load_export(export)
+
+
 @pytest.mark.parametrize("sha", ["missing", None, 123, "abc", "G" * 64])
 def test_an_export_without_a_valid_sha256_is_refused_unless_trusted(tmp_path, ring_export, run_cli, sha):
     """Defect 10: a missing or null sha256 skipped the integrity check silently."""
