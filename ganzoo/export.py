@@ -65,9 +65,11 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, info: dict
         "run": info.get("run"),  # which run (a hash, see run_id): guards against overwriting
         "dtype": str(dtype or "float32").replace("torch.", ""),
     }
-    atomic_write(out / WEIGHTS, lambda p: save_file(tensors, str(p),
-                                                     metadata={"ganzoo": json.dumps(config)}))
-    config["sha256"] = sha256_of(out / WEIGHTS)
+    def write_weights(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata={"ganzoo": json.dumps(config)})
+        config["sha256"] = sha256_of(tmp)  # before the rename: config.json follows it at once
+
+    atomic_write(out / WEIGHTS, write_weights)
     atomic_write(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     return out
 
@@ -226,8 +228,10 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     path = Path(path)
     weights = path / WEIGHTS
     # An export is rewritten by two renames (weights, then config.json), each atomic: a reader
-    # that saw a file change while it read goes again, up to three times, rather than pair
-    # one export's config with another's weights (or check one file and load its successor).
+    # that saw a file change while it read, or whose first read failed the sha256 check, goes
+    # again (three reads at most), rather than pair one export's config with another's weights
+    # (or check one file and load its successor). Without a sha256 (allow_unverified) a read
+    # between the two renames cannot be told apart.
     for attempt in range(3):
         before = _identities(path)
         config = read_export_config(path)
@@ -247,9 +251,9 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
                 tensors = load_file(str(weights))
             except (SafetensorError, OSError) as exc:
                 raise GanzooError(f"{str(weights)!r} is not a readable safetensors file ({exc})") from None
-        if _identities(path) == before:
-            break
-        time.sleep(0.05 * (attempt + 1))  # the writer's second rename follows its first at once
+        if _identities(path) == before and (verified or attempt > 0):
+            break  # (a mismatch on a first read may be a re-export between its two renames)
+        time.sleep(0.05 * (attempt + 1))  # the writer's second rename follows its first in ms
     else:
         raise GanzooError(f"{str(path)!r} changed each of the three times it was read (is an export "
                           f"being written there?); try again")

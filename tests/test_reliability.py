@@ -521,6 +521,28 @@ def test_an_export_rewritten_while_it_is_read_loads_one_whole_export(tmp_path, r
         assert torch.equal(a, b), k
 
 
+def test_an_export_read_between_its_two_renames_waits_for_the_second(tmp_path, ring_export, monkeypatch):
+    """A re-export has renamed its new weights but not yet its config.json: the first read fails
+    the sha256 check with neither file changing while it reads; the second, after a short wait,
+    finds the new config (a mismatch that lasts is still "corrupted", as tests/test_zoo.py checks)."""
+    import shutil
+
+    import ganzoo.export as export_mod
+
+    export, new = _copy_export(ring_export, tmp_path / "e"), _copy_export(ring_export, tmp_path / "new")
+    _rewriter(new)(3)
+    shutil.copy(new / "generator.safetensors", tmp_path / "w")
+    os.replace(tmp_path / "w", export / "generator.safetensors")  # the first rename
+
+    def second_rename(seconds):
+        if (export / "config.json").read_text() != (new / "config.json").read_text():
+            shutil.copy(new / "config.json", tmp_path / "c")
+            os.replace(tmp_path / "c", export / "config.json")
+
+    monkeypatch.setattr(export_mod.time, "sleep", second_rename)
+    assert export_mod.load_export(export).export_config["step"] == 1003
+
+
 def test_an_export_that_changes_at_every_read_is_one_line(tmp_path, ring_export, monkeypatch):
     import ganzoo.export as export_mod
 

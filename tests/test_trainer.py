@@ -374,7 +374,7 @@ def test_a_resume_whose_options_the_installed_plugin_dropped_names_both_versions
     from ganzoo import ArchOptions
     from ganzoo.catalog import get_catalog
 
-    half = train(ring_cfg(tmp_path, steps=2))
+    half = train(ring_cfg(tmp_path, steps=2, arch_options={"g_hidden": "16"}))  # d_hidden: the checkpoint's alone
     entry = get_catalog().get("architecture", "mlp")
     written = entry.plugin_version
 
@@ -388,6 +388,24 @@ def test_a_resume_whose_options_the_installed_plugin_dropped_names_both_versions
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
     assert "d_hidden" in lines[0] and f"written with ganzoo-mlp {written}: resume it with that version" in lines[0]
+
+
+def test_a_resume_on_data_that_changed_shape_says_so(tmp_path, run_cli):
+    """An image folder that gained a colour image since the run started (gray -> RGB): one line
+    about the data, not a plugin version or an --image-size that resume does not take."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("L", (28, 28), 40 * i).save(folder / f"{i}.png")
+    half = train(ring_cfg(tmp_path, dataset="image-folder", data_root=str(folder), image_size=28, batch_size=4,
+                          steps=2))
+    Image.new("RGB", (28, 28), (255, 0, 0)).save(folder / "red.png")
+    code, out, err = run_cli(["resume", str(half), "--steps", "4"])
+    assert code != 0 and "Traceback" not in err, err
+    assert err == ("error: this run's checkpoint has mlp option data_shape=(1, 28, 28), but dataset "
+                   "image-folder now has data_shape=(3, 28, 28): its files changed since the run started\n"), err
 
 
 def test_a_fine_tune_resumes_after_its_init_model_is_gone(tmp_path):
@@ -807,6 +825,24 @@ def test_top_k_must_be_a_share_of_the_batch(tmp_path):
         with pytest.raises(GanzooError, match=r"top-k must be a share of the batch in \(0, 1\] \(0.5 keeps"):
             train(ring_cfg(tmp_path, top_k=bad))
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_after_one_loss_spike_still_checkpoints(tmp_path, monkeypatch):
+    """The cut-short window logged at a Ctrl-C can be one step: a spike there is no divergence
+    (--max-loss judges log windows), and the interrupt saves its checkpoint as it always did."""
+    real_step = trainer_mod.train_step
+
+    def spiked(run, step, total=None):
+        losses = real_step(run, step, total)
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            return tuple(v * 1e8 for v in losses)
+        return losses
+
+    monkeypatch.setattr(trainer_mod, "train_step", spiked)
+    with pytest.raises(KeyboardInterrupt):
+        train(ring_cfg(tmp_path, steps=9, log_every=3, checkpoint_every=100, max_loss=1e3))
+    assert generator_state(tmp_path / "run")["step"] == 4
 
 
 def test_a_relative_data_root_is_recorded_absolute_so_a_resume_elsewhere_finds_it(tmp_path, mnist_dir, monkeypatch):

@@ -151,7 +151,7 @@ def cpu_amp_on(setting: str) -> bool:
     return setting == "on" or (setting == "auto" and cpu_has_native_bf16())
 
 
-def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
+def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None, resuming: bool = False):
     """The architecture's options (over ``base``), with data shape and classes from the dataset."""
     if arch.conditional and data.num_classes == 0:
         raise GanzooError(f"{arch.name} is conditional and needs a labelled dataset; {cfg.dataset} has "
@@ -170,6 +170,10 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None):
                     raise GanzooError(f"{arch.name} is unconditional: its num_classes is always 0, got "
                                       f"{getattr(asked, key)}; the conditional architectures "
                                       f"({', '.join(conditional)}) take theirs from the dataset")
+                if resuming:
+                    raise GanzooError(f"this run's checkpoint has {arch.name} option {key}={getattr(asked, key)}, "
+                                      f"but dataset {cfg.dataset} now has {key}={values[key]}: its files "
+                                      f"changed since the run started")
                 hint = " (use --image-size to resize the data)" if key == "data_shape" else ""
                 raise GanzooError(f"{arch.name} option {key}={getattr(asked, key)} does not match "
                                   f"dataset {cfg.dataset}, which has {key}={values[key]}{hint}")
@@ -181,10 +185,12 @@ def _resumed_options(entry, cfg: TrainConfig, data, state: dict):
     option the installed plugin no longer takes is one line naming both plugin versions."""
     import json
 
+    recorded = json.loads(state["options"])
     try:
-        return _arch_options(entry.obj, cfg, data, base=json.loads(state.get("options") or "{}"))
+        return _arch_options(entry.obj, cfg, data, base=recorded, resuming=True)
     except GanzooError as exc:
-        if state.get("plugin_version") in (None, entry.plugin_version):
+        gone = set(recorded) - set(entry.obj.option_defaults())
+        if not gone or state.get("plugin_version") in (None, entry.plugin_version):
             raise
         raise GanzooError(f"{exc}; the checkpoint was written with {state.get('plugin')} "
                           f"{state.get('plugin_version')}: resume it with that version") from None
