@@ -50,6 +50,22 @@ def default_metrics(dataset, conditional: bool = False) -> list[str]:
     return names
 
 
+DEFAULT_SAMPLES = 10_000
+
+
+def default_sample_count(dataset: str, metrics=None, split: str | None = None,
+                         data_root: str | None = None) -> int:
+    """``ganzoo eval``'s ``-n`` when none is given: the largest published protocol count among
+    the metrics that will run (Stacked MNIST's modes: 26,000, as VEEGAN and PacGAN count),
+    else 10,000 (the test splits' size, so k-NN metrics compare equal sets)."""
+    try:
+        data = _load_dataset(dataset, split or REFERENCE_SPLIT, data_root)
+        chosen = create_metrics(metrics or default_metrics(data))
+    except GanzooError:  # evaluate() says what is wrong, in its own words
+        return DEFAULT_SAMPLES
+    return max([getattr(m, "protocol_samples", 0) for m in chosen] + [0]) or DEFAULT_SAMPLES
+
+
 def create_metrics(names) -> list:
     """Metric instances for ``names`` (a list or a comma-separated string); unknown names
     raise with close-match suggestions."""
@@ -435,7 +451,10 @@ def evaluate_real(dataset: str, n: int = 10000, metrics=None, device: str = "cpu
                   evaluator=None, batch_size: int = 500, split: str = "train") -> dict[str, float]:
     """The floor every model is compared with: ``n`` random images of the ``split``
     split (with their true labels) scored against the test-split reference, exactly as
-    :func:`evaluate` scores a model. For 2-D mixtures: ``n`` fresh samples of the mixture."""
+    :func:`evaluate` scores a model. For 2-D mixtures: ``n`` fresh samples of the mixture.
+    ``split="test"`` is for the label metrics (the evaluator's test accuracy): with seed 0 it
+    draws the reference's own images, so the set metrics (FID 0, precision 1) say nothing
+    (the CLI's ``--real`` takes no ``--split``)."""
     from .metrics import SampleSet
 
     limits.check("n", n, "-n")

@@ -135,6 +135,18 @@ def test_shifted_samples_have_low_precision_and_coverage():
     assert out["precision"] < 0.1 and out["coverage"] < 0.1 and out["density"] < 0.1
 
 
+def test_prdc_of_unequal_sets_scores_their_first_rows_at_equal_size():
+    """k-NN radii shrink as a set grows, so 4x more samples than reference points moved every
+    figure (the papers compare equal counts): both sets are cut to the smaller size, either way round."""
+    from ganzoo.metrics.manifold import balls_holding, knn_radii
+
+    real, fake = gaussian(400, seed=0), gaussian(1600, seed=1)
+    assert prdc(real, fake) == prdc(real, fake[:400])
+    assert prdc(fake, real) == prdc(fake[:400], real)
+    uncut = (balls_holding(real, fake, knn_radii(SampleSet(features=fake), 3)) > 0).double().mean()
+    assert abs(uncut - prdc(real, fake)["recall"]) > 0.01  # else this test could not tell
+
+
 def test_manifold_metrics_use_the_papers_neighbour_counts():
     assert Precision().k == Recall().k == 3
     assert Density().k == Coverage().k == 5

@@ -273,3 +273,27 @@ def test_real_data_through_metric(real_figures, metric):
     got = metric.compute(None, train.data[:PROTOCOL_SAMPLES])
     assert got["modes"] == scores["modes"]
     assert got["kl"] == pytest.approx(scores["kl"], abs=1e-9)
+
+
+def test_eval_defaults_to_the_protocols_26000_samples_on_stacked_mnist(mnist_test, monkeypatch, run_cli):
+    """At `ganzoo eval`'s general 10,000 a perfect model expects 1,000 modes less often and a
+    KL biased up by (K-1)/(2n) ≈ 0.05, not comparable with VEEGAN/PacGAN's 26,000-sample tables."""
+    import ganzoo.evaluation as evaluation
+
+    from ganzoo.evaluation import default_sample_count
+
+    assert default_sample_count("stacked-mnist") == PROTOCOL_SAMPLES
+    assert default_sample_count("stacked-mnist", metrics="fid") == 10_000
+    assert default_sample_count("fashion-mnist") == default_sample_count("ring8") == 10_000
+    seen = {}
+
+    def fake_real(dataset, n, **kw):
+        seen[dataset] = n
+        return {"modes": 1000.0}
+
+    monkeypatch.setattr(evaluation, "evaluate_real", fake_real)
+    for dataset in ("stacked-mnist", "ring8"):
+        code, out, err = run_cli(["eval", "--real", "--dataset", dataset])
+        assert code == 0, err
+    assert seen == {"stacked-mnist": PROTOCOL_SAMPLES, "ring8": 10_000}
+    assert "26000 samples" in run_cli(["eval", "--real", "--dataset", "stacked-mnist"])[1]

@@ -22,7 +22,8 @@ def _format(key: str, value: float) -> str:
 @click.command("eval")
 @click.argument("model", required=False)
 @click.option("--dataset", help="Dataset to compare with (default: the one the model was trained on).")
-@click.option("-n", "n", type=int, default=10000, show_default=True, help="Number of samples.")
+@click.option("-n", "n", type=int, help="Number of samples [default: the metrics' protocol count "
+                                       "(stacked-mnist's modes: 26,000, as VEEGAN/PacGAN), else 10,000].")
 @click.option("--metrics", help="Comma-separated metric names (see `ganzoo list metrics`); "
                                 "default: by data kind.")
 @click.option("--split", help="Reference split (default: test). `--split train` scores against the "
@@ -56,13 +57,18 @@ def eval_command(model, dataset, n, metrics, split, data_root, real, seed, devic
     check_truncation(truncation)  # before the model loads
     from .. import limits
 
-    limits.check("n", n, "-n")
+    if n is not None:
+        limits.check("n", n, "-n")
     limits.check("seed", seed)
     from ..distributed import resolve_device
 
     device = resolve_device(device)  # checked, auto resolved
     G = load_generator(model, device=device, allow_unverified=trust_unverified) if model else None
     dataset = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
+    if n is None:
+        from ..evaluation import DEFAULT_SAMPLES, default_sample_count
+
+        n = default_sample_count(dataset, metrics, split, data_root) if dataset else DEFAULT_SAMPLES
     if real:
         if not dataset:
             raise GanzooError("--real needs --dataset (or a MODEL trained on a known dataset)")

@@ -9,7 +9,9 @@
   #{reference balls holding sample j} (≈ 1 when the distributions match,
   can exceed 1); coverage = share of reference balls holding at least one sample.
 
-Compare only at equal sample counts: the radii shrink as sets grow.
+The radii shrink as a set grows, so the papers compare equal counts: when the two sets differ
+in size (``-n`` above the reference split's size), each metric here scores the first
+min(N, M) rows of both (both sets are random draws, so the first rows are a random subset).
 """
 from __future__ import annotations
 
@@ -36,6 +38,22 @@ def knn_radii(samples: SampleSet, k: int) -> torch.Tensor:
     return samples.cache[key]
 
 
+def equal_sized(real: SampleSet, fake: SampleSet) -> tuple[SampleSet, SampleSet]:
+    """``(real, fake)``, the larger cut to the smaller's size (first rows), cached on the
+    originals so that the four metrics share the cut sets and their radii."""
+    m = min(len(real), len(fake))
+
+    def first(s: SampleSet) -> SampleSet:
+        if len(s) == m:
+            return s
+        key = ("first", m)
+        if key not in s.cache:
+            s.cache[key] = s.subset(torch.arange(m))
+        return s.cache[key]
+
+    return first(real), first(fake)
+
+
 def balls_holding(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
     """For each row of ``points``: how many balls (``centres``, ``radii``) contain it."""
     centres = centres.float()
@@ -58,8 +76,10 @@ class _ManifoldMetric(Metric):
         self.k = int(k if k is not None else self.default_k)
         self.min_samples = self.k + 1
 
-    def features(self, real: SampleSet, fake: SampleSet):
-        return self.require(real, "features", "reference"), self.require(fake, "features")
+    def sets(self, real: SampleSet, fake: SampleSet) -> tuple[SampleSet, SampleSet]:
+        """The two sets at equal size (see the module's docstring), with their features."""
+        self.require(real, "features", "reference"), self.require(fake, "features")
+        return equal_sized(real, fake)
 
 
 class Precision(_ManifoldMetric):
@@ -69,8 +89,9 @@ class Precision(_ManifoldMetric):
     better = {"precision": "higher"}
 
     def measure(self, real, fake, **ctx):
-        xr, xf = self.features(real, fake)
-        return {"precision": (balls_holding(xf, xr, knn_radii(real, self.k)) > 0).double().mean()}
+        real, fake = self.sets(real, fake)
+        return {"precision": (balls_holding(fake.features, real.features, knn_radii(real, self.k)) > 0)
+                .double().mean()}
 
 
 class Recall(_ManifoldMetric):
@@ -80,8 +101,9 @@ class Recall(_ManifoldMetric):
     better = {"recall": "higher"}
 
     def measure(self, real, fake, **ctx):
-        xr, xf = self.features(real, fake)
-        return {"recall": (balls_holding(xr, xf, knn_radii(fake, self.k)) > 0).double().mean()}
+        real, fake = self.sets(real, fake)
+        return {"recall": (balls_holding(real.features, fake.features, knn_radii(fake, self.k)) > 0)
+                .double().mean()}
 
 
 class Density(_ManifoldMetric):
@@ -91,9 +113,9 @@ class Density(_ManifoldMetric):
     default_k = 5
 
     def measure(self, real, fake, **ctx):
-        xr, xf = self.features(real, fake)
-        counts = balls_holding(xf, xr, knn_radii(real, self.k))
-        return {"density": counts.double().sum() / (self.k * len(xf))}
+        real, fake = self.sets(real, fake)
+        counts = balls_holding(fake.features, real.features, knn_radii(real, self.k))
+        return {"density": counts.double().sum() / (self.k * len(fake))}
 
 
 class Coverage(_ManifoldMetric):
@@ -104,5 +126,6 @@ class Coverage(_ManifoldMetric):
     default_k = 5
 
     def measure(self, real, fake, **ctx):
-        xr, xf = self.features(real, fake)
-        return {"coverage": nearest_within(xf, xr, knn_radii(real, self.k)).double().mean()}
+        real, fake = self.sets(real, fake)
+        return {"coverage": nearest_within(fake.features, real.features, knn_radii(real, self.k))
+                .double().mean()}
