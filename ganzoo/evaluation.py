@@ -58,11 +58,19 @@ def default_sample_count(dataset: str, metrics=None, split: str | None = None,
     """``ganzoo eval``'s ``-n`` when none is given: the largest published protocol count among
     the metrics that will run (Stacked MNIST's modes: 26,000, as VEEGAN and PacGAN count),
     else 10,000 (the test splits' size, so k-NN metrics compare equal sets)."""
-    try:
-        data = _load_dataset(dataset, split or REFERENCE_SPLIT, data_root)
-        chosen = create_metrics(metrics or default_metrics(data))
-    except GanzooError:  # evaluate() says what is wrong, in its own words
-        return DEFAULT_SAMPLES
+    if metrics:
+        chosen = create_metrics(metrics)  # no data needed
+    elif data_root is not None:
+        return DEFAULT_SAMPLES  # a folder of the user's: no published protocol, not decoded twice
+    else:
+        if split is None:  # the load evaluate() makes next (cached files), with the same error
+            data = _load_dataset(dataset, REFERENCE_SPLIT)
+        else:
+            try:
+                data = _load_dataset(dataset, split)
+            except GanzooError:  # evaluate() names the splits there are
+                return DEFAULT_SAMPLES
+        chosen = create_metrics(default_metrics(data))
     return max([getattr(m, "protocol_samples", 0) for m in chosen] + [0]) or DEFAULT_SAMPLES
 
 

@@ -63,7 +63,7 @@ def main():
     ap.add_argument("id")
     ap.add_argument("--command", required=True, help="the exact command that trained the run")
     ap.add_argument("--recipe", required=True, help="the registered recipe that trained the run")
-    ap.add_argument("-n", type=int, default=10000)
+    ap.add_argument("-n", type=int, help="samples to score (default: `ganzoo eval`'s, the metrics' protocol count)")
     ap.add_argument("--half", action="store_true")
     ap.add_argument("--replace", action="store_true", help="replace the zoo entry ID already holds (a new model under an old id)")
     ap.add_argument("--note", default="", help="anything a reader of the card must know (provenance, caveats)")
@@ -81,6 +81,10 @@ def main():
     elapsed = max((r.get("elapsed_s", 0) for r in records), default=0)
     gallery = REPO / "docs" / "zoo" / f"{args.id}.png"
     gallery.parent.mkdir(parents=True, exist_ok=True)
+    if args.n is None:
+        from ganzoo.evaluation import default_sample_count
+
+        args.n = default_sample_count(state.get("dataset") or cfg["dataset"])
     scores = evaluate(str(out), n=args.n, seed=0, plot=None)
     from ganzoo.sampling import write_samples
 

@@ -141,10 +141,21 @@ def test_prdc_of_unequal_sets_scores_their_first_rows_at_equal_size():
     from ganzoo.metrics.manifold import balls_holding, knn_radii
 
     real, fake = gaussian(400, seed=0), gaussian(1600, seed=1)
-    assert prdc(real, fake) == prdc(real, fake[:400])
-    assert prdc(fake, real) == prdc(fake[:400], real)
+    pick = torch.randperm(1600, generator=torch.Generator().manual_seed(0))[:400]
+    assert prdc(real, fake) == prdc(real, fake[pick])
+    assert prdc(fake, real) == prdc(fake[pick], real)
     uncut = (balls_holding(real, fake, knn_radii(SampleSet(features=fake), 3)) > 0).double().mean()
     assert abs(uncut - prdc(real, fake)["recall"]) > 0.01  # else this test could not tell
+
+
+def test_the_cut_of_a_larger_set_is_not_its_first_rows():
+    """A conditional model's samples come in class blocks: the first half of 2x the reference's
+    count is half the classes. The cut draws across the whole set, so recall stays high."""
+    centres = torch.eye(8) * 20
+    real = centres.repeat_interleave(50, 0) + gaussian(400, seed=0)
+    fake = centres.repeat_interleave(100, 0) + gaussian(800, seed=1)  # blocks of one class each
+    assert prdc(real, fake)["recall"] > 0.75
+    assert prdc(real, fake[:400])["recall"] < 0.6  # what a cut to the first rows scored
 
 
 def test_manifold_metrics_use_the_papers_neighbour_counts():

@@ -843,6 +843,10 @@ def test_ctrl_c_after_one_loss_spike_still_checkpoints(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(ring_cfg(tmp_path, steps=9, log_every=3, checkpoint_every=100, max_loss=1e3))
     assert generator_state(tmp_path / "run")["step"] == 4
+    # a Ctrl-C on a log step judges that whole window as ever: diverged, nothing is saved
+    with pytest.raises(trainer_mod.DivergedLoss, match="at step 4 is beyond --max-loss 1000"):
+        train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=9, log_every=4, checkpoint_every=100,
+                       max_loss=1e3))
 
 
 def test_a_relative_data_root_is_recorded_absolute_so_a_resume_elsewhere_finds_it(tmp_path, mnist_dir, monkeypatch):

@@ -65,15 +65,15 @@ def eval_command(model, dataset, n, metrics, split, data_root, real, seed, devic
     device = resolve_device(device)  # checked, auto resolved
     G = load_generator(model, device=device, allow_unverified=trust_unverified) if model else None
     dataset = dataset or (getattr(G, "export_config", None) or {}).get("dataset")
+    if real and not dataset:
+        raise GanzooError("--real needs --dataset (or a MODEL trained on a known dataset)")
+    if real and plot:
+        raise GanzooError("--plot draws a model's samples; it does not apply with --real")
     if n is None:
         from ..evaluation import DEFAULT_SAMPLES, default_sample_count
 
         n = default_sample_count(dataset, metrics, split, data_root) if dataset else DEFAULT_SAMPLES
     if real:
-        if not dataset:
-            raise GanzooError("--real needs --dataset (or a MODEL trained on a known dataset)")
-        if plot:
-            raise GanzooError("--plot draws a model's samples; it does not apply with --real")
         scores = evaluate_real(dataset, n=n, metrics=metrics, device=device, seed=seed, evaluator=evaluator)
         what = f"{dataset} (real held-out data)"
     else:

@@ -10,8 +10,9 @@
   can exceed 1); coverage = share of reference balls holding at least one sample.
 
 The radii shrink as a set grows, so the papers compare equal counts: when the two sets differ
-in size (``-n`` above the reference split's size), each metric here scores the first
-min(N, M) rows of both (both sets are random draws, so the first rows are a random subset).
+in size (``-n`` above the reference split's size), each metric here scores a seeded random
+min(N, M) of the larger set's rows (not its first rows: a conditional model's samples come
+in blocks of one class).
 """
 from __future__ import annotations
 
@@ -39,19 +40,19 @@ def knn_radii(samples: SampleSet, k: int) -> torch.Tensor:
 
 
 def equal_sized(real: SampleSet, fake: SampleSet) -> tuple[SampleSet, SampleSet]:
-    """``(real, fake)``, the larger cut to the smaller's size (first rows), cached on the
-    originals so that the four metrics share the cut sets and their radii."""
+    """``(real, fake)``, the larger cut to the smaller's size (a seeded random subset of its
+    rows), cached on the originals so that the four metrics share the cut sets and their radii."""
     m = min(len(real), len(fake))
 
-    def first(s: SampleSet) -> SampleSet:
+    def cut(s: SampleSet) -> SampleSet:
         if len(s) == m:
             return s
-        key = ("first", m)
+        key = ("subset", m)
         if key not in s.cache:
-            s.cache[key] = s.subset(torch.arange(m))
+            s.cache[key] = s.subset(torch.randperm(len(s), generator=torch.Generator().manual_seed(0))[:m])
         return s.cache[key]
 
-    return first(real), first(fake)
+    return cut(real), cut(fake)
 
 
 def balls_holding(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:

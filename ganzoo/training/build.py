@@ -171,7 +171,7 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None, resumi
                                       f"{getattr(asked, key)}; the conditional architectures "
                                       f"({', '.join(conditional)}) take theirs from the dataset")
                 if resuming:
-                    raise GanzooError(f"this run's checkpoint has {arch.name} option {key}={getattr(asked, key)}, "
+                    raise DataChanged(f"this run's checkpoint has {arch.name} option {key}={getattr(asked, key)}, "
                                       f"but dataset {cfg.dataset} now has {key}={values[key]}: its files "
                                       f"changed since the run started")
                 hint = " (use --image-size to resize the data)" if key == "data_shape" else ""
@@ -180,17 +180,22 @@ def _arch_options(arch, cfg: TrainConfig, data, base: dict | None = None, resumi
     return arch.make_options(**values)
 
 
+class DataChanged(GanzooError):
+    """A resumed run's dataset no longer has the shape or classes its checkpoint was built for."""
+
+
 def _resumed_options(entry, cfg: TrainConfig, data, state: dict):
-    """The architecture options a checkpoint records, as an export of it would read them; an
-    option the installed plugin no longer takes is one line naming both plugin versions."""
+    """The architecture options a checkpoint records, as an export of it would read them; options
+    the installed plugin refuses are one line naming the plugin version that wrote them."""
     import json
 
     recorded = json.loads(state["options"])
     try:
         return _arch_options(entry.obj, cfg, data, base=recorded, resuming=True)
+    except DataChanged:
+        raise
     except GanzooError as exc:
-        gone = set(recorded) - set(entry.obj.option_defaults())
-        if not gone or state.get("plugin_version") in (None, entry.plugin_version):
+        if state.get("plugin_version") in (None, entry.plugin_version):
             raise
         raise GanzooError(f"{exc}; the checkpoint was written with {state.get('plugin')} "
                           f"{state.get('plugin_version')}: resume it with that version") from None

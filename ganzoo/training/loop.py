@@ -168,9 +168,10 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 cut_short = not info.distributed and stopper.requested
                 if step % cfg.log_every == 0 or done or cut_short:
                     avg = (sums / max(1, step - step_last)).tolist()
-                    # (a cut-short window may be one noisy step: only its finiteness is checked,
-                    # as before any checkpoint, so that the Ctrl-C still saves one)
-                    _check_losses(avg, step, last_saved, None if cut_short else cfg.max_loss, info, best)
+                    # (a window cut short between log steps may be one noisy step: only its
+                    # finiteness is checked, as before any checkpoint, so the Ctrl-C still saves one)
+                    partial = cut_short and step % cfg.log_every != 0 and not done
+                    _check_losses(avg, step, last_saved, None if partial else cfg.max_loss, info, best)
                     now = time.perf_counter()
                     n_imgs = (step - step_last) * cfg.batch_size * cfg.d_steps * info.world_size
                     record = {"step": step, "d_loss": avg[0], "g_loss": avg[1], "d_adv_loss": avg[2],
