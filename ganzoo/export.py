@@ -141,6 +141,26 @@ def _identities(path: Path) -> tuple:
     return identity(path / CONFIG), identity(path / WEIGHTS)
 
 
+# What tells one export from another: each is written with these in both files.
+_PAIRING_KEYS = ("architecture", "run", "step", "weights", "dtype")
+
+
+def _same_export(config: dict, weights: Path) -> bool:
+    """Whether ``config`` (config.json) and the record in ``weights``' safetensors header name
+    the same export; a file without that record (written by other tools) is taken as paired."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        record = (f.metadata() or {}).get("ganzoo")
+    try:
+        record = json.loads(record) if record else None
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return True
+    return all(record.get(k) == config.get(k) for k in _PAIRING_KEYS if k in record or k in config)
+
+
 def run_id(run_dir: Path) -> str:
     """Which run an export came from, without recording its path: a hash of the resolved path."""
     import hashlib
@@ -228,10 +248,10 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     path = Path(path)
     weights = path / WEIGHTS
     # An export is rewritten by two renames (weights, then config.json), each atomic: a reader
-    # that saw a file change while it read, or whose first read failed the sha256 check, goes
-    # again (three reads at most), rather than pair one export's config with another's weights
-    # (or check one file and load its successor). Without a sha256 (allow_unverified) a read
-    # between the two renames cannot be told apart.
+    # that saw a file change while it read, whose first read failed the sha256 check, or whose
+    # config.json names another export than the one the weights' header records (a read between
+    # the two renames, which an unverified load cannot tell by its sha256), goes again (three
+    # reads at most), rather than pair one export's config with another's weights.
     for attempt in range(3):
         before = _identities(path)
         config = read_export_config(path)
@@ -246,12 +266,14 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
                                   f"allow_unverified=True, only for a file you trust)")
             want = None
         verified = not want or sha256_of(weights) == want
+        paired = True
         if verified:
             try:
                 tensors = load_file(str(weights))
+                paired = _same_export(config, weights)
             except (SafetensorError, OSError) as exc:
                 raise GanzooError(f"{str(weights)!r} is not a readable safetensors file ({exc})") from None
-        if _identities(path) == before and (verified or attempt > 0):
+        if _identities(path) == before and (verified and paired or attempt > 0):
             break  # (a mismatch on a first read may be a re-export between its two renames)
         time.sleep(0.05 * (attempt + 1))  # the writer's second rename follows its first in ms
     else:
@@ -260,6 +282,10 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     if not verified:
         raise GanzooError(f"{str(weights)!r} failed its sha256 check (expected {want[:12]}…): "
                           f"the file is corrupted or was modified; nothing was loaded")
+    if not paired:
+        raise GanzooError(f"{str(path / CONFIG)!r} describes another export than {WEIGHTS} there "
+                          f"(its run, step or architecture differ from the weights' own record); "
+                          f"nothing was loaded (export the model again)")
     G = build_generator(config, str(path))
     G.sampling = check_sampling(config.get("sampling") or {}, G.num_classes, str(path / CONFIG))
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}

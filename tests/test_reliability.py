@@ -543,6 +543,58 @@ def test_an_export_read_between_its_two_renames_waits_for_the_second(tmp_path, r
     assert export_mod.load_export(export).export_config["step"] == 1003
 
 
+def _unverified(export):
+    config = json.loads((export / "config.json").read_text())
+    del config["sha256"]
+    (export / "config.json").write_text(json.dumps(config))
+
+
+def test_an_unverified_export_read_between_its_two_renames_waits_for_the_second(tmp_path, ring_export,
+                                                                                 monkeypatch):
+    """Without a sha256 (--trust-unverified) a read between a re-export's two renames used to pair
+    the old config.json with the new weights; the record in the weights' header tells them apart."""
+    import shutil
+
+    import ganzoo.export as export_mod
+
+    export, new = _copy_export(ring_export, tmp_path / "e"), _copy_export(ring_export, tmp_path / "new")
+    _rewriter(new)(3)
+    for d in (export, new):
+        _unverified(d)
+    shutil.copy(new / "generator.safetensors", tmp_path / "w")
+    os.replace(tmp_path / "w", export / "generator.safetensors")  # the first rename only
+    waits = []
+
+    def second_rename(seconds):
+        waits.append(seconds)
+        shutil.copy(new / "config.json", tmp_path / "c")
+        os.replace(tmp_path / "c", export / "config.json")
+
+    monkeypatch.setattr(export_mod.time, "sleep", second_rename)
+    G = export_mod.load_export(export, allow_unverified=True)
+    assert waits and G.export_config["step"] == 1003
+    expected = export_mod.load_export(new, allow_unverified=True)
+    for (k, a), (_, b) in zip(G.state_dict().items(), expected.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_a_config_that_names_another_export_than_its_weights_is_one_line(tmp_path, ring_export, run_cli):
+    import ganzoo.export as export_mod
+
+    export = _copy_export(ring_export, tmp_path / "e")
+    _unverified(export)
+    config = json.loads((export / "config.json").read_text())
+    config["step"] = (config.get("step") or 0) + 1
+    (export / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GanzooError, match=r"describes another export than generator.safetensors .* "
+                                          r"nothing was loaded \(export the model again\)$"):
+        export_mod.load_export(export, allow_unverified=True)
+    out = tmp_path / "s.npz"
+    line = one_error_line(*run_cli(["sample", str(export), "-n", "4", "--out", str(out),
+                                    "--trust-unverified"])[::2])
+    assert "describes another export" in line and not out.exists()
+
+
 def test_an_export_that_changes_at_every_read_is_one_line(tmp_path, ring_export, monkeypatch):
     import ganzoo.export as export_mod
 
