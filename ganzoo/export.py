@@ -141,8 +141,9 @@ def _identities(path: Path) -> tuple:
     return identity(path / CONFIG), identity(path / WEIGHTS)
 
 
-# What tells one export from another: each is written with these in both files.
-_PAIRING_KEYS = ("architecture", "run", "step", "weights", "dtype")
+# What tells one export from another (each is written with these in both files); not a check
+# of config.json's other fields, which a user may edit (e.g. an architecture's new name).
+_PAIRING_KEYS = ("run", "step", "weights", "dtype")
 
 
 def _same_export(config: dict, weights: Path) -> bool:
@@ -284,7 +285,7 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
                           f"the file is corrupted or was modified; nothing was loaded")
     if not paired:
         raise GanzooError(f"{str(path / CONFIG)!r} describes another export than {WEIGHTS} there "
-                          f"(its run, step or architecture differ from the weights' own record); "
+                          f"(its run, step or weights differ from the record in the weights' header); "
                           f"nothing was loaded (export the model again)")
     G = build_generator(config, str(path))
     G.sampling = check_sampling(config.get("sampling") or {}, G.num_classes, str(path / CONFIG))
