@@ -94,12 +94,14 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
 
 
 # -- building and saving -----------------------------------------------------------------
-def checkpoint_state(run, step: int, elapsed_s: float = 0.0) -> dict[str, Any]:
+def checkpoint_state(run, step: int, elapsed_s: float = 0.0,
+                     log_window: dict | None = None) -> dict[str, Any]:
     """The checkpoint of ``run`` (a :class:`ganzoo.training.Run`) after ``step`` steps and
-    ``elapsed_s`` seconds of training."""
+    ``elapsed_s`` seconds of training; ``log_window`` is the log window still open then
+    (``{"start": step, "sums": [d, g, d_adv]}``), which a resume continues."""
     from . import __version__
 
-    return {
+    state = {
         "format": FORMAT,
         "step": step,
         "generator": run.G_raw.state_dict(),
@@ -121,6 +123,9 @@ def checkpoint_state(run, step: int, elapsed_s: float = 0.0) -> dict[str, Any]:
         "sampling": run.methods.sampling(),
         "elapsed_s": float(elapsed_s),
     }
+    if log_window is not None:
+        state["log_window"] = log_window
+    return state
 
 
 BF16_AUTOCAST, FP32 = "bf16-autocast", "fp32"
@@ -156,10 +161,10 @@ def check_finite(state: dict[str, Any]) -> None:
         walk(state.get(part), part)
 
 
-def save_run_checkpoint(run, step: int, elapsed_s: float = 0.0) -> Path:
+def save_run_checkpoint(run, step: int, elapsed_s: float = 0.0, log_window: dict | None = None) -> Path:
     """Write ``run``'s checkpoint at ``step`` and prune the oldest beyond ``keep_checkpoints``;
     a state with non-finite weights or optimiser state is refused (:func:`check_finite`)."""
-    state = checkpoint_state(run, step, elapsed_s)
+    state = checkpoint_state(run, step, elapsed_s, log_window)
     check_finite(state)
     path = save_checkpoint(state, checkpoint_path(run.run_dir, step))
     prune_checkpoints(run.run_dir, run.cfg.keep_checkpoints)

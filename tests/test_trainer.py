@@ -432,6 +432,32 @@ def test_loss_recommendations_fill_unset_hyperparameters(tmp_path):
     assert saved["lr_d"] == 1e-4
 
 
+def test_a_crash_between_a_checkpoint_and_the_next_row_loses_no_logged_step(tmp_path, monkeypatch):
+    """--checkpoint-every 4, --log-every 3, a crash in step 6: the checkpoint at step 4 carries
+    the open log window (step 4's losses), so the resumed run's rows equal an uninterrupted
+    run's; before, its row at step 6 averaged steps 5-6 only and step 4 was never logged."""
+    cfg = dict(steps=9, log_every=3, checkpoint_every=4)
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), **cfg))
+    real_step = trainer_mod.train_step
+
+    def crashing(run, step, total=None):
+        if step == 5:
+            raise RuntimeError("the machine went away")
+        return real_step(run, step, total)
+
+    monkeypatch.setattr(trainer_mod, "train_step", crashing)
+    with pytest.raises(RuntimeError, match="went away"):
+        train(ring_cfg(tmp_path, out=str(tmp_path / "b"), **cfg))
+    monkeypatch.undo()
+    assert load_checkpoint(latest_checkpoint(tmp_path / "b"))["log_window"]["start"] == 3
+    resumed = train(TrainConfig(steps=9, progress=False), resume=tmp_path / "b")
+    rows = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+            for d in (straight, resumed)]
+    assert [r["step"] for r in rows[1]] == [r["step"] for r in rows[0]] == [3, 6, 9]
+    for a, b in zip(*rows):
+        assert (a["d_loss"], a["g_loss"], a["d_adv_loss"]) == (b["d_loss"], b["g_loss"], b["d_adv_loss"])
+
+
 def test_lr_schedules():
     from ganzoo.training import lr_factor
 

@@ -149,9 +149,11 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
     finished, bar = False, None
     try:  # from here on, a failure before the first checkpoint removes what the run wrote
         stopper = _InterruptFlag()
-        sums = torch.zeros(3, device=run.device)
         step = run.start_step
-        t0, t_last, step_last = time.perf_counter(), time.perf_counter(), step
+        # the log window open at the checkpoint goes on, so a resumed run's rows are the
+        # uninterrupted run's (a crash between a checkpoint and the next row loses no step)
+        step_last, sums = _open_window(state, step, run.device)
+        t0, t_last, step_timed = time.perf_counter(), time.perf_counter(), step
         elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
         elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
         if announce is not None and info.is_main:
@@ -173,12 +175,12 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     partial = cut_short and step % cfg.log_every != 0 and not done
                     _check_losses(avg, step, last_saved, None if partial else cfg.max_loss, info, best)
                     now = time.perf_counter()
-                    n_imgs = (step - step_last) * cfg.batch_size * cfg.d_steps * info.world_size
+                    n_imgs = (step - step_timed) * cfg.batch_size * cfg.d_steps * info.world_size
                     record = {"step": step, "d_loss": avg[0], "g_loss": avg[1], "d_adv_loss": avg[2],
                               "img_per_s": n_imgs / max(now - t_last, 1e-9),
                               "elapsed_s": elapsed_before + now - t0, **run.methods.log()}
                     sums.zero_()
-                    t_last, step_last = now, step
+                    t_last, step_last, step_timed = now, step, step
                     bar.logged(step, avg[0], avg[1], record["img_per_s"])
                     if logger:
                         logger.log(record)
@@ -196,12 +198,12 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                         best.offer(run, step, scores, elapsed())
                 if step % cfg.checkpoint_every == 0 or done:
                     _check_finite(sums, step, last_saved, info, best)
-                    last_saved = _save(run, step, last_saved, elapsed(), best)
+                    last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
         if stop:  # the one way out of an early stop: keep what was done
             _check_finite(sums, step, last_saved, info, best)
             if stop == "time" and best:  # the budget's last step may be the best (the loop broke before scoring it)
                 best.offer(run, step, logger.evaluate(step), elapsed())
-            last_saved = _save(run, step, last_saved, elapsed(), best)
+            last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
             if info.is_main:
                 logger.sample_grid(step)
                 bar.close()
@@ -295,15 +297,30 @@ def _elapsed_of(state: dict | None) -> float:
     return float(value)
 
 
+def _open_window(state: dict | None, step: int, device) -> tuple[int, torch.Tensor]:
+    """The step the current log window starts at and its loss sums: a checkpoint's
+    ``log_window`` (from ganzoo 0.9.13; rank 0's sums) when it is a valid one, else empty."""
+    window = (state or {}).get("log_window")
+    if isinstance(window, dict):
+        start, sums = window.get("start"), window.get("sums")
+        if (isinstance(start, int) and not isinstance(start, bool) and 0 <= start <= step
+                and isinstance(sums, list) and len(sums) == 3
+                and all(isinstance(v, float) and math.isfinite(v) for v in sums)):
+            return start, torch.tensor(sums, dtype=torch.float32, device=device)
+    return step, torch.zeros(3, device=device)
+
+
 def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0,
-          best: BestCheckpoint | None = None) -> Path | None:
+          best: BestCheckpoint | None = None, window: tuple[int, torch.Tensor] | None = None) -> Path | None:
     """Rank 0 writes the checkpoint at ``step``; weights or optimiser state with NaN/inf are never
-    saved. Every rank checks (the ranks' states are identical), so all stop together under DDP."""
+    saved. Every rank checks (the ranks' states are identical), so all stop together under DDP.
+    ``window`` is the open log window (its first step and loss sums), which a resume goes on with."""
+    log_window = None if window is None else {"start": window[0], "sums": window[1].tolist()}
     try:
         if not run.dist.is_main:
             check_finite(checkpoint_state(run, step, elapsed_s))
             return last_saved
-        return save_run_checkpoint(run, step, elapsed_s)
+        return save_run_checkpoint(run, step, elapsed_s, log_window)
     except NonFiniteState as exc:
         raise on_every_rank(NonFiniteLoss(  # every rank checks the same state: rank 0 says it
             f"{exc} at step {step}, though the losses were finite (try a lower learning rate or "
