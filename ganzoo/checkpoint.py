@@ -1,5 +1,6 @@
 """The one checkpoint format shared by every plugin: this module builds, saves, loads,
-upgrades and describes it; nothing else reads its keys.
+upgrades and describes it; the training loop reads back only ``elapsed_s`` and
+``log_window``.
 
 A checkpoint is a single ``torch.save`` file holding only tensors, numbers, strings, lists
 and dicts, so it loads with ``torch.load(weights_only=True)``: no arbitrary object is ever
@@ -28,6 +29,9 @@ Keys of ``ganzoo-checkpoint/1`` (ganzoo >= 0.8):
 ``sampling``       what a sampler of G needs (``class_prior``, ``labels``), from the methods
 ``elapsed_s``      seconds of training up to ``step``, over all resumes (metrics.jsonl's
                    ``elapsed_s`` continues from it; absent in older checkpoints: read as 0)
+``log_window``     the metrics window open at ``step`` (ganzoo >= 0.9.13): ``{start: the step
+                   of the last metrics row, sums: one [d_loss, g_loss, d_adv_loss] per rank,
+                   summed since}``; a resume continues it
 ``best``           only in ``checkpoints/best.pt`` (``--keep-best KEY``): ``{key, value, step}``,
                    the in-training score that made it the run's best
 =================  ==========================================================================
@@ -98,7 +102,7 @@ def checkpoint_state(run, step: int, elapsed_s: float = 0.0,
                      log_window: dict | None = None) -> dict[str, Any]:
     """The checkpoint of ``run`` (a :class:`ganzoo.training.Run`) after ``step`` steps and
     ``elapsed_s`` seconds of training; ``log_window`` is the log window still open then
-    (``{"start": step, "sums": [d, g, d_adv]}``), which a resume continues."""
+    (``{"start": step, "sums": [[d, g, d_adv] per rank]}``), which a resume continues."""
     from . import __version__
 
     state = {

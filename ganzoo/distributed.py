@@ -114,6 +114,15 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item())
 
 
+def gather(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
+    """Every rank's ``t`` (same shape on each), in rank order (a collective: call on all ranks)."""
+    if not info.distributed:
+        return [t]
+    out = [torch.empty_like(t) for _ in range(info.world_size)]
+    dist.all_gather(out, t.contiguous())
+    return out
+
+
 # what `ganzoo train --nproc` passes on to torchrun (and torchrun to the ranks: ganzoo/torchrun.py)
 FORWARDED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1")
                           if hasattr(signal, n))

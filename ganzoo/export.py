@@ -159,7 +159,7 @@ def _same_export(config: dict, weights: Path) -> bool:
         record = None
     if not isinstance(record, dict):
         return True
-    return all(record.get(k) == config.get(k) for k in _PAIRING_KEYS if k in record or k in config)
+    return all(record[k] == config[k] for k in _PAIRING_KEYS if k in record and k in config)
 
 
 def run_id(run_dir: Path) -> str:
@@ -286,7 +286,8 @@ def load_export(path: str | Path, device: str = "cpu", expected_sha256: str | No
     if not paired:
         raise GanzooError(f"{str(path / CONFIG)!r} describes another export than {WEIGHTS} there "
                           f"(its run, step or weights differ from the record in the weights' header); "
-                          f"nothing was loaded (export the model again)")
+                          f"nothing was loaded (is an export being written there? try again; "
+                          f"else export the model again)")
     G = build_generator(config, str(path))
     G.sampling = check_sampling(config.get("sampling") or {}, G.num_classes, str(path / CONFIG))
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}

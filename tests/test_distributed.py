@@ -99,6 +99,27 @@ def test_every_rank_refuses_before_joining_when_gpus_are_short(monkeypatch):
 
 
 @pytest.mark.slow
+def test_a_ddp_checkpoint_between_log_steps_keeps_each_ranks_window(tmp_path):
+    """Each rank checks its own losses (--max-loss), so a checkpoint between two log steps keeps
+    every rank's sums since the last row, and a resume gives each rank back its own."""
+    from ganzoo.distributed import DistInfo
+    from ganzoo.training.loop import _open_window
+
+    run = tmp_path / "run"
+    r = torchrun(2, "-m", "ganzoo", "train", "mlp", "--dataset", "ring8", "--batch-size", "32", "--no-recipe",
+                 "--out", str(run), "--device", "cpu", "--no-progress", "--log-every", "3",
+                 "--checkpoint-every", "2", "--steps", "4", "--num-threads", "1",
+                 "--arch-opt", "g_hidden=32,32", "--arch-opt", "d_hidden=32,32", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = load_checkpoint(run / "checkpoints" / "step-00000002.pt")
+    window = state["log_window"]
+    assert window["start"] == 0 and len(window["sums"]) == 2 and window["sums"][0] != window["sums"][1]
+    for rank in (0, 1):
+        start, sums = _open_window(state, 2, 3, DistInfo(rank=rank, world_size=2))
+        assert start == 0 and sums.tolist() == pytest.approx(window["sums"][rank])
+
+
+@pytest.mark.slow
 def test_ddp_sigterm_checkpoints_and_resumes_bit_exact(tmp_path):
     """Issue 21, defect 2 under DDP: SIGTERM to torchrun (as a scheduler sends it) reaches every
     rank; they stop together at the next log step, rank 0 checkpoints, and a resume ends

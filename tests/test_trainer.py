@@ -458,6 +458,23 @@ def test_a_crash_between_a_checkpoint_and_the_next_row_loses_no_logged_step(tmp_
         assert (a["d_loss"], a["g_loss"], a["d_adv_loss"]) == (b["d_loss"], b["g_loss"], b["d_adv_loss"])
 
 
+@pytest.mark.parametrize("window", [
+    None, "x", {"start": 3}, {"start": True, "sums": [[1.0, 1.0, 1.0]]},
+    {"start": 3.0, "sums": [[1.0, 1.0, 1.0]]}, {"start": 5, "sums": [[1.0, 1.0, 1.0]]},
+    {"start": 0, "sums": [[1.0, 1.0, 1.0]]},  # longer than --log-every: not a window this run kept
+    {"start": 3, "sums": [1.0, 1.0, 1.0]}, {"start": 3, "sums": [[1.0, 1.0]]},
+    {"start": 3, "sums": [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]}, {"start": 3, "sums": [[1.0, float("nan"), 1.0]]},
+    {"start": 3, "sums": [[1e300, 1.0, 1.0]]}, {"start": 3, "sums": [[1, 1, 1]]}])
+def test_a_malformed_log_window_is_an_empty_one(window):
+    from ganzoo.distributed import DistInfo
+    from ganzoo.training.loop import _open_window
+
+    start, sums = _open_window({"log_window": window}, 4, 3, DistInfo())
+    assert start == 4 and sums.tolist() == [0.0, 0.0, 0.0]
+    start, sums = _open_window({"log_window": {"start": 3, "sums": [[1.5, 2.0, -0.5]]}}, 4, 3, DistInfo())
+    assert start == 3 and sums.tolist() == [1.5, 2.0, -0.5]
+
+
 def test_lr_schedules():
     from ganzoo.training import lr_factor
 

@@ -152,7 +152,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
         step = run.start_step
         # the log window open at the checkpoint goes on, so a resumed run's rows are the
         # uninterrupted run's (a crash between a checkpoint and the next row loses no step)
-        step_last, sums = _open_window(state, step, run.device)
+        step_last, sums = _open_window(state, step, cfg.log_every, info)
         t0, t_last, step_timed = time.perf_counter(), time.perf_counter(), step
         elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
         elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
@@ -297,25 +297,35 @@ def _elapsed_of(state: dict | None) -> float:
     return float(value)
 
 
-def _open_window(state: dict | None, step: int, device) -> tuple[int, torch.Tensor]:
-    """The step the current log window starts at and its loss sums: a checkpoint's
-    ``log_window`` (from ganzoo 0.9.13; rank 0's sums) when it is a valid one, else empty."""
+def _open_window(state: dict | None, step: int, log_every: int, info) -> tuple[int, torch.Tensor]:
+    """The step the current log window starts at and this rank's loss sums since: a
+    checkpoint's ``log_window`` (from ganzoo 0.9.13) when it is a valid one, else an empty
+    window. A valid window starts less than ``log_every`` steps before ``step`` (rows are
+    logged at each multiple of it, at a stop and at a start) and has one finite [d, g, d_adv]
+    per rank."""
     window = (state or {}).get("log_window")
-    if isinstance(window, dict):
-        start, sums = window.get("start"), window.get("sums")
-        if (isinstance(start, int) and not isinstance(start, bool) and 0 <= start <= step
-                and isinstance(sums, list) and len(sums) == 3
-                and all(isinstance(v, float) and math.isfinite(v) for v in sums)):
-            return start, torch.tensor(sums, dtype=torch.float32, device=device)
-    return step, torch.zeros(3, device=device)
+    empty = step, torch.zeros(3, device=info.device)
+    if not isinstance(window, dict):
+        return empty
+    start, sums = window.get("start"), window.get("sums")
+    if not (isinstance(start, int) and not isinstance(start, bool) and step - log_every < start <= step
+            and isinstance(sums, list) and len(sums) == info.world_size
+            and all(isinstance(row, list) and len(row) == 3
+                    and all(isinstance(v, float) for v in row) for row in sums)):
+        return empty
+    mine = torch.tensor(sums[info.rank], dtype=torch.float32, device=info.device)
+    return (start, mine) if bool(torch.isfinite(mine).all()) else empty
 
 
 def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0,
           best: BestCheckpoint | None = None, window: tuple[int, torch.Tensor] | None = None) -> Path | None:
     """Rank 0 writes the checkpoint at ``step``; weights or optimiser state with NaN/inf are never
     saved. Every rank checks (the ranks' states are identical), so all stop together under DDP.
-    ``window`` is the open log window (its first step and loss sums), which a resume goes on with."""
-    log_window = None if window is None else {"start": window[0], "sums": window[1].tolist()}
+    ``window`` is the open log window (its first step and this rank's loss sums), which a
+    resume goes on with: every rank's sums are kept, as each rank checks its own losses."""
+    log_window = None
+    if window is not None:  # (a collective under DDP: every rank saves at the same steps)
+        log_window = {"start": window[0], "sums": [t.tolist() for t in distributed.gather(window[1], run.dist)]}
     try:
         if not run.dist.is_main:
             check_finite(checkpoint_state(run, step, elapsed_s))
