@@ -63,13 +63,12 @@ def default_sample_count(dataset: str, metrics=None, split: str | None = None,
     elif data_root is not None:
         return DEFAULT_SAMPLES  # a folder of the user's: no published protocol, not decoded twice
     else:
-        if split is None:  # the load evaluate() makes next (cached files), with the same error
-            data = _load_dataset(dataset, REFERENCE_SPLIT)
-        else:
-            try:
-                data = _load_dataset(dataset, split)
-            except GanzooError:  # evaluate() names the splits there are
-                return DEFAULT_SAMPLES
+        try:  # the load evaluate() makes next (cached files)
+            data = _load_dataset(dataset, split or REFERENCE_SPLIT)
+        except GanzooError:
+            if split is None:
+                raise  # the same error evaluate() would give
+            return DEFAULT_SAMPLES  # evaluate() names the splits there are
         chosen = create_metrics(default_metrics(data))
     return max([getattr(m, "protocol_samples", 0) for m in chosen] + [0]) or DEFAULT_SAMPLES
 
