@@ -123,7 +123,7 @@ def info_command(name, as_toml):
         other = [k for k in KINDS if k != "recipe" and name in catalog.names(k)]
         if other and name not in catalog.names("recipe"):
             kind = other[0]
-            hint = f", `ganzoo list recipes {name}` lists recipes that name it" if kind in (
+            hint = f", `ganzoo list recipes {name}` lists the recipes whose names contain it" if kind in (
                 "architecture", "dataset") else ""
             raise GanzooError(f"--toml prints a recipe; {name} is {'an' if kind[0] in 'aeiou' else 'a'} "
                               f"{kind} (`ganzoo info {name}` describes it{hint})")
@@ -246,8 +246,12 @@ def train_command(arch, config_file, recipe, no_recipe, arch_opts, no_reg, nproc
         source = f"recipe {recipe}" if recipe else config_file
         raise click.UsageError(
             f"{source} trains {cfg.arch}, with {cfg.arch}'s options ({', '.join(sorted(cfg.arch_options))}), "
-            f"not {arch}: leave out ARCH, or choose a recipe of {arch} (`ganzoo list recipes {arch}`)")
+            f"not {arch}: leave out ARCH, or choose a recipe of {arch} (`ganzoo list recipes {arch}` "
+            f"lists the recipes whose names contain it)")
     if no_reg:
+        if changes.get("regularizers"):
+            raise GanzooError(f"give --reg or --no-reg, not both (got --reg "
+                              f"{' --reg '.join(changes['regularizers'])} and --no-reg)")
         changes["regularizers"] = ()
     if arch_opts:
         changes["arch_options"] = parse_key_values(arch_opts, "--arch-opt")
@@ -288,6 +292,8 @@ def _base_config(config_file, recipe_name, no_recipe, changes):
         if "arch" not in values and "arch" not in changes:  # not dcgan by default, unsaid
             raise click.UsageError(f"{config_file} names no arch: add `arch = \"NAME\"` to it, or give "
                                    f"it on the command line (`ganzoo train ARCH --config {config_file}`)")
+        if "arch" not in values:  # its arch_options are ARCH's, not the default architecture's
+            values["arch"] = changes["arch"]
         return TrainConfig.from_dict(values), None
     recipe = get_recipe(recipe_name) if recipe_name else None
     default = None
@@ -339,7 +345,8 @@ def export_command(run_dir, out, raw, half, force):
 @cli.command("sample")
 @click.argument("model")
 @click.option("-n", "n", type=int, default=64, show_default=True)
-@click.option("--out", required=True, help="FILE.png (a grid) or FILE.npz (images uint8 N×C×H×W, labels).")
+@click.option("--out", required=True, help="FILE.png (a grid) or FILE.npz (images uint8 N×C×H×W and "
+              "labels; a 2-D model: points N×2).")
 @click.option("--class", "class_", type=int, help="Class index for a conditional model.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--nrow", type=int, help="Images per grid row.")

@@ -102,6 +102,9 @@ class TrainConfig:
         arch_options = values.pop("arch_options", None) or {}
         if not isinstance(arch_options, dict):
             raise GanzooError("arch_options must be a table of KEY = VALUE")
+        named = [key for key in arch_options if not isinstance(key, str)]
+        if named:  # YAML reads `on:`, `yes:` and `3:` as keys that are not names
+            raise GanzooError(f"arch_options key {named[0]!r} must be a name (quote it in YAML)")
         cfg = build_options(cls, values, what="config key")
         cfg.arch_options = dict(arch_options)
         return cfg

@@ -117,6 +117,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # not the 0600 some writers create: shipped files must be readable
         os.replace(tmp, path)
+    except OSError as exc:
+        if {exc.filename, exc.filename2} & {str(tmp), str(path)} and exc.strerror:
+            # about the hidden temporary name, which is gone by now: name the user's path
+            raise GanzooError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -67,7 +67,9 @@ def _convert(name: str, tp: Any, value: Any) -> Any:
                 if low in ("0", "false", "no", "off"):
                     return False
                 raise ValueError
-            return bool(value)
+            if isinstance(value, int) and value in (0, 1):  # bool is an int; 0/1 as on the command line
+                return bool(value)
+            raise ValueError  # not 0.999 read as true (`ema = 0.999` meant ema_decay), nor [] as false
         if tp in (int, float) and isinstance(value, bool):  # TOML/JSON true is not the number 1
             raise ValueError
         if tp is int:
@@ -93,6 +95,9 @@ def build_options(cls: type, values: Mapping[str, Any], what: str = "option"):
     types_ = option_types(cls)
     kwargs = {}
     for key, value in values.items():
+        if not isinstance(key, str):  # YAML reads `on:`, `yes:` and `3:` as keys that are not names
+            raise GanzooError(f"{what} {key!r} must be a name (YAML reads on/off/yes/no and numbers as "
+                              f"other types: quote the key)")
         key = key.replace("-", "_")
         if key not in types_:
             raise UnknownNameError(what, key, types_)

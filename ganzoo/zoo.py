@@ -17,6 +17,7 @@ from .errors import GanzooError
 
 REGISTRY_ENV = "GANZOO_REGISTRY"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def shipped_registry() -> Path:
@@ -63,8 +64,24 @@ class ModelCard:
         if not isinstance(data["id"], str) or not _PLAIN_ID.fullmatch(data["id"]):
             raise GanzooError(f"{where}: id {data['id']!r} must be a plain name (letters, digits, '.', '_', '-'; "
                               f"it names a cache folder)")
+        data = dict(data)
+        for key in ("sha256", "config_sha256"):  # `Get-FileHash` writes upper case; files hash lower
+            if key in data:
+                if not isinstance(data[key], str) or not _SHA256.fullmatch(data[key]):
+                    raise GanzooError(f"{where}: {key} {data[key]!r} must be 64 hexadecimal digits "
+                                      f"(`sha256sum FILE`)")
+                data[key] = data[key].lower()
+        versions = data.get("plugin_versions", "")
+        if versions:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+            try:
+                SpecifierSet(versions if isinstance(versions, str) else None)  # type: ignore[arg-type]
+            except (InvalidSpecifier, TypeError):
+                raise GanzooError(f"{where}: plugin_versions {versions!r} is not a version range "
+                                  f"(PEP 440, e.g. \">=0.4,<0.5\" or \"==0.4.2\")") from None
         return cls(id=data["id"], architecture=data["architecture"], plugin=data["plugin"],
-                   dataset=data["dataset"], plugin_versions=data.get("plugin_versions", ""),
+                   dataset=data["dataset"], plugin_versions=versions,
                    description=data.get("description", ""), sha256=data["sha256"],
                    url=data.get("url", ""), directory=directory, headline=data.get("headline", ""),
                    metrics=dict(data.get("metrics", {})), raw=data)

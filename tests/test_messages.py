@@ -336,6 +336,8 @@ BAD_TRAIN_FLAGS = {  # each was accepted (or failed late, or was ignored) before
     "twice-arch-opt": (["--arch-opt", "d_hidden=8", "--arch-opt", "d-hidden=16"],
                        "--arch-opt d-hidden is given twice (d_hidden=8 and d-hidden=16)"),
     "steps-and-epochs": (["--epochs", "1"], "give --steps or --epochs, not both (got --steps 2 and --epochs 1)"),
+    "reg-and-no-reg": (["--reg", "gp", "--reg", "r1:5", "--no-reg"],
+                       "give --reg or --no-reg, not both (got --reg gp --reg r1:5 and --no-reg)"),
     "until-alone": (["--instance-noise-until", "0.25"],
                     "--instance-noise-until refines the instance-noise method, which this run does not use"),
     "classes-unconditional": (["--arch-opt", "num_classes=3"],
@@ -492,3 +494,49 @@ def test_an_unknown_name_in_ganzoo_load_plugins_is_said(run_cli):
     assert rc == 0 and "mlp" in out and "dcgan" not in out
     assert ("warning: plugin ganzoo-dcgn (-) was skipped: GANZOO_LOAD_PLUGINS names it, but no installed "
             "distribution registers ganzoo plugins under that name; did you mean 'ganzoo-dcgan'?") in err
+
+
+def test_arch_options_in_a_config_file_without_an_arch_are_the_given_archs(tmp_path, run_cli):
+    """`ganzoo train mlp --config FILE` with FILE holding [arch_options] but no arch was refused
+    as "FILE trains dcgan" (the default arch), and leaving out ARCH was refused in turn."""
+    config = tmp_path / "opts.toml"
+    config.write_text('dataset = "ring8"\nbatch_size = 32\n[arch_options]\ng_hidden = [8]\nd_hidden = [8]\n')
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["train", "mlp", "--config", str(config), "--steps", "2", "--no-progress",
+                          "--out", str(out)])
+    assert rc == 0, err
+    recorded = json.loads((out / "config.json").read_text())
+    assert (recorded["arch"], recorded["arch_options"]["g_hidden"]) == ("mlp", [8])
+    config.write_text('arch = "dcgan"\n[arch_options]\nngf = 8\n')  # a file that names another arch
+    rc, _, err = run_cli(["train", "mlp", "--config", str(config), "--out", str(tmp_path / "r2")])
+    assert rc == 2 and "trains dcgan, with dcgan's options (ngf), not mlp" in err, err
+
+
+@pytest.mark.parametrize("values, words", [
+    ({True: 3}, "config key True must be a name"),  # YAML's `on: 3`
+    ({3: "x"}, "config key 3 must be a name"),
+    ({"arch_options": {True: 1}}, "arch_options key True must be a name"),
+    ({"ema": 0.999}, "option ema=0.999 is not a valid bool"),  # meant ema_decay
+    ({"amp": []}, "option amp=[] is not a valid bool"),
+    ({"ema": 2}, "option ema=2 is not a valid bool"),
+])
+def test_a_config_key_that_is_not_a_name_or_a_number_for_a_switch_is_one_line(values, words):
+    with pytest.raises(ganzoo.GanzooError, match=f"^{re.escape(words)}"):
+        TrainConfig.from_dict(values)
+
+
+def test_a_switch_in_a_config_takes_true_false_and_0_1():
+    assert TrainConfig.from_dict({"ema": 0, "amp": 1}).ema is False
+    assert TrainConfig.from_dict({"ema": "off", "amp": True}).amp is True
+
+
+def test_a_write_refused_by_the_os_names_the_users_path_not_the_hidden_temporary(tmp_path, run_cli):
+    from ganzoo.fileio import atomic_write
+
+    target = tmp_path / "grid.png"
+    target.mkdir()
+    with pytest.raises(ganzoo.GanzooError, match=f"^cannot write {re.escape(repr(str(target)))}: Is a directory$"):
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"x"))
+    assert target.is_dir() and [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary left
+    rc, _, err = run_cli(["sample", "mlp-ring8", "-n", "1", "--out", str(target)])
+    assert (rc, err) == (1, f"error: cannot write {str(target)!r}: Is a directory\n")

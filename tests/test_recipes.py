@@ -107,7 +107,7 @@ def test_toml_of_a_name_that_is_not_a_recipe_says_what_it_is(run_cli):
     code, out, err = run_cli(["info", "dcgan", "--toml"])
     assert (code, out) == (1, "")
     assert err == ("error: --toml prints a recipe; dcgan is an architecture (`ganzoo info dcgan` describes it, "
-                   "`ganzoo list recipes dcgan` lists recipes that name it)\n"), err
+                   "`ganzoo list recipes dcgan` lists the recipes whose names contain it)\n"), err
     code, _, err = run_cli(["info", "dcgan-fashion-mnistt", "--toml"])
     assert code == 1 and "did you mean 'dcgan-fashion-mnist'" in err
 

@@ -382,3 +382,33 @@ def test_sample_and_eval_take_device_auto(tmp_path, run_cli_many):
         ["eval", "mlp-ring8", "-n", "200", "--device", "auto", "--json"]])
     assert rc1 == 0 and out.is_file(), err1
     assert rc2 == 0 and json.loads(text)["scores"]["modes"] >= 1, err2
+
+
+def test_a_card_whose_sha256_is_upper_case_loads_and_a_malformed_hash_or_range_is_one_line(
+        tmp_path, monkeypatch, ring_export):
+    """`Get-FileHash` writes upper case: that card was refused with "config.json has no valid
+    sha256" and a --trust-unverified hint that did nothing; a range like "0.4" raised
+    InvalidSpecifier as an unexpected error."""
+    root = tmp_path / "registry"
+    folder = write_card(root / "models" / "upper", ring_export)
+    card = folder / "card.toml"
+    sha = hashlib.sha256((folder / "generator.safetensors").read_bytes()).hexdigest()
+    card.write_text(card.read_text().replace(sha, sha.upper()))
+    monkeypatch.setenv("GANZOO_REGISTRY", str(root))
+    catalog.reset_catalog()
+    try:
+        G = ganzoo.load_generator("upper")
+        z = torch.randn(4, G.latent_dim)
+        assert G.model_card.sha256 == sha
+        assert torch.equal(G(z), ganzoo.load_generator(str(ring_export))(z))
+    finally:
+        monkeypatch.delenv("GANZOO_REGISTRY")
+        catalog.reset_catalog()
+    base = zoo.read_card(card).raw
+    for change, words in [({"sha256": "abc"}, "sha256 'abc' must be 64 hexadecimal digits"),
+                          ({"sha256": "g" * 64}, f"sha256 {'g' * 64!r} must be 64 hexadecimal digits"),
+                          ({"config_sha256": 7}, "config_sha256 7 must be 64 hexadecimal digits"),
+                          ({"plugin_versions": "0.4"}, "plugin_versions '0.4' is not a version range (PEP 440"),
+                          ({"plugin_versions": 0.4}, "plugin_versions 0.4 is not a version range")]:
+        with pytest.raises(GanzooError, match=f"^card: {re.escape(words)}"):
+            zoo.ModelCard.from_dict({**base, **change})
