@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,11 @@ def roots(tmp_path_factory):
     # traps: a run that is a symlink out of the root, a sample grid that links to a file outside
     (runs / "escape").symlink_to(outside / "stolen", target_is_directory=True)
     (runs / "ring" / "samples" / "step-00000099.png").symlink_to(outside / "secret.txt")
+    # and an export folder inside the run whose two files link to an export outside it
+    shutil.copytree(runs / "ring" / "export", outside / "export")
+    (runs / "ring" / "linked").mkdir()
+    for name in ("generator.safetensors", "config.json"):
+        (runs / "ring" / "linked" / name).symlink_to(outside / "export" / name)
     # a malformed run: broken config, garbage and NaN in metrics, a checkpoint that is not one
     broken = runs / "broken"
     (broken / "checkpoints").mkdir(parents=True)
@@ -253,6 +259,7 @@ def test_interpolation_strip(client):
     (f"{DCGAN}/samples.png?truncation=nan", "truncation must be a positive number"),
     (f"{DCGAN}/samples.png?truncation=inf", "truncation must be a positive number"),
     (f"{DCGAN}/samples.png?truncation=wide", "truncation must be a positive number"),
+    (f"{DCGAN}/samples.png?truncation=1e7", "up to 1e+06, got '1e7'"),  # was a 500 from the sampler's check
     (f"{DCGAN}/samples.png?class=1", "unconditional"),
     (f"{CGAN}/samples.png?class=10", "unknown class '10'"),
     (f"{CGAN}/samples.png?class=-1", "unknown class"),
@@ -278,6 +285,7 @@ def test_runs_are_discovered_and_symlinks_out_are_not(client, roots):
     ring = runs["ring"]
     assert ring["status"] == "ok" and ring["architecture"] == "mlp" and ring["dataset"] == "ring8"
     assert ring["checkpoints"] == 2 and ring["exports"] == ["export"] and ring["last_step"] == 40
+    assert client.get("/api/runs/ring/exports/linked/samples.png?n=1").status_code == 404  # files link out
     assert runs["broken"]["status"] == "error" and "config.json" in runs["broken"]["error"]
     assert SECRET not in client.get("/api/runs").text
 
@@ -383,6 +391,11 @@ def test_host_header_is_checked_when_bound_locally(roots):
         assert raw_get(app, b"/api/info", host=host)[0] == 200
     with TestClient(app, base_url="http://attacker.example") as c:
         assert "not allowed" in assert_error(c.get("/api/info"), 400)
+    # bound to another loopback address: the URL `ganzoo serve` prints for it opens
+    for bound, header in (("127.0.0.2", b"127.0.0.2:8000"), ("0:0:0:0:0:0:0:1", b"[0:0:0:0:0:0:0:1]:8000")):
+        app = create_app([str(roots["runs"])], allowed_hosts=serve_command.local_host_headers(bound))
+        assert raw_get(app, b"/api/info", host=header)[0] == 200
+        assert raw_get(app, b"/api/info", host=b"127.0.0.3:8000")[0] == 400
 
 
 def test_model_cache_is_bounded_lru_and_reused(roots):

@@ -56,6 +56,13 @@ def run_server(app, sock: socket.socket) -> None:
 LOCAL_HOST_HEADERS = ["localhost", "127.0.0.1", "::1", "[::1]"]
 
 
+def local_host_headers(host: str) -> list[str]:
+    """The Host headers a loopback-bound app accepts: the usual local names and the one it was
+    bound to (``--host 127.0.0.2`` prints http://127.0.0.2:PORT/, which must open)."""
+    name = host.strip("[]").lower()
+    return [*LOCAL_HOST_HEADERS, f"[{name}]" if ":" in name else name]
+
+
 @click.command("serve")
 @click.argument("run_dirs", nargs=-1, metavar="[RUN_DIR]...", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -87,7 +94,7 @@ def serve(run_dirs, host, port, threads):
     from .app import create_app
 
     try:
-        app = create_app(run_dirs, allowed_hosts=LOCAL_HOST_HEADERS if local else None)
+        app = create_app(run_dirs, allowed_hosts=local_host_headers(host) if local else None)
     except BaseException:
         sock.close()
         raise

@@ -46,13 +46,14 @@ def _truncation(params: dict) -> float | None:
     text = params.get("truncation")
     if text is None:
         return None
+    from ..latents import MAX_TRUNCATION  # the sampler's own bound: above it a 400, not a 500
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (math.isfinite(value) and value > 0) or len(text) > 40:
+    if not (math.isfinite(value) and 0 < value <= MAX_TRUNCATION) or len(text) > 40:
         raise ApiError(400, f"truncation must be a positive number of standard deviations "
-                            f"(e.g. 1.5), got {text[:40]!r}")
+                            f"(e.g. 1.5) up to {MAX_TRUNCATION:g}, got {text[:40]!r}")
     return value
 
 

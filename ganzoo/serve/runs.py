@@ -100,10 +100,16 @@ class Run:
         real = self.file("checkpoints", name + ".pt")
         return real if real is not None and real.is_file() else None
 
+    def _is_export(self, folder: Path) -> bool:
+        """Both files of an export there, each inside the run: a file that links out of it is
+        neither listed nor loaded, like any other."""
+        return all((real := contained(folder / name, self.path)) is not None and real.is_file()
+                   for name in (EXPORT_WEIGHTS, EXPORT_CONFIG))
+
     def exports(self) -> list[dict]:
         """Export directories: the run itself if it is one, and its subfolders that are."""
         found = []
-        if (self.path / EXPORT_WEIGHTS).is_file():
+        if self._is_export(self.path):
             found.append((SELF_EXPORT, self.path))
         try:
             subdirs = sorted(e.name for e in os.scandir(self.path) if e.is_dir())
@@ -111,7 +117,7 @@ class Run:
             subdirs = []
         for name in subdirs:
             real = self.file(name)
-            if real is not None and (real / EXPORT_WEIGHTS).is_file() and (real / EXPORT_CONFIG).is_file():
+            if real is not None and self._is_export(real):
                 found.append((name, real))
         out = []
         for name, real in found:
@@ -134,7 +140,7 @@ class Run:
             real = self.file(name)
         else:
             return None
-        if real is None or not (real / EXPORT_WEIGHTS).is_file():
+        if real is None or not self._is_export(real):
             return None
         return real
 
