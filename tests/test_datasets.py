@@ -558,3 +558,27 @@ def test_resized():
     assert ds.resized(28) is ds
     with pytest.raises(GanzooError):
         InMemoryDataset(torch.zeros(4, 2)).resized(8)
+
+
+def test_ganzoo_offline_refuses_before_opening_a_connection(monkeypatch, tmp_path):
+    """The suite runs with $GANZOO_OFFLINE=1 (tests/conftest.py): the real open_url must then
+    never reach urllib; with it unset (or 0) it does."""
+    from ganzoo.data import download as real
+
+    assert os.environ.get("GANZOO_OFFLINE") == "1"
+    monkeypatch.undo()  # this module's fixture replaced open_url: the real one is under test
+    opened = []
+
+    def recording_urlopen(req, timeout=None):
+        opened.append(req.full_url)
+        raise urllib.error.URLError("recorded")
+
+    monkeypatch.setattr(urllib.request, "urlopen", recording_urlopen)
+    with pytest.raises(ganzoo.GanzooError, match=r"network not reachable \(https://example\.invalid/f: "
+                                                 r"offline \(\$GANZOO_OFFLINE is set\)\)"):
+        real.download(["https://example.invalid/f"], tmp_path / "f", "0" * 64)
+    assert opened == [] and list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("GANZOO_OFFLINE", "0")
+    with pytest.raises(ganzoo.GanzooError, match="recorded"):
+        real.download(["https://example.invalid/f"], tmp_path / "f", "0" * 64)
+    assert opened == ["https://example.invalid/f"]

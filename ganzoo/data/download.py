@@ -22,14 +22,18 @@ from ..errors import GanzooError
 log = logging.getLogger("ganzoo.data")
 
 CHUNK = 1 << 20
+OFFLINE_ENV = "GANZOO_OFFLINE"
 
 
 def open_url(url: str, timeout: float = 60.0):
     """Open ``url`` for reading (a binary file-like context manager).
 
     The one place that touches the network; tests replace it with a function
-    serving local bytes.
+    serving local bytes. With ``$GANZOO_OFFLINE`` set (not ``0``) it refuses, as an
+    unreachable network does: the test suite sets it, so no test can need the network.
     """
+    if os.environ.get(OFFLINE_ENV, "0") not in ("", "0"):
+        raise urllib.error.URLError(f"offline (${OFFLINE_ENV} is set)")
     req = urllib.request.Request(url, headers={"User-Agent": "ganzoo"})
     return urllib.request.urlopen(req, timeout=timeout)
 
