@@ -8,6 +8,8 @@ import io
 import math
 import os
 import pickle
+import re
+import shutil
 import struct
 import tarfile
 import urllib.error
@@ -582,3 +584,27 @@ def test_ganzoo_offline_refuses_before_opening_a_connection(monkeypatch, tmp_pat
     with pytest.raises(ganzoo.GanzooError, match="recorded"):
         real.download(["https://example.invalid/f"], tmp_path / "f", "0" * 64)
     assert opened == ["https://example.invalid/f"]
+
+
+def test_a_cifar_tarball_in_a_data_root_is_extracted_once_and_an_unwritable_cache_is_one_line(
+        monkeypatch, tmp_path):
+    """A tarball in $GANZOO_DATA was hashed (163 MB) and extracted into the cache on every load."""
+    written = fake_cifar(tmp_path / "upstream")
+    blob = _tarball(tmp_path / "upstream", {})
+    monkeypatch.setattr(cifar, "TARBALL_MD5", hashlib.md5(blob).hexdigest())
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / cifar.TARBALL).write_bytes(blob)
+    monkeypatch.setenv("GANZOO_DATA", str(data))
+    hashed = []
+    real_checksum = download.file_checksum
+    monkeypatch.setattr(download, "file_checksum", lambda *a: hashed.append(a[0]) or real_checksum(*a))
+    assert cifar.load_cifar10("test").labels.tolist() == written["test_batch"][1]
+    assert cifar.load_cifar10("test").labels.tolist() == written["test_batch"][1]
+    assert hashed == [data / cifar.TARBALL]  # the second load read the cache's batches
+    cache = tmp_path / "cache" / "ganzoo" / "cifar10"
+    shutil.rmtree(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("a file where the cache's folder should be")
+    with pytest.raises(GanzooError, match=f"^cannot extract {re.escape(str(data / cifar.TARBALL))} into "):
+        cifar.load_cifar10("test")

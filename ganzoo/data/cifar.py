@@ -129,9 +129,9 @@ def extract(tar_path: Path, dest: Path) -> Path:
     wanted = {f"{BATCH_DIR}/{n}" for names in SPLITS.values() for n in names}
     wanted.add(f"{BATCH_DIR}/batches.meta")
     out_dir = dest / BATCH_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
     done = set()
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tar_path, "r:gz") as tar:
             for member in tar:
                 name = member.name.removeprefix("./")
@@ -150,6 +150,8 @@ def extract(tar_path: Path, dest: Path) -> Path:
                 done.add(name)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise GanzooError(f"{tar_path}: corrupt archive ({exc})") from None
+    except OSError as exc:  # the cache not writable, a full disk: the extraction, not the archive
+        raise GanzooError(f"cannot extract {tar_path} into {out_dir}: {exc.strerror or exc}") from None
     missing = sorted(n for n in wanted - done if not n.endswith("batches.meta"))
     if missing:
         raise GanzooError(f"{tar_path}: archive lacks {', '.join(missing)}")
@@ -170,6 +172,9 @@ def locate(split: str, root=None) -> list[Path]:
                 missing = [n for n, p in zip(names, present) if not p]
                 raise GanzooError(f"{NAME}: {bd} lacks {', '.join(missing)}")
         tar = d / TARBALL
+        extracted = [cache / BATCH_DIR / n for n in names]
+        if tar.is_file() and all(f.is_file() for f in extracted):
+            return extracted  # extracted from it by an earlier load: not 163 MB hashed and written again
         if tar.is_file():
             digest = _download.file_checksum(tar, "md5")  # the cache too: users put tarballs there
             if digest != TARBALL_MD5:
