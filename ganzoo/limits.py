@@ -19,6 +19,16 @@ def fold_seed(value: int) -> int:
     return value % (1 << 64)
 
 
+def machine_memory() -> int:
+    """Bytes of RAM the machine has in all; 0 where unknown (then nothing is checked against it)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
 # name: (lowest, highest) allowed; None = unbounded on that side. Floats must be finite.
 RANGES: dict[str, tuple] = {
     "steps": (1, 10**12), "epochs": (0.0, 1e9), "max_seconds": (0.0, 1e10),

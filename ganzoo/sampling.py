@@ -28,11 +28,13 @@ def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Te
 
 @torch.no_grad()
 def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_size: int = 500,
-             truncation: float | None = None, by_class: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+             truncation: float | None = None, by_class: bool = False,
+             as_uint8: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples of an eval-mode generator, reproducible for a seed; the latents come
     from ``G.sample_latent`` (truncated to [-t, t] with ``truncation`` t), drawn on the CPU.
     A conditional model's labels follow its ``sampling['class_prior']`` unless ``by_class`` asks for
-    equal blocks (a grid with one class per row)."""
+    equal blocks (a grid with one class per row). ``as_uint8``: images converted batch by batch
+    (a quarter of float32's memory, which a million samples would need in full first)."""
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     z, forward_kw = latents_for(G, n, g, truncation)
@@ -44,7 +46,8 @@ def generate(G, n: int, class_index: int | None = None, seed: int = 0, batch_siz
     for i in range(0, n, batch_size):
         zl = z[i:i + batch_size].to(device)
         ll = None if labels is None else labels[i:i + batch_size].to(device)
-        outs.append(G(zl, ll, **forward_kw).float().cpu())
+        out = G(zl, ll, **forward_kw).float().cpu()
+        outs.append(to_uint8(out, G.output_range) if as_uint8 and out.dim() == 4 else out)
     return torch.cat(outs), labels
 
 
@@ -80,17 +83,18 @@ def write_samples(model, n: int, out: str | Path, class_index: int | None = None
     check_truncation(truncation)
     G = (model if isinstance(model, torch.nn.Module)
          else load_generator(model, device=device, allow_unverified=allow_unverified))
+    _check_memory(n, G.data_shape, out.suffix)
     x, labels = generate(G, n, class_index, seed, truncation=truncation,
-                         by_class=out.suffix == ".png" and len(G.data_shape) == 3)
+                         by_class=out.suffix == ".png" and len(G.data_shape) == 3, as_uint8=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     is_image = x.dim() == 4
     if out.suffix == ".png":
         if is_image:
             if nrow is None:
                 nrow = math.ceil(n / G.num_classes) if G.num_classes and class_index is None else 8
-            return save_grid(to_uint8(x, G.output_range), out, nrow=nrow)
+            return save_grid(x, out, nrow=nrow)
         return save_scatter(x, out, centers=_mixture_centers(G))
-    arrays = {"images": to_uint8(x, G.output_range).numpy()} if is_image else {"points": x.numpy()}
+    arrays = {"images": x.numpy()} if is_image else {"points": x.numpy()}
     if labels is not None:
         arrays["labels"] = labels.numpy()
     from .fileio import atomic_write
@@ -100,6 +104,21 @@ def write_samples(model, n: int, out: str | Path, class_index: int | None = None
             np.savez_compressed(fh, **arrays)
 
     return atomic_write(out, write)
+
+
+def _check_memory(n: int, data_shape, suffix: str) -> None:
+    """One line, before any sampling, for ``n`` samples the machine's RAM cannot hold: the kernel
+    killed ``ganzoo sample -n 1000000`` of a 64-px RGB model (12 GB of uint8, twice that with the
+    grid or the compressed copy) with no message."""
+    from .limits import machine_memory
+
+    if len(data_shape) != 3:
+        return  # points: 8 bytes a coordinate, 16 MB a million 2-D samples
+    need, have = 2 * n * math.prod(data_shape), machine_memory()  # the images, then the grid or .npz
+    if have and need > have // 2:
+        raise GanzooError(f"-n {n} samples of {'×'.join(map(str, data_shape))} need about {need / 2**30:,.1f} "
+                          f"GiB for the {suffix} file, more than half of this machine's "
+                          f"{have / 2**30:,.0f} GiB: ask for fewer (several calls with other --seed values)")
 
 
 def _mixture_centers(G) -> torch.Tensor | None:

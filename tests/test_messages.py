@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -540,3 +541,28 @@ def test_a_write_refused_by_the_os_names_the_users_path_not_the_hidden_temporary
     assert target.is_dir() and [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary left
     rc, _, err = run_cli(["sample", "mlp-ring8", "-n", "1", "--out", str(target)])
     assert (rc, err) == (1, f"error: cannot write {str(target)!r}: Is a directory\n")
+
+
+def test_samples_the_machine_cannot_hold_are_one_line_before_any_sampling(tmp_path, run_cli, monkeypatch):
+    """`ganzoo sample -n 1000000` of a 64-px RGB model needed 49 GB of float32 and was killed by
+    the kernel with no message. Now images are kept as uint8 batch by batch, and a request whose
+    images and file would take more than half the RAM is refused first (here a machine of 2 GiB:
+    a million 28×28 images and their grid need about 1.5 GiB)."""
+    import ganzoo.limits
+
+    monkeypatch.setattr(ganzoo.limits, "machine_memory", lambda: 2 * 2**30)
+    out = tmp_path / "g.png"
+    rc, _, err = run_cli(["sample", "dcgan-fashion-mnist", "-n", "1000000", "--out", str(out)])
+    assert (rc, err) == (1, "error: -n 1000000 samples of 1×28×28 need about 1.5 GiB for the .png file, more "
+                            "than half of this machine's 2 GiB: ask for fewer (several calls with other "
+                            "--seed values)\n") and not out.exists()
+    rc, _, err = run_cli(["sample", "dcgan-fashion-mnist", "-n", "16", "--out", str(tmp_path / "s.npz")])
+    assert rc == 0, err
+    with np.load(tmp_path / "s.npz") as f:
+        images = f["images"]
+    G = ganzoo.load_generator("dcgan-fashion-mnist")
+    from ganzoo.images import to_uint8
+    from ganzoo.sampling import generate
+
+    floats, _ = generate(G, 16, seed=0)  # converted at once: the same bytes as batch by batch
+    assert images.dtype == np.uint8 and np.array_equal(images, to_uint8(floats, G.output_range).numpy())

@@ -3,7 +3,6 @@ a checkpoint's state restored. Everything the loop needs is in one :class:`Run`.
 from __future__ import annotations
 
 import functools
-import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,10 +224,9 @@ def _memory_of(device: torch.device) -> int:
     """Bytes of memory the device has in all (CPU and MPS: the machine's RAM)."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 0  # unknown: not checked
+    from ..limits import machine_memory
+
+    return machine_memory()  # 0 if unknown: not checked
 
 
 @contextmanager
