@@ -187,6 +187,10 @@ class AdversarialLoss:
 
     needs_real_for_g: bool = False
     recommended: dict = {}
+    #: the logit above which D calls a sample real (logistic and hinge: 0; least squares with
+    #: targets 0 and 1: 0.5); None where D's output has no fixed origin (adding a constant to every
+    #: logit changes neither loss: wasserstein, relativistic). ADA's r_t counts logits above it.
+    decision_threshold: float | None = 0.0
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

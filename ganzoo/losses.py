@@ -48,6 +48,7 @@ class Wasserstein(AdversarialLoss):
 
     recommended = {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.0, 0.9), "d_steps": 5,
                    "regularizers": ("gp:10",)}
+    decision_threshold = None  # a critic: D + c is the same critic
 
     def d_loss(self, real_logits, fake_logits):
         return fake_logits.mean() - real_logits.mean()
@@ -58,6 +59,8 @@ class Wasserstein(AdversarialLoss):
 
 class LeastSquares(AdversarialLoss):
     """LSGAN (Mao et al. 2017) with a-b-c = 0-1-1: D = ½E(l_r-1)² + ½E l_f², G = ½E(l_f-1)²."""
+
+    decision_threshold = 0.5  # midway between the fake and real targets
 
     def d_loss(self, real_logits, fake_logits):
         return 0.5 * (real_logits - 1).pow(2).mean() + 0.5 * fake_logits.pow(2).mean()
@@ -70,6 +73,7 @@ class RelativisticAverage(AdversarialLoss):
     """Relativistic average GAN (Jolicoeur-Martineau 2018), RaSGAN form."""
 
     needs_real_for_g = True
+    decision_threshold = None  # only differences of logits count
 
     @staticmethod
     def _pair(a, b):

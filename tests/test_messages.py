@@ -337,6 +337,9 @@ BAD_TRAIN_FLAGS = {  # each was accepted (or failed late, or was ignored) before
     "twice-arch-opt": (["--arch-opt", "d_hidden=8", "--arch-opt", "d-hidden=16"],
                        "--arch-opt d-hidden is given twice (d_hidden=8 and d-hidden=16)"),
     "steps-and-epochs": (["--epochs", "1"], "give --steps or --epochs, not both (got --steps 2 and --epochs 1)"),
+    "ada-wasserstein": (["--loss", "wasserstein", "--method", "ada"],
+                        "ada steers p by the share of real images D scores above its decision threshold, "
+                        "and wasserstein's D has none"),
     "reg-and-no-reg": (["--reg", "gp", "--reg", "r1:5", "--no-reg"],
                        "give --reg or --no-reg, not both (got --reg gp --reg r1:5 and --no-reg)"),
     "until-alone": (["--instance-noise-until", "0.25"],

@@ -253,6 +253,26 @@ def test_ada_p_falls_when_rt_is_below_the_target_and_stays_at_least_0():
     assert min(ps) >= 0
 
 
+def test_ada_counts_real_logits_about_the_losss_decision_threshold():
+    """Least squares (targets 0 and 1) calls a logit above 0.5 real: a D that scores every real
+    0.3 does not overfit, yet every sign about 0 was +1 and p climbed to 1 (rotations and flips
+    at full odds, which leak into G). Losses whose D has no fixed origin are refused."""
+    from ganzoo.catalog import create_loss
+
+    assert [create_loss(n).decision_threshold for n in ("minimax", "non-saturating", "hinge", "least-squares")] \
+        == [0.0, 0.0, 0.0, 0.5]
+    m = ADA(interval=1, speed=80)
+    m.check_loss(create_loss("least-squares"), "least-squares")
+    assert feed(m, 3, lambda s, n: torch.full((n,), 0.3)) == [0.0, 0.0, 0.0]  # r_t = -1
+    assert feed(m, 2, lambda s, n: torch.full((n,), 0.9), start=3) == pytest.approx([0.1, 0.2])
+    hinge = ADA(interval=1, speed=80)
+    hinge.check_loss(create_loss("hinge"), "hinge")
+    assert feed(hinge, 2, lambda s, n: torch.full((n,), 0.3)) == pytest.approx([0.1, 0.2])  # 0.3 > 0
+    for name in ("wasserstein", "relativistic"):
+        with pytest.raises(GanzooError, match=f"^ada steers p .* {name}'s D has none .*diffaugment, which needs none$"):
+            ADA().check_loss(create_loss(name), name)
+
+
 def test_ada_adjusts_every_interval_steps_from_the_mean_sign_over_them():
     m = ADA(interval=4, speed=320, p_init=0.5)  # 4 steps of 8 images: p moves 0.1
     # 3 of 4 steps all positive, one all negative: r_t = 0.5 < 0.6, so p falls

@@ -152,6 +152,12 @@ class MethodStack:
         for m in self.methods:
             m.check(arch)
 
+    def check_loss(self, loss, name: str) -> None:
+        for m in self.methods:
+            check = getattr(m, "check_loss", None)  # a method written before ganzoo 0.9.14 has none
+            if check is not None:
+                check(loss, name)
+
     def wrap_dataset(self, data, seed: int):
         for m in self.methods:
             data = m.wrap_dataset(data, seed)

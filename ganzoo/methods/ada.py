@@ -245,11 +245,24 @@ class ADA(TrainingMethod):
         self._count = 0  # logits in that sum
         self._images = 0  # real images D read since the last adjustment
         self._rt: torch.Tensor | None = None  # r_t of the last adjustment
+        self._threshold = 0.0  # the loss's decision threshold: the logit r_t's signs are taken about
 
     @property
     def p(self) -> float:
         """The current augmentation probability (reads the device: not for the training loop)."""
         return float(self._p)
+
+    def check_loss(self, loss, name: str) -> None:
+        """r_t counts D's real logits above the loss's decision threshold (0 for the logistic
+        and hinge losses, as in the paper; 0.5 for least squares, where nearly every real logit
+        is above 0 overfitting or not, and p rose to 1). A loss with none is refused."""
+        threshold = getattr(loss, "decision_threshold", 0.0)
+        if threshold is None:
+            raise GanzooError(f"ada steers p by the share of real images D scores above its decision "
+                              f"threshold, and {name}'s D has none (a constant added to every output "
+                              f"changes nothing): use a loss with one (hinge, non-saturating, minimax, "
+                              f"least-squares), or diffaugment, which needs none")
+        self._threshold = float(threshold)
 
     def wrap_dataset(self, data, seed: int):
         """Refuses, before training, data the pipeline cannot augment (points, non-square images
@@ -279,7 +292,7 @@ class ADA(TrainingMethod):
         if ctx.phase != "d" or ctx.real_logits is None:
             return None
         logits = ctx.real_logits.detach()
-        signs = logits.float().sign().sum()
+        signs = (logits.float() - self._threshold).sign().sum()
         count = logits.numel()
         images = len(ctx.real) if ctx.real is not None else len(logits) * ctx.pack
         if torch.distributed.is_available() and torch.distributed.is_initialized():

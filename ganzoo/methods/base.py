@@ -80,6 +80,10 @@ class TrainingMethod:
         """Raise a ``GanzooError`` if this method cannot train ``arch`` (a registered
         :class:`ganzoo.catalog.Architecture`). Called before any data is loaded."""
 
+    def check_loss(self, loss, name: str) -> None:
+        """Raise a ``GanzooError`` if this method cannot train with ``loss`` (an
+        :class:`ganzoo.AdversarialLoss`, registered as ``name``); keep what it needs of it."""
+
     def wrap_dataset(self, data, seed: int):
         """The dataset the run trains on (``data`` itself by default)."""
         return data

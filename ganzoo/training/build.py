@@ -331,6 +331,7 @@ def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
     entry = _architecture(cfg.arch, state)
     methods = MethodStack.from_specs(cfg.methods)
     methods.check(entry.obj)  # before any data is loaded
+    methods.check_loss(loss, cfg.loss)
     if state is not None:
         methods.load_state_dict(state.get("methods"))
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
