@@ -17,8 +17,9 @@ The three policies, as in the official ``DiffAugment_pytorch.py`` (images in [-1
   ``s = int(size/8 + 0.5)`` (4 px at 28 or 32 px; option ``translation_ratio``, 1/8), the
   uncovered border filled with 0;
 - ``cutout``: a square of ``int(size/2 + 0.5)`` px (option ``cutout_ratio``, 1/2) set to 0, its centre uniform over the
-  image; as in the official code a square reaching past the border is clipped there, so every
-  pixel is equally likely to be cut.
+  image; as in the official code a square reaching past the border is clipped there, so pixels
+  near the border are cut less often than central ones (at 8 px: 1/9 at a corner, 16/81 in the
+  middle).
 
 Option ``fill`` (not in the paper): ``mid`` (the default, the paper's 0 in [-1, 1]) or ``low``,
 the bottom of the range, for the uncovered border and the cut square. On CIFAR-10 the paper's
