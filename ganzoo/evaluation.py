@@ -165,7 +165,10 @@ def reference_embedding(name: str, dataset, evaluator, split: str = REFERENCE_SP
     from safetensors.torch import save_file
 
     data_hash = _data_hash(dataset.data)
-    path = cache_dir() / f"{name}-{split}-{evaluator.sha256[:16]}-{data_hash[:16]}.safetensors"
+    # keyed on what the features depend on: the images' bytes and the evaluator's weights,
+    # options and embedding code (Evaluator.feature_key), not its weights alone
+    feature_key = getattr(evaluator, "feature_key", evaluator.sha256)  # an evaluator-like object: its weights
+    path = cache_dir() / f"{name}-{split}-{feature_key[:16]}-{data_hash[:16]}.safetensors"
     cached = _read_cached_embedding(path, len(dataset.data))
     if cached is not None:
         return cached
@@ -174,6 +177,7 @@ def reference_embedding(name: str, dataset, evaluator, split: str = REFERENCE_SP
     atomic_write(path, lambda tmp: save_file(
         {"features": features, "logits": logits}, str(tmp),
         metadata={"dataset": name, "split": split, "evaluator_sha256": evaluator.sha256,
+                  "feature_key": feature_key,
                   "data_sha256": data_hash, "sha256": _digest(features, logits)}))
     return features, logits
 
@@ -284,20 +288,28 @@ def _check_shapes(G, dataset, name: str) -> None:
 def _load_dataset(name: str, split: str, root: str | None = None, image_size: int | None = None):
     from .catalog import create_dataset
 
-    if root is None:
-        return create_dataset(name, split=split)
-    return create_dataset(name, split=split, root=root, image_size=image_size)
+    options = {} if root is None else {"root": root}
+    if image_size is not None:
+        options["image_size"] = image_size
+    return create_dataset(name, split=split, **options)
 
 
 def _reference_data(name: str, split: str | None, root: str | None, G):
     """The reference dataset of a model's score: ``split`` (default the test split) of ``name``,
-    from ``root`` when given (a folder dataset; its images at the model's size). A dataset
-    without that split is one line naming the accepted ones (and ``--split``)."""
+    from ``root`` when given, its images at the model's size, as the model was trained on them
+    (a 32-px model of 28-px Fashion-MNIST learnt upsampled images; the evaluator then resizes
+    both sides alike; compared with the 28-px originals, a perfect model's FID was 72, not 8).
+    A dataset without that split is one line naming the accepted ones (and ``--split``)."""
     split = split or REFERENCE_SPLIT
     shape = tuple(getattr(G, "data_shape", ()) or ())
-    size = shape[-1] if root is not None and len(shape) == 3 else None
+    size = shape[-1] if len(shape) == 3 else None
     try:
-        return _load_dataset(name, split, root, size)
+        if root is not None:  # a folder dataset reads its images at that size
+            return _load_dataset(name, split, root, size)
+        data = _load_dataset(name, split)
+        if size is not None and data.is_image and tuple(data.shape[-2:]) != (size, size):
+            data = _load_dataset(name, split, None, size)  # resized by the dataset, as training did
+        return data
     except GanzooError as exc:
         if "has no split" in str(exc):
             raise GanzooError(f"{exc}; choose the reference with --split") from None
@@ -440,7 +452,12 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     scorer = _evaluator_for(evaluator, name, chosen, device, data)
     _check_inputs(chosen, data, scorer, n)
 
-    x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
+    was_training = G.training  # a generator from Python may be in train mode: BatchNorm would
+    G.eval()  # normalise by each batch (scores depending on batch_size) and move its running stats
+    try:
+        x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
+    finally:
+        G.train(was_training)
     if data.is_image:
         images = to_uint8(x, G.output_range)
         fake = _embed(images, labels, needs, scorer, batch_size)

@@ -227,6 +227,39 @@ def test_cluster_label_models_are_not_checked_for_label_accuracy(fashion_test):
                     sampling={"labels": "7 k-means cluster ids"})  # defaults leave it out
 
 
+def test_cached_reference_features_are_keyed_on_the_embedding_not_the_weights_alone(
+        evaluator, fashion_test, monkeypatch):
+    """The cache was keyed on the evaluator's weights and the data: a change to the embedding
+    code, or an evaluator card's image size, would have reused stale features silently."""
+    from ganzoo.evaluation import reference_embedding
+    from ganzoo.metrics.evaluator import Evaluator
+
+    data = fashion_test.subset(20)
+    first = reference_embedding("fashion-mnist", data, evaluator)
+    assert len(list(cache_dir().iterdir())) == 1
+    assert torch.equal(reference_embedding("fashion-mnist", data, evaluator)[0], first[0])  # a hit
+    assert len(list(cache_dir().iterdir())) == 1
+    key = evaluator.feature_key
+    monkeypatch.setattr(Evaluator, "EMBEDDING", Evaluator.EMBEDDING + " (changed)")
+    assert evaluator.feature_key != key
+    reference_embedding("fashion-mnist", data, evaluator)
+    assert len(list(cache_dir().iterdir())) == 2
+    monkeypatch.undo()
+    monkeypatch.setattr(evaluator.net.options, "image_size", 32)  # the card's size, not the weights
+    assert evaluator.feature_key != key
+
+
+def test_a_model_at_another_image_size_is_scored_against_the_data_it_was_trained_on():
+    """A 32-px model of Fashion-MNIST trains on the 28-px images upsampled (training's
+    --image-size). Its samples were scored against the 28-px originals, so a model that replays
+    upsampled training images perfectly scored FID 72 against 8 at 28 px: the reference is now
+    resized as training resized it, and the evaluator resizes both sides alike."""
+    train = ganzoo.create_dataset("fashion-mnist", split="train").subset(2000)
+    at_28 = evaluate(ReplayGenerator(train), dataset="fashion-mnist", n=1000, metrics="fid")["fid"]
+    at_32 = evaluate(ReplayGenerator(train.resized(32)), dataset="fashion-mnist", n=1000, metrics="fid")["fid"]
+    assert at_28 < 15 and abs(at_32 - at_28) < 0.5 * at_28, (at_28, at_32)  # 4.8 and 3.5; was 80
+
+
 def test_evaluate_rejects_a_model_of_the_wrong_shape(fashion_test):
     G = ReplayGenerator(fashion_test.subset(10))
     with pytest.raises(GanzooError, match="shape \\(1, 28, 28\\) but ring8 holds points"):
@@ -447,3 +480,22 @@ def test_evaluator_train_command_is_reproducible_and_loadable(tmp_path, run_cli_
     assert card["train_samples"] == 512 and card["training"]["steps"] == 8 and card["test_samples"] == 1000
     assert card["sha256"] == json.loads((tmp_path / "b" / CARD).read_text())["sha256"]  # bit for bit
     assert load_evaluator(tmp_path / "a").sha256 == card["sha256"]
+
+
+def test_evaluate_samples_a_train_mode_generator_in_eval_mode_and_leaves_its_mode(tmp_path):
+    """A BatchNorm generator handed in from Python in train mode was scored with per-batch
+    statistics (scores depending on batch_size) and its running statistics moved."""
+
+    class BatchNormRing(RingGenerator):
+        def __init__(self):
+            super().__init__(8)
+            self.norm = torch.nn.BatchNorm1d(2)
+
+        def forward(self, z, labels=None):
+            return super().forward(z) + self.norm(z[:, :2]) * 0.001
+
+    G = BatchNormRing()
+    before = G.norm.running_mean.clone()
+    scores = [evaluate(G, dataset="ring8", n=2500, batch_size=b)["hq_fraction"] for b in (7, 2500)]
+    assert scores[0] == scores[1] and G.training
+    assert torch.equal(G.norm.running_mean, before)

@@ -68,6 +68,20 @@ class Evaluator:
     def sha256(self) -> str:
         return self.card["sha256"]
 
+    #: bump when :meth:`embed` or the network's ``preprocess`` / feature layer change what an image
+    #: embeds to: cached reference features are keyed on it (and on the weights and options)
+    EMBEDDING = "embed-v1: bilinear antialiased resize to image_size, preprocess, penultimate features"
+
+    @property
+    def feature_key(self) -> str:
+        """What the features of an image depend on besides the image: the weights, the options
+        (image size above all: it decides the resize) and the embedding code's version."""
+        import hashlib
+        import json
+
+        text = json.dumps([self.sha256, self.options.to_dict(), self.EMBEDDING], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     @property
     def dataset(self) -> str:
         return self.card.get("dataset", "?")
