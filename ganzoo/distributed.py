@@ -1,7 +1,6 @@
 """Device choice and torch.distributed set-up (processes are launched by torchrun)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from dataclasses import dataclass
@@ -98,20 +97,6 @@ def barrier() -> None:
     of 1. Not found yet: a bare init/all_reduce/barrier/destroy script does not do it, and
     neither refusing before DDP exists nor leaving with os._exit stopped it."""
     if dist.is_initialized():
-        dist.barrier()
-
-
-@contextlib.contextmanager
-def local_rank_zero_first(info: DistInfo):
-    """Local rank 0 of each machine runs the block first, the machine's other ranks after it:
-    a dataset missing on the machine is downloaded (and CIFAR-10's archive extracted, then
-    deleted) into its cache once, not by every rank at once, where one rank deleted the archive
-    another was about to open. A collective: every rank enters it once. If rank 0's block fails,
-    torchrun stops the ranks waiting here."""
-    if info.distributed and info.local_rank != 0:
-        dist.barrier()
-    yield
-    if info.distributed and info.local_rank == 0:
         dist.barrier()
 
 

@@ -74,22 +74,6 @@ def test_ddp_run_checkpoints_on_rank0_and_resumes(tmp_path):
     assert r.returncode == 1 and "written by 2 process(es)" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_local_rank_zero_loads_the_data_before_the_other_ranks_of_its_machine(monkeypatch):
-    """Every rank downloaded CIFAR-10 into the same cache at once, and the first to finish
-    deleted the archive another was about to open. The block runs on local rank 0 before the
-    barrier the others wait at: each rank enters the barrier exactly once."""
-    log = []
-    monkeypatch.setattr(distributed.dist, "barrier", lambda: log.append("barrier"))
-    cpu = torch.device("cpu")
-    for local_rank, rank, world, order in [(0, 0, 2, ["load", "barrier"]), (1, 1, 2, ["barrier", "load"]),
-                                           (0, 2, 4, ["load", "barrier"]), (1, 3, 4, ["barrier", "load"]),
-                                           (0, 0, 1, ["load"])]:
-        log.clear()
-        with distributed.local_rank_zero_first(distributed.DistInfo(rank, world, local_rank, 2, cpu)):
-            log.append("load")
-        assert log == order, (local_rank, rank, world)
-
-
 def test_more_ranks_than_gpus_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -375,8 +375,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     info = distributed.setup(cfg.device)
     device = info.device
     _check_sync_bn(cfg, info, device.type)
-    with distributed.local_rank_zero_first(info):  # it loads the data: one download per machine
-        parts = _resolve(cfg, state)
+    parts = _resolve(cfg, state)
     cfg, loss, entry, methods, regularizers, data, init, options = (
         parts.cfg, parts.loss, parts.entry, parts.methods, parts.regularizers, parts.data, parts.init,
         parts.options)
