@@ -608,3 +608,24 @@ def test_a_cifar_tarball_in_a_data_root_is_extracted_once_and_an_unwritable_cach
     cache.write_text("a file where the cache's folder should be")
     with pytest.raises(GanzooError, match=f"^cannot extract {re.escape(str(data / cifar.TARBALL))} into "):
         cifar.load_cifar10("test")
+
+
+def test_each_process_fetches_cifar_to_an_archive_of_its_own(monkeypatch, tmp_path):
+    """Ranks of a plain torchrun that found the cache empty each downloaded to one shared name;
+    the first to finish extracting deleted it while another, its own download done, was about
+    to open it. Each process now downloads to, extracts from and deletes a name of its own."""
+    written = fake_cifar(tmp_path / "upstream")
+    blob = _tarball(tmp_path / "upstream", {})
+    serve(monkeypatch, {cifar.TARBALL: blob})
+    monkeypatch.setattr(cifar, "TARBALL_MD5", hashlib.md5(blob).hexdigest())
+    real_download, dests, pid = download.download, [], [100]
+    monkeypatch.setattr(cifar.os, "getpid", lambda: pid[0])
+    monkeypatch.setattr(download, "download", lambda urls, dest, *a, **k: dests.append(dest) or
+                        real_download(urls, dest, *a, **k))
+    cache = tmp_path / "cache" / "ganzoo" / "cifar10"
+    for pid[0] in (100, 200):
+        assert cifar.load_cifar10("test").labels.tolist() == written["test_batch"][1]
+        assert sorted(p.name for p in cache.iterdir()) == [cifar.BATCH_DIR]  # its archive removed
+        shutil.rmtree(cache / cifar.BATCH_DIR)  # the next process finds the cache empty too
+    assert len(set(dests)) == 2 and all(d.parent == cache and d.name != cifar.TARBALL for d in dests)
+    assert [d.name.endswith(("-100", "-200")) for d in dests] == [True, True]

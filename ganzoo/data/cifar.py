@@ -7,8 +7,10 @@ N×3072, channel-major R, G, B planes of 32×32), ``labels`` (list of ints),
 """
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
+import socket
 import tarfile
 import tempfile
 import zlib
@@ -148,7 +150,7 @@ def extract(tar_path: Path, dest: Path) -> Path:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
                 done.add(name)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:  # BadGzipFile is an OSError
         raise GanzooError(f"{tar_path}: corrupt archive ({exc})") from None
     except OSError as exc:  # the cache not writable, a full disk: the extraction, not the archive
         raise GanzooError(f"cannot extract {tar_path} into {out_dir}: {exc.strerror or exc}") from None
@@ -183,9 +185,15 @@ def locate(split: str, root=None) -> list[Path]:
             return [extract(tar, cache) / n for n in names]
     if root is not None:
         raise not_in_root(NAME, root, f"{split}-split batches ({BATCH_DIR}/) and no {TARBALL}")
-    tar = _download.download(URLS, cache / TARBALL, TARBALL_MD5, what=f"{NAME} {TARBALL}")
-    out = extract(tar, cache)
-    tar.unlink()  # the extracted batches are all we need; saves 163 MB
+    # a name of this process's own: ranks of a plain torchrun (or two runs) that find the cache
+    # empty at once each fetch and extract their own copy (each batch file is renamed into place
+    # whole); one name for all had one process delete the archive another was about to open
+    own = cache / f".{TARBALL}.{socket.gethostname()}-{os.getpid()}"
+    try:
+        tar = _download.download(URLS, own, TARBALL_MD5, what=f"{NAME} {TARBALL}")
+        out = extract(tar, cache)
+    finally:
+        own.unlink(missing_ok=True)  # the extracted batches are all we need; saves 163 MB
     return [out / n for n in names]
 
 
