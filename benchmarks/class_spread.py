@@ -91,7 +91,8 @@ def report(source: str, n: int, seed: int, real: bool = False) -> list[str]:
     fake, logits = evaluator.embed(images, 500)
     grouped_by = "the labels drawn" if labels is not None else "the evaluator's predicted class"
     fake_labels = (labels if labels is not None else logits.argmax(1)).cpu()
-    real, real_labels = reference_features(name, n, evaluator)  # the n images `ganzoo eval` uses
+    # the n images `ganzoo eval` uses, at the samples' size as it resizes them
+    real, real_labels = reference_features(name, n, evaluator, image_size=images.shape[-1])
     lines = [f"{name}, {what}, seed {seed}; grouped by {grouped_by}",
              f"all: recall {Recall().compute(real, fake)['recall']:.4f}  "
              f"precision {Precision().compute(real, fake)['precision']:.4f}  "

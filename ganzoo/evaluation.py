@@ -6,7 +6,8 @@ metric against a reference set of the same size taken from the dataset's
 test split. The reference features of the whole test split are computed
 once and cached under ``$GANZOO_CACHE/refstats`` (default
 ``~/.cache/ganzoo/refstats``), keyed by dataset, split, the evaluator's
-sha256 and a hash of the data itself.
+``feature_key`` (its weights, options and embedding version) and a hash of the
+data itself. The reference images are at the model's image size.
 """
 from __future__ import annotations
 
@@ -242,13 +243,17 @@ def real_images(dataset: str, n: int, seed: int = 0, split: str = "train"):
     return pool.data[index], None if pool.labels is None else pool.labels[index]
 
 
-def reference_features(name: str, n: int, evaluator=None, batch_size: int = 500):
+def reference_features(name: str, n: int, evaluator=None, batch_size: int = 500,
+                       image_size: int | None = None):
     """``(features, labels)`` of the ``n`` test-split images :func:`evaluate` scores a model of
     image dataset ``name`` against (the same images for the same n), under ``evaluator``
-    (default: the dataset's shipped one)."""
+    (default: the dataset's shipped one); ``image_size``: a model's, when it is not the
+    dataset's own (the images are then resized as :func:`evaluate` resizes them)."""
     from .metrics.evaluator import load_evaluator
 
     data = _load_dataset(name, REFERENCE_SPLIT)
+    if image_size is not None and tuple(data.shape[-2:]) != (image_size, image_size):
+        data = _load_dataset(name, REFERENCE_SPLIT, None, image_size)
     ref = _reference_set(name, data, {"features"}, n, evaluator or load_evaluator(name), batch_size)
     return ref.features, ref.labels
 
@@ -452,12 +457,13 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     scorer = _evaluator_for(evaluator, name, chosen, device, data)
     _check_inputs(chosen, data, scorer, n)
 
-    was_training = G.training  # a generator from Python may be in train mode: BatchNorm would
-    G.eval()  # normalise by each batch (scores depending on batch_size) and move its running stats
-    try:
+    modes = [(m, m.training) for m in G.modules()]  # a generator from Python may be in train mode:
+    G.eval()  # BatchNorm would normalise by each batch (scores depending on batch_size) and move
+    try:  # its running statistics
         x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
     finally:
-        G.train(was_training)
+        for module, training in modes:  # each module's own mode back, as the caller had it
+            module.training = training
     if data.is_image:
         images = to_uint8(x, G.output_range)
         fake = _embed(images, labels, needs, scorer, batch_size)

@@ -114,7 +114,11 @@ def _check_memory(n: int, data_shape, suffix: str) -> None:
 
     if len(data_shape) != 3:
         return  # points: 8 bytes a coordinate, 16 MB a million 2-D samples
-    need, have = 2 * n * math.prod(data_shape), machine_memory()  # the images, then the grid or .npz
+    c, h, w = data_shape
+    # bytes a sample: .npz, the uint8 images and their compressed copy; .png, the images, the
+    # 3-channel grid torchvision makes, its contiguous copy and Pillow's 4 bytes a pixel
+    per_sample = 2 * c * h * w if suffix == ".npz" else (c + 3 + 3 + 4) * h * w
+    need, have = n * per_sample, machine_memory()
     if have and need > have // 2:
         raise GanzooError(f"-n {n} samples of {'×'.join(map(str, data_shape))} need about {need / 2**30:,.1f} "
                           f"GiB for the {suffix} file, more than half of this machine's "

@@ -66,7 +66,7 @@ class ModelCard:
                               f"it names a cache folder)")
         data = dict(data)
         for key in ("sha256", "config_sha256"):  # `Get-FileHash` writes upper case; files hash lower
-            if key in data:
+            if data.get(key) not in (None, "") or key == "sha256":  # an empty config_sha256 is none
                 if not isinstance(data[key], str) or not _SHA256.fullmatch(data[key]):
                     raise GanzooError(f"{where}: {key} {data[key]!r} must be 64 hexadecimal digits "
                                       f"(`sha256sum FILE`)")
@@ -76,7 +76,9 @@ class ModelCard:
             from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
             try:
-                SpecifierSet(versions if isinstance(versions, str) else None)  # type: ignore[arg-type]
+                if not isinstance(versions, str):
+                    raise TypeError
+                SpecifierSet(versions)
             except (InvalidSpecifier, TypeError):
                 raise GanzooError(f"{where}: plugin_versions {versions!r} is not a version range "
                                   f"(PEP 440, e.g. \">=0.4,<0.5\" or \"==0.4.2\")") from None

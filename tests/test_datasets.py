@@ -27,6 +27,7 @@ from ganzoo.data import InMemoryDataset, cifar, download, files, idx, read_idx, 
 HERE = Path(__file__).resolve().parent
 SHARED_MNIST = HERE.parent.parent / "shared" / "data" / "mnist"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+REAL_OPEN_URL = download.open_url  # before any fixture replaces it
 
 
 @pytest.fixture(autouse=True)
@@ -568,7 +569,7 @@ def test_ganzoo_offline_refuses_before_opening_a_connection(monkeypatch, tmp_pat
     from ganzoo.data import download as real
 
     assert os.environ.get("GANZOO_OFFLINE") == "1"
-    monkeypatch.undo()  # this module's fixture replaced open_url: the real one is under test
+    monkeypatch.setattr(real, "open_url", REAL_OPEN_URL)  # this module's fixture replaced it
     opened = []
 
     def recording_urlopen(req, timeout=None):
@@ -577,13 +578,14 @@ def test_ganzoo_offline_refuses_before_opening_a_connection(monkeypatch, tmp_pat
 
     monkeypatch.setattr(urllib.request, "urlopen", recording_urlopen)
     with pytest.raises(ganzoo.GanzooError, match=r"network not reachable \(https://example\.invalid/f: "
-                                                 r"offline \(\$GANZOO_OFFLINE is set\)\)"):
+                                                 r"downloads are off \(\$GANZOO_OFFLINE=1\)\)"):
         real.download(["https://example.invalid/f"], tmp_path / "f", "0" * 64)
     assert opened == [] and list(tmp_path.iterdir()) == []
-    monkeypatch.setenv("GANZOO_OFFLINE", "0")
-    with pytest.raises(ganzoo.GanzooError, match="recorded"):
-        real.download(["https://example.invalid/f"], tmp_path / "f", "0" * 64)
-    assert opened == ["https://example.invalid/f"]
+    for value in ("0", "false", "Off", ""):
+        monkeypatch.setenv("GANZOO_OFFLINE", value)
+        with pytest.raises(ganzoo.GanzooError, match="recorded"):
+            real.download(["https://example.invalid/f"], tmp_path / "f", "0" * 64)
+    assert opened == ["https://example.invalid/f"] * 4
 
 
 def test_a_cifar_tarball_in_a_data_root_is_extracted_once_and_an_unwritable_cache_is_one_line(

@@ -240,11 +240,13 @@ def test_cached_reference_features_are_keyed_on_the_embedding_not_the_weights_al
     assert torch.equal(reference_embedding("fashion-mnist", data, evaluator)[0], first[0])  # a hit
     assert len(list(cache_dir().iterdir())) == 1
     key = evaluator.feature_key
-    monkeypatch.setattr(Evaluator, "EMBEDDING", Evaluator.EMBEDDING + " (changed)")
+    original = Evaluator.EMBEDDING
+    monkeypatch.setattr(Evaluator, "EMBEDDING", original + " (changed)")
     assert evaluator.feature_key != key
     reference_embedding("fashion-mnist", data, evaluator)
     assert len(list(cache_dir().iterdir())) == 2
-    monkeypatch.undo()
+    monkeypatch.setattr(Evaluator, "EMBEDDING", original)
+    assert evaluator.feature_key == key
     monkeypatch.setattr(evaluator.net.options, "image_size", 32)  # the card's size, not the weights
     assert evaluator.feature_key != key
 
@@ -499,3 +501,6 @@ def test_evaluate_samples_a_train_mode_generator_in_eval_mode_and_leaves_its_mod
     scores = [evaluate(G, dataset="ring8", n=2500, batch_size=b)["hq_fraction"] for b in (7, 2500)]
     assert scores[0] == scores[1] and G.training
     assert torch.equal(G.norm.running_mean, before)
+    G.norm.eval()  # mixed modes come back as they were, not all set to G's
+    evaluate(G, dataset="ring8", n=100)
+    assert G.training and not G.norm.training

@@ -549,16 +549,20 @@ def test_a_write_refused_by_the_os_names_the_users_path_not_the_hidden_temporary
 def test_samples_the_machine_cannot_hold_are_one_line_before_any_sampling(tmp_path, run_cli, monkeypatch):
     """`ganzoo sample -n 1000000` of a 64-px RGB model needed 49 GB of float32 and was killed by
     the kernel with no message. Now images are kept as uint8 batch by batch, and a request whose
-    images and file would take more than half the RAM is refused first (here a machine of 2 GiB:
-    a million 28×28 images and their grid need about 1.5 GiB)."""
+    images and file would take more than half the RAM is refused first (here a machine of 8 GiB:
+    a million 28×28 grey images, the 3-channel grid and Pillow's copy need about 8 GiB; as .npz
+    1.5 GiB)."""
     import ganzoo.limits
 
-    monkeypatch.setattr(ganzoo.limits, "machine_memory", lambda: 2 * 2**30)
+    monkeypatch.setattr(ganzoo.limits, "machine_memory", lambda: 8 * 2**30)
     out = tmp_path / "g.png"
     rc, _, err = run_cli(["sample", "dcgan-fashion-mnist", "-n", "1000000", "--out", str(out)])
-    assert (rc, err) == (1, "error: -n 1000000 samples of 1×28×28 need about 1.5 GiB for the .png file, more "
-                            "than half of this machine's 2 GiB: ask for fewer (several calls with other "
+    assert (rc, err) == (1, "error: -n 1000000 samples of 1×28×28 need about 8.0 GiB for the .png file, more "
+                            "than half of this machine's 8 GiB: ask for fewer (several calls with other "
                             "--seed values)\n") and not out.exists()
+    monkeypatch.setattr(ganzoo.limits, "machine_memory", lambda: 2 * 2**30)
+    rc, _, err = run_cli(["sample", "dcgan-fashion-mnist", "-n", "1000000", "--out", str(tmp_path / "a.npz")])
+    assert rc == 1 and "need about 1.5 GiB for the .npz file" in err, err
     rc, _, err = run_cli(["sample", "dcgan-fashion-mnist", "-n", "16", "--out", str(tmp_path / "s.npz")])
     assert rc == 0, err
     with np.load(tmp_path / "s.npz") as f:
@@ -569,3 +573,25 @@ def test_samples_the_machine_cannot_hold_are_one_line_before_any_sampling(tmp_pa
 
     floats, _ = generate(G, 16, seed=0)  # converted at once: the same bytes as batch by batch
     assert images.dtype == np.uint8 and np.array_equal(images, to_uint8(floats, G.output_range).numpy())
+
+
+def test_an_ada_run_with_a_loss_refused_since_0_9_14_still_resumes_with_a_warning(tmp_path, run_cli,
+                                                                                     mnist_dir, monkeypatch):
+    """A new run of ada with wasserstein is refused (its D has no decision threshold); a run
+    that trained so before the check must not become impossible to resume."""
+    from ganzoo.losses import Wasserstein
+
+    out = tmp_path / "run"
+    base = ["--dataset", "mnist", "--split", "test", "--data-root", str(mnist_dir), "--no-progress",
+            "--checkpoint-every", "1"]
+    monkeypatch.setattr(Wasserstein, "decision_threshold", 0.0)  # as before ganzoo 0.9.14
+    rc, _, err = run_cli(["train", "dcgan", *base, "--no-recipe", "--loss", "wasserstein", "--method", "ada",
+                          "--steps", "1", "--batch-size", "8", "--arch-opt", "ngf=4", "--arch-opt", "ndf=4",
+                          "--arch-opt", "spectral_norm=true", "--out", str(out)])
+    assert rc == 0, err
+    monkeypatch.undo()
+    rc, _, err = run_cli(["resume", str(out), "--steps", "2", "--no-progress"])
+    assert rc == 0, err
+    assert "warning: ada steers p by the share of real images D scores above its decision threshold, and " \
+           "wasserstein's D has none" in err and "resumes as it trained" in err
+    assert ganzoo.checkpoint.load_checkpoint(out)["step"] == 2

@@ -412,3 +412,4 @@ def test_a_card_whose_sha256_is_upper_case_loads_and_a_malformed_hash_or_range_i
                           ({"plugin_versions": 0.4}, "plugin_versions 0.4 is not a version range")]:
         with pytest.raises(GanzooError, match=f"^card: {re.escape(words)}"):
             zoo.ModelCard.from_dict({**base, **change})
+    assert zoo.ModelCard.from_dict({**base, "config_sha256": ""}).raw["config_sha256"] == ""  # none given

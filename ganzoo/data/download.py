@@ -29,11 +29,12 @@ def open_url(url: str, timeout: float = 60.0):
     """Open ``url`` for reading (a binary file-like context manager).
 
     The one place that touches the network; tests replace it with a function
-    serving local bytes. With ``$GANZOO_OFFLINE`` set (not ``0``) it refuses, as an
-    unreachable network does: the test suite sets it, so no test can need the network.
+    serving local bytes. With ``$GANZOO_OFFLINE`` set (to anything but ``0``, ``false``,
+    ``no``, ``off`` or nothing) it refuses, as an unreachable network does: the test suite
+    sets it, so no test can need the network.
     """
-    if os.environ.get(OFFLINE_ENV, "0") not in ("", "0"):
-        raise urllib.error.URLError(f"offline (${OFFLINE_ENV} is set)")
+    if os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off"):
+        raise urllib.error.URLError(f"downloads are off (${OFFLINE_ENV}={os.environ[OFFLINE_ENV]})")
     req = urllib.request.Request(url, headers={"User-Agent": "ganzoo"})
     return urllib.request.urlopen(req, timeout=timeout)
 

@@ -4,7 +4,9 @@ Karras, Aittala, Hellsten, Laine, Lehtinen & Aila, "Training Generative Adversar
 with Limited Data" (arXiv:2006.06676). Every image D reads (reals and fakes, in both steps)
 goes through a pipeline of augmentations, each applied to each image independently with
 probability ``p``. ``p`` is steered by the overfitting heuristic ``r_t = E[sign(D(x_real))]``,
-the share of (augmented) reals D scores positive, minus the share it scores negative: every
+the share of (augmented) reals D scores positive, minus the share it scores negative (about
+the loss's ``decision_threshold`` t, not 0, where the loss has one elsewhere: least squares'
+0.5; a loss without one, such as wasserstein's critic, is refused for a new run): every
 ``interval`` steps, ``p += sign(r_t - target) · images / speed``, where ``images`` is the number
 of reals D read since the last adjustment (``batch · interval`` with one D step per step, as
 in the official ``training_loop.py``), so ``p`` can go from 0 to 1 in ``speed`` images
@@ -219,7 +221,7 @@ def ada_augment(x: torch.Tensor, p, ops, mid: float = 0.0, half: float = 1.0) ->
 
 @dataclass
 class ADA(TrainingMethod):
-    """ADA (Karras et al. 2020): per-image augmentations with probability p, steered every few steps by r_t = E[sign(D(real))] towards a target."""
+    """ADA (Karras et al. 2020): per-image augmentations with probability p, steered every few steps by r_t = E[sign(D(real) - t)] (t: the loss's decision threshold, 0 for logistic and hinge) towards a target."""
 
     target: float = 0.6  # the r_t that p is steered to
     interval: int = 4  # steps between adjustments of p
@@ -229,7 +231,7 @@ class ADA(TrainingMethod):
 
     def __post_init__(self):
         if not (math.isfinite(self.target) and 0.0 < self.target < 1.0):
-            raise GanzooError(f"ada target must be a value of r_t = E[sign(D(real))] in (0, 1) (the paper "
+            raise GanzooError(f"ada target must be a value of r_t = E[sign(D(real) - t)] in (0, 1) (the paper "
                               f"uses 0.6), got {self.target}")
         if self.interval < 1:
             raise GanzooError(f"ada interval must be a number of steps >= 1, got {self.interval}")
@@ -241,7 +243,7 @@ class ADA(TrainingMethod):
         self.policy = check_policy("ada", self.policy, tuple(GROUPS) + OPS)
         self.ops = expand_policy(self.policy)
         self._p = torch.tensor(float(self.p_init))
-        self._signs = torch.zeros(())  # sum of sign(D(real)) since the last adjustment
+        self._signs = torch.zeros(())  # sum of sign(D(real) - t) since the last adjustment
         self._count = 0  # logits in that sum
         self._images = 0  # real images D read since the last adjustment
         self._rt: torch.Tensor | None = None  # r_t of the last adjustment

@@ -331,7 +331,15 @@ def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
     entry = _architecture(cfg.arch, state)
     methods = MethodStack.from_specs(cfg.methods)
     methods.check(entry.obj)  # before any data is loaded
-    methods.check_loss(loss, cfg.loss)
+    try:
+        methods.check_loss(loss, cfg.loss)
+    except GanzooError as exc:
+        if state is None:
+            raise
+        import sys  # a run that trained before ganzoo 0.9.14 checked the pair resumes as it trained
+
+        print(f"warning: {exc} (this run started before the check and resumes as it trained)",
+              file=sys.stderr)
     if state is not None:
         methods.load_state_dict(state.get("methods"))
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
