@@ -251,9 +251,7 @@ def reference_features(name: str, n: int, evaluator=None, batch_size: int = 500,
     dataset's own (the images are then resized as :func:`evaluate` resizes them)."""
     from .metrics.evaluator import load_evaluator
 
-    data = _load_dataset(name, REFERENCE_SPLIT)
-    if image_size is not None and tuple(data.shape[-2:]) != (image_size, image_size):
-        data = _load_dataset(name, REFERENCE_SPLIT, None, image_size)
+    data = _load_at_size(name, REFERENCE_SPLIT, image_size)
     ref = _reference_set(name, data, {"features"}, n, evaluator or load_evaluator(name), batch_size)
     return ref.features, ref.labels
 
@@ -299,6 +297,15 @@ def _load_dataset(name: str, split: str, root: str | None = None, image_size: in
     return create_dataset(name, split=split, **options)
 
 
+def _load_at_size(name: str, split: str, size: int | None):
+    """``split`` of image dataset ``name`` with ``size``-px images when that is not its own size,
+    resized by the dataset as training resizes it (a model's reference); as it is otherwise."""
+    data = _load_dataset(name, split)
+    if size is not None and data.is_image and tuple(data.shape[-2:]) != (size, size):
+        data = _load_dataset(name, split, None, size)
+    return data
+
+
 def _reference_data(name: str, split: str | None, root: str | None, G):
     """The reference dataset of a model's score: ``split`` (default the test split) of ``name``,
     from ``root`` when given, its images at the model's size, as the model was trained on them
@@ -311,10 +318,7 @@ def _reference_data(name: str, split: str | None, root: str | None, G):
     try:
         if root is not None:  # a folder dataset reads its images at that size
             return _load_dataset(name, split, root, size)
-        data = _load_dataset(name, split)
-        if size is not None and data.is_image and tuple(data.shape[-2:]) != (size, size):
-            data = _load_dataset(name, split, None, size)  # resized by the dataset, as training did
-        return data
+        return _load_at_size(name, split, size)
     except GanzooError as exc:
         if "has no split" in str(exc):
             raise GanzooError(f"{exc}; choose the reference with --split") from None

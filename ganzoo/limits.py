@@ -4,6 +4,7 @@ work starts; the ranges below are the only place they are stated."""
 from __future__ import annotations
 
 import math
+import os
 import re
 
 from .errors import GanzooError
@@ -21,8 +22,6 @@ def fold_seed(value: int) -> int:
 
 def machine_memory() -> int:
     """Bytes of RAM the machine has in all; 0 where unknown (then nothing is checked against it)."""
-    import os
-
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
