@@ -724,6 +724,12 @@ def test_export_refuses_to_overwrite_another_models_export(tmp_path, run_cli):
         line = one_error_line(*run_cli(["export", str(b), "--out", str(target), "--force"])[::2])
         assert f"{str(target)!r} is a run directory (it holds checkpoints)" in line, line
         assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
+    # an --out that is a file (or lies under one) is one line naming it, and the file is kept
+    (tmp_path / "afile").write_text("keep me")
+    for out, what in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "x", "lies under the file")):
+        line = one_error_line(*run_cli(["export", str(b), "--out", str(out)])[::2])
+        assert f"--out {str(out)!r} {what}" in line and "an export is a directory" in line, line
+    assert (tmp_path / "afile").read_text() == "keep me"
 
 
 def test_a_loose_checkpoint_file_exports_beside_itself_and_never_over_another(tmp_path, run_cli):
