@@ -1,6 +1,7 @@
 """The one checkpoint format shared by every plugin: this module builds, saves, loads,
-upgrades and describes it; the training loop reads back only ``elapsed_s`` and
-``log_window``.
+upgrades and describes it. Elsewhere only what a resume needs is read back: the run's
+config (``training/loop.py``), options, plugin and its version and the methods' state
+(``training/build.py``), ``elapsed_s`` and ``log_window``.
 
 A checkpoint is a single ``torch.save`` file holding only tensors, numbers, strings, lists
 and dicts, so it loads with ``torch.load(weights_only=True)``: no arbitrary object is ever

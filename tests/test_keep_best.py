@@ -143,6 +143,72 @@ def test_a_time_budget_stop_on_the_evaluation_grid_is_scored_once(tmp_path, scri
     assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["best"] == {"key": "kl", "value": 2.0, "step": 2}
 
 
+def test_a_stop_saves_its_checkpoint_before_the_evaluation(tmp_path, monkeypatch):
+    """The budget's last step was scored (minutes for FID) before its checkpoint was written,
+    with the default signal handlers back: a preemption during that evaluation lost the steps."""
+    from ganzoo.checkpoint import list_checkpoints
+
+    seen = []
+
+    def evaluate(self, step):
+        seen.append((step, [p.name for p in list_checkpoints(self.run.run_dir)]))
+        return {"kl": 1.0}
+
+    monkeypatch.setattr(RunLogger, "evaluate", evaluate)
+    train(ring_cfg(tmp_path, max_seconds=0, log_every=3, checkpoint_every=100))  # stops at step 3
+    assert seen == [(2, []), (3, ["step-00000003.pt"])]
+
+
+def test_an_interrupt_on_the_evaluation_grid_still_logs_that_evaluation(tmp_path, scripted_scores, monkeypatch):
+    """A stop at a step that is a multiple of --eval-every broke out of the loop before its
+    evaluation, and the resume starts past it: the row (and --keep-best's chance) was lost."""
+    import os
+    import signal
+
+    from ganzoo.errors import Interrupted
+    from ganzoo.training import loop as loop_mod
+    from ganzoo.training.step import train_step as real_step
+
+    def step_fn(run, step, total=None):
+        if step == 3:  # the stop is taken at the next log step, 4 (log_every 2), an evaluation step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(run, step, total)
+
+    monkeypatch.setattr(loop_mod, "train_step", step_fn)
+    queue, steps = scripted_scores
+    queue += [{"kl": 3.0}, {"kl": 2.0}]
+    with pytest.raises(Interrupted):
+        train(ring_cfg(tmp_path, steps=10))
+    assert steps == [2, 4]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["best"]["step"] == 4
+
+
+def test_a_second_signal_during_the_stops_evaluation_says_the_checkpoint_is_saved(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from ganzoo.errors import Interrupted
+
+    from ganzoo.training import loop as loop_mod
+    from ganzoo.training.step import train_step as real_step
+
+    def step_fn(run, step, total=None):
+        if step == 3:  # the first signal: the stop, taken at log step 4, an evaluation step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(run, step, total)
+
+    def evaluate(self, step):
+        if step == 4:  # the stop's evaluation: a second signal aborts it, the checkpoint is on disk
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"kl": 1.0}
+
+    monkeypatch.setattr(loop_mod, "train_step", step_fn)
+    monkeypatch.setattr(RunLogger, "evaluate", evaluate)
+    with pytest.raises(Interrupted, match="aborted after the checkpoint at step 4"):
+        train(ring_cfg(tmp_path, steps=10, keep_best=None, checkpoint_every=100))
+    assert load_checkpoint(tmp_path / "run")["step"] == 4
+
+
 def test_without_keep_best_only_the_grid_is_scored(tmp_path, scripted_scores):
     queue, steps = scripted_scores
     queue += [{"kl": 5.0}, {"kl": 3.0}, {"kl": 4.0}]

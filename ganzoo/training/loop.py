@@ -1,8 +1,8 @@
 """The training loop: steps, logging, checkpoints, and one way out.
 
 The loop runs until the last step, the time budget or an interrupt; whichever it was, it
-leaves through the same end: a checkpoint at the step it reached, a sample grid, and (when
-the run finished) the export.
+leaves through the same end: a checkpoint at the step it reached (for an early stop, then
+the evaluation due at that step), a sample grid, and the export (unless it was interrupted).
 """
 from __future__ import annotations
 
@@ -199,14 +199,23 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 if step % cfg.checkpoint_every == 0 or done:
                     _check_finite(sums, step, last_saved, info, best)
                     last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
-        if stop:  # the one way out of an early stop: keep what was done
-            _check_finite(sums, step, last_saved, info, best)
-            if stop == "time" and best:  # the budget's last step may be the best (the loop broke before scoring it)
-                best.offer(run, step, logger.evaluate(step), elapsed())
-            last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
-            if info.is_main:
-                logger.sample_grid(step)
-                bar.close()
+            if stop:  # the one way out of an early stop: keep what was done, still under the stop
+                # handlers (a signal now is a second one). The checkpoint first: nothing slow
+                # (an evaluation) stands between the step reached and the disk
+                _check_finite(sums, step, last_saved, info, best)
+                last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
+                stopper.saved_step = step
+                # then what the loop broke before: the evaluation due at this step (its row is an
+                # uninterrupted run's; a resume starts past it) and, for --keep-best, the
+                # budget's last step, which may be the best
+                if logger and cfg.eval_every and (step % cfg.eval_every == 0 or (stop == "time" and best)):
+                    scores = logger.evaluate(step)
+                    if best:
+                        best.offer(run, step, scores, elapsed())
+                if info.is_main:
+                    logger.sample_grid(step)
+                    bar.close()
+        if stop:
             if stop == "interrupt":
                 name = signal.Signals(stopper.signum).name
                 if info.is_main:
@@ -344,15 +353,19 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP",
 
 class _InterruptFlag:
     """The first Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 asks the loop to stop at a step boundary
-    (and checkpoint); ``signum`` records which. A second one aborts at once."""
+    (and checkpoint); ``signum`` records which. A second one aborts at once (saying whether
+    the stop's checkpoint was already written: ``saved_step``)."""
 
     def __init__(self):
         self.requested = False
         self.signum = signal.SIGINT
+        self.saved_step: int | None = None  # the stop's checkpoint, once written
         self._previous: dict = {}
 
     def _handle(self, signum, frame):
         if self.requested:
+            if self.saved_step is not None:
+                raise Interrupted(signum, f"a second stop signal: aborted after the checkpoint at step {self.saved_step}")
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
         self.requested, self.signum = True, signum
 
