@@ -1,6 +1,7 @@
 """Small file helpers shared by checkpoints, exports and evaluator cards."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -105,6 +106,16 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _nearly_full(directory: Path, below: int = 1 << 20) -> bool:
+    """Whether the file system holding ``directory`` has less than ``below`` bytes left for
+    this user (asked while a failed write's partial file still takes up what it wrote)."""
+    try:
+        st = os.statvfs(directory)
+    except (OSError, AttributeError):  # no statvfs (Windows): the error stays as it was
+        return False
+    return st.f_bavail * st.f_frsize < below
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it into
     place: a crash mid-write leaves whatever ``path`` held before intact."""
@@ -121,6 +132,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         if {exc.filename, exc.filename2} & {str(tmp), str(path)} and exc.strerror:
             # about the hidden temporary name, which is gone by now: name the user's path
             raise GanzooError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+        raise
+    except GanzooError:
+        raise
+    except Exception:  # a full disk is no OSError from torch.save's C++ writer (RuntimeError
+        # "unexpected pos N vs M") or from safetensors' Rust one (SafetensorError)
+        if _nearly_full(path.parent):
+            raise GanzooError(f"cannot write {str(path)!r}: {os.strerror(errno.ENOSPC)}") from None
         raise
     finally:
         if tmp.exists():
