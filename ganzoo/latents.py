@@ -19,6 +19,7 @@ from .errors import GanzooError
 # Beyond about 9 standard deviations a float32 normal is never cut; far larger values overflow
 # float32 inside the sampler, so the check stops there with one line instead.
 MAX_TRUNCATION = 1e6
+_BELOW_ONE = 1.0 - 2.0 ** -24  # the largest float32 below 1
 
 
 def check_truncation(truncation: float | None) -> None:
@@ -39,6 +40,8 @@ def truncated_normal(shape, truncation: float, generator: torch.Generator | None
     check_truncation(truncation)
     mass = math.erf(truncation / math.sqrt(2))  # Φ(t) - Φ(-t)
     u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
-    z = math.sqrt(2) * torch.erfinv((2 * u - 1) * mass)
+    # past t ≈ 5.4 the mass rounds to 1 in float32, and u = 0 (odds 2⁻²⁴ an element) would give
+    # erfinv(-1) = -inf, clamped to exactly -t: keep the argument inside (-1, 1)
+    z = math.sqrt(2) * torch.erfinv(((2 * u - 1) * mass).clamp_(-_BELOW_ONE, _BELOW_ONE))
     # cast, then clamp: rounding to a half-precision dtype must not step past ±t
     return z.to(dtype or torch.get_default_dtype()).clamp_(-truncation, truncation)
