@@ -433,7 +433,7 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     trick (:mod:`ganzoo.latents`). Returns ``{key: value}``."""
     from .images import save_grid, save_scatter, to_uint8
     from .latents import check_truncation
-    from .sampling import generate
+    from .sampling import eval_mode, generate
 
     check_truncation(truncation)
     device = resolve_device(device)  # checked, auto resolved
@@ -461,13 +461,10 @@ def evaluate(model_or_generator, dataset: str | None = None, n: int = 10000, met
     scorer = _evaluator_for(evaluator, name, chosen, device, data)
     _check_inputs(chosen, data, scorer, n)
 
-    modes = [(m, m.training) for m in G.modules()]  # a generator from Python may be in train mode:
-    G.eval()  # BatchNorm would normalise by each batch (scores depending on batch_size) and move
-    try:  # its running statistics
+    # a generator from Python may be in train mode: BatchNorm would normalise by each batch
+    # (scores depending on batch_size) and move its running statistics
+    with eval_mode(G):
         x, labels = generate(G, n, seed=seed, batch_size=batch_size, truncation=truncation)
-    finally:
-        for module, training in modes:  # each module's own mode back, as the caller had it
-            module.training = training
     if data.is_image:
         images = to_uint8(x, G.output_range)
         fake = _embed(images, labels, needs, scorer, batch_size)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,19 @@ def sample_labels(n: int, num_classes: int, class_index: int | None) -> torch.Te
         return torch.full((n,), class_index, dtype=torch.long)
     per_class = math.ceil(n / num_classes)
     return torch.arange(num_classes).repeat_interleave(per_class)[:n]
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module):
+    """``module`` in eval mode for the block, then each submodule's own mode back: a plain
+    ``train(was_training)`` would also flip a submodule its owner keeps in eval mode."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @torch.no_grad()

@@ -516,3 +516,19 @@ def test_evaluate_samples_a_train_mode_generator_in_eval_mode_and_leaves_its_mod
     G.norm.eval()  # mixed modes come back as they were, not all set to G's
     evaluate(G, dataset="ring8", n=100)
     assert G.training and not G.norm.training
+
+
+def test_the_training_loggers_grid_keeps_each_modules_own_mode(tmp_path):
+    """RunLogger.sample_grid put G back with G.train(was_training), which also switched on a
+    submodule its owner keeps in eval mode (a frozen BatchNorm, say)."""
+    from types import SimpleNamespace
+
+    from ganzoo.training.rundir import RunLogger
+
+    G = RingGenerator(8)
+    G.frozen = torch.nn.BatchNorm1d(2).eval()
+    run = SimpleNamespace(sampler=lambda: G, run_dir=tmp_path, data=SimpleNamespace())
+    logger = SimpleNamespace(run=run, fixed_z=G.sample_latent(16), fixed_labels=None)
+    RunLogger.sample_grid(logger, 1)
+    assert G.training and not G.frozen.training
+    assert (tmp_path / "samples" / "step-00000001.png").is_file()

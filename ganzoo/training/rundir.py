@@ -15,6 +15,7 @@ from ..checkpoint import BEST_NAME, list_checkpoints
 from ..errors import GanzooError, on_every_rank
 from ..fileio import atomic_write
 from ..images import save_grid, save_scatter, to_uint8
+from ..sampling import eval_mode
 
 RUN_LOCK = ".lock"  # the run's lock file (RunLock)
 
@@ -275,11 +276,8 @@ class RunLogger:
 
     @torch.no_grad()
     def sample_grid(self, step: int):
-        G = self.run.sampler()
-        was_training = G.training
-        G.eval()
-        x = G(self.fixed_z, self.fixed_labels)
-        G.train(was_training)
+        with eval_mode(self.run.sampler()) as G:
+            x = G(self.fixed_z, self.fixed_labels)
         path = self.run.run_dir / "samples" / f"step-{step:08d}.png"
         if x.dim() == 4:
             save_grid(to_uint8(x, G.output_range), path, nrow=8)
@@ -292,12 +290,9 @@ class RunLogger:
 
         G = self.run.sampler()
         G.sampling = self.run.G_raw.sampling
-        was_training = G.training
-        G.eval()
-        scores = evaluate(G, dataset=self.run.cfg.dataset, n=self.run.cfg.eval_samples,
+        scores = evaluate(G, dataset=self.run.cfg.dataset, n=self.run.cfg.eval_samples,  # (in eval mode)
                           metrics=list(self.run.cfg.eval_metrics) or None, device=str(self.run.device),
                           seed=self.run.cfg.seed)
-        G.train(was_training)
         self.log({"step": step, **{f"eval/{k}": v for k, v in scores.items()}})
         return scores
 
