@@ -1102,3 +1102,13 @@ def test_kill_9_at_random_moments_leaves_only_loadable_checkpoints(tmp_path, run
     assert code == 0, err
     assert load_checkpoint(run)["step"] == done + 2
     assert not any(p.exists() for p in leftovers)  # what the killed writers left is gone
+
+
+def test_train_with_resume_announces_the_resumed_run_too(tmp_path):
+    """train(cfg, resume=RUN, announce=f) dropped ``announce``: a caller printing its start line
+    from it printed nothing for a resumed run."""
+    run = train(ring_cfg(tmp_path, out=str(tmp_path / "r"), steps=2, checkpoint_every=2))
+    called = []
+    train(ring_cfg(tmp_path, out=str(tmp_path / "unused"), steps=4), resume=run,
+          announce=lambda: called.append(True))
+    assert called == [True] and load_checkpoint(run)["step"] == 4

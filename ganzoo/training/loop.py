@@ -42,7 +42,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, announce=None) -> 
     passed every check, before the first step (a refused run says one line, nothing else)."""
     if resume is None:
         return _train(cfg, None, announce)
-    return _resume(resume, cfg.steps, cfg.progress)
+    return _resume(resume, cfg.steps, cfg.progress, announce=announce)
 
 
 def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True,
@@ -52,7 +52,7 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True,
     return _resume(run_dir, steps, progress, max_loss)
 
 
-def _resume(run_dir, steps, progress, max_loss=None) -> Path:
+def _resume(run_dir, steps, progress, max_loss=None, announce=None) -> Path:
     # read once; an unreadable newer checkpoint is skipped (and said), and renamed only once
     # _start holds the run's lock (another process may be writing the run until then)
     path, state = load_latest(run_dir)
@@ -62,7 +62,7 @@ def _resume(run_dir, steps, progress, max_loss=None) -> Path:
         changes["epochs"] = None  # a new total in steps, also for a run that counted epochs
     if max_loss is not None:
         changes["max_loss"] = max_loss
-    return _train(saved.replace(**changes), state, resumed_from=path)
+    return _train(saved.replace(**changes), state, announce, resumed_from=path)
 
 
 def total_steps(cfg: TrainConfig, n_samples: int, world_size: int) -> int:
