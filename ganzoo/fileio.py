@@ -116,9 +116,24 @@ def _nearly_full(directory: Path, below: int = 1 << 20) -> bool:
     return st.f_bavail * st.f_frsize < below
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries (a rename lives there, not in the file); where directories
+    cannot be opened or synced (Windows, some network file systems) there is nothing to do."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it into
-    place: a crash mid-write leaves whatever ``path`` held before intact."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it into place
+    and fsync the directory: a crash mid-write leaves whatever ``path`` held before intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -128,6 +143,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # not the 0600 some writers create: shipped files must be readable
         os.replace(tmp, path)
+        _fsync_directory(path.parent)  # the rename itself survives a power cut
     except OSError as exc:
         if {exc.filename, exc.filename2} & {str(tmp), str(path)} and exc.strerror:
             # about the hidden temporary name, which is gone by now: name the user's path

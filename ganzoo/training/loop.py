@@ -329,7 +329,8 @@ def _open_window(state: dict | None, step: int, log_every: int, info) -> tuple[i
 def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0,
           best: BestCheckpoint | None = None, window: tuple[int, torch.Tensor] | None = None) -> Path | None:
     """Rank 0 writes the checkpoint at ``step``; weights or optimiser state with NaN/inf are never
-    saved. Every rank checks (the ranks' states are identical), so all stop together under DDP.
+    saved. Every rank checks its own state (only rank 0's is written; G's BatchNorm statistics
+    and the EMA may differ a little between ranks), so all stop together under DDP.
     ``window`` is the open log window (its first step and this rank's loss sums), which a
     resume goes on with: every rank's sums are kept, as each rank checks its own losses."""
     log_window = None
