@@ -351,7 +351,8 @@ def export_command(run_dir, out, raw, half, force):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--nrow", type=int, help="Images per grid row.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--truncation", type=float, help="Latents truncated to [-T, T] (the truncation trick).")
+@click.option("--truncation", type=float, help="Latents truncated to [-T, T] (the truncation trick); for a "
+              "model that truncates in w (stylegan2), T is ψ, the pull towards the mean w.")
 @click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
 def sample_command(model, n, out, class_, seed, nrow, device, truncation, trust_unverified):
     """Draw N samples from an export, run directory or zoo model."""

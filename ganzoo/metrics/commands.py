@@ -36,7 +36,8 @@ def _format(key: str, value: float) -> str:
 @click.option("--evaluator", help="Evaluator directory (default: the shipped one for the dataset).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write the samples as a PNG.")
 @click.option("--truncation", type=float, help="Sample with latents truncated to [-T, T] "
-                                              "(the truncation trick: precision up, recall down).")
+                                              "(the truncation trick: precision up, recall down; "
+                                              "for stylegan2, T is ψ, the pull towards the mean w).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
 def eval_command(model, dataset, n, metrics, split, data_root, real, seed, device, evaluator, plot,

@@ -23,8 +23,10 @@ at run time by (lr multiplier)/√fan_in.
 
 Truncation (ψ): ``G(z, labels, truncation=ψ)`` and ``G.ws(z, labels, truncation=ψ)`` move w
 towards ``w_avg``: w' = w_avg + ψ (w − w_avg), ψ = 0 gives w_avg for every sample. The
-base-class ``sample_latent(truncation=t)``, which ``ganzoo sample --truncation t`` uses,
-draws z from N(0, I) truncated to [-t, t] instead (the truncation trick in z).
+generator sets ``truncation_in_forward``, so ``ganzoo sample/eval --truncation PSI`` and
+``ganzoo serve`` pass ψ to ``forward`` with an untruncated z; the base-class
+``sample_latent(truncation=t)``, called from Python, draws z from N(0, I) truncated to [-t, t]
+instead (the truncation trick in z).
 
 Differences from the paper: bilinear up- and average-pool down-sampling instead of the FIR
 filtered (transposed) convolutions; a tanh on the output image, so that it lies in (-1, 1);
