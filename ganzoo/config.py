@@ -85,6 +85,9 @@ class TrainConfig:
         "where it gives 1.4-1.7x the steps/s. Results differ from fp32, so recipes opt in.")
     channels_last: bool = option(True, "channels_last memory format for conv nets.")
     compile: bool = option(False, "torch.compile the networks.")
+    deterministic: bool = option(
+        False, "Deterministic kernels only (torch.use_deterministic_algorithms; cuDNN autotuning off): "
+        "bit-exact reruns and resumes on CUDA too, at some speed.")
     num_threads: Optional[int] = option(None, "CPU threads per process (default: cores / local ranks).")
     sync_batchnorm: bool = option(False, "DDP: SyncBatchNorm instead of per-rank batch norm.", flag="--sync-bn")
     progress: bool = option(True, "Show a progress bar.")

@@ -1112,3 +1112,37 @@ def test_train_with_resume_announces_the_resumed_run_too(tmp_path):
     train(ring_cfg(tmp_path, out=str(tmp_path / "unused"), steps=4), resume=run,
           announce=lambda: called.append(True))
     assert called == [True] and load_checkpoint(run)["step"] == 4
+
+
+@pytest.fixture
+def torch_determinism():
+    """Put torch's process-wide determinism settings back after the test."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    yield
+    torch.use_deterministic_algorithms(saved[0])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved[2]
+    if saved[3] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[3]
+
+
+def test_deterministic_turns_off_cudnn_autotuning_and_turns_on_deterministic_kernels(tmp_path, torch_determinism):
+    """cudnn.benchmark (on for speed) picks kernels by timing: a CUDA resume was close, not
+    bit-exact. --deterministic is the switch for that, recorded in the run's config."""
+    from ganzoo.training.build import use_deterministic_kernels
+
+    torch.use_deterministic_algorithms(False)
+    os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    use_deterministic_kernels(False, "cuda")  # the default on CUDA: autotuned
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert not torch.are_deterministic_algorithms_enabled()
+    use_deterministic_kernels(True, "cuda")
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+    torch.use_deterministic_algorithms(False)
+    run = train(ring_cfg(tmp_path, out=str(tmp_path / "r"), steps=2, deterministic=True))
+    assert torch.are_deterministic_algorithms_enabled()  # set by the run (CPU: the same kernels)
+    assert json.loads((run / "config.json").read_text())["deterministic"] is True

@@ -3,6 +3,7 @@ a checkpoint's state restored. Everything the loop needs is in one :class:`Run`.
 from __future__ import annotations
 
 import functools
+import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,6 +378,19 @@ def _check_sync_bn(cfg: TrainConfig, info, device_type: str) -> None:
                           f"{device_type}); without it each rank normalises with its own batch's statistics"))
 
 
+def use_deterministic_kernels(deterministic: bool, device_type: str) -> None:
+    """``--deterministic``: torch's deterministic kernels only (an op without one raises), cuDNN
+    without autotuning, and the cuBLAS workspace setting torch asks for. Otherwise, on CUDA,
+    cuDNN autotunes (``benchmark``: the fastest kernels, picked by timing, not reproducible).
+    Process-wide settings, as torch has them; a process trains one run."""
+    if deterministic:  # (not turned off otherwise: a caller may have set it in this process)
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    if device_type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+
+
 def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
     """A :class:`Run` for ``cfg``; with ``state`` (a loaded checkpoint) it continues that run."""
     cfg.validate()  # before the process group or the device is set up
@@ -391,8 +405,7 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
 
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or max(1, distributed.usable_cores() // info.local_world_size))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    use_deterministic_kernels(cfg.deterministic, device.type)
     check_memory(arch, options, device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G_raw = arch.create_generator(options).to(device)
