@@ -87,7 +87,7 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the networks.")
     deterministic: bool = option(
         False, "Deterministic kernels only (torch.use_deterministic_algorithms; cuDNN autotuning off): "
-        "bit-exact reruns and resumes on CUDA too, at some speed.")
+        "bit-exact reruns and resumes on CUDA too, at some speed (an op without such a kernel stops the run).")
     num_threads: Optional[int] = option(None, "CPU threads per process (default: cores / local ranks).")
     sync_batchnorm: bool = option(False, "DDP: SyncBatchNorm instead of per-rank batch norm.", flag="--sync-bn")
     progress: bool = option(True, "Show a progress bar.")

@@ -69,6 +69,12 @@ def describe_unexpected(exc: BaseException) -> str:
         return "out of memory (ask for less: a smaller -n, batch or model)"
     if isinstance(exc, RecursionError):
         return "input nested too deeply"
+    marker = " does not have a deterministic implementation"
+    if isinstance(exc, RuntimeError) and marker in str(exc):  # torch.use_deterministic_algorithms
+        op = str(exc).split(marker)[0].strip().split()[-1]
+        return one_line(f"{op} has no deterministic kernel on this device, and --deterministic asks "
+                        f"for deterministic kernels only: train without --deterministic (or on a "
+                        f"device where it has one)")
     lines = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     return one_line(text) + " (unexpected; GANZOO_DEBUG=1 shows the traceback for a bug report)"

@@ -181,8 +181,8 @@ def _refuse_run_directory(out: Path) -> None:
     blocking = next((p for p in (out, *out.parents) if os.path.lexists(p) and not p.is_dir()), None)
     if blocking is not None:  # mkdir would fail with a bare FileExistsError / NotADirectoryError
         what = "is a file" if blocking == out else f"lies under the file {str(blocking)!r}"
-        raise GanzooError(f"--out {str(out)!r} {what}; an export is a directory (config.json and "
-                          f"generator.safetensors): choose a directory path")
+        raise GanzooError(f"the export folder {str(out)!r} {what}; an export is a directory "
+                          f"(config.json and generator.safetensors): choose another --out")
     if out.is_dir() and list_checkpoints(out):
         raise GanzooError(f"{str(out)!r} is a run directory (it holds checkpoints), and an export "
                           f"there would replace the run's config.json; nothing was written (export "

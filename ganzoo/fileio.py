@@ -151,10 +151,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise
     except GanzooError:
         raise
-    except Exception:  # a full disk is no OSError from torch.save's C++ writer (RuntimeError
-        # "unexpected pos N vs M") or from safetensors' Rust one (SafetensorError)
-        if _nearly_full(path.parent):
-            raise GanzooError(f"cannot write {str(path)!r}: {os.strerror(errno.ENOSPC)}") from None
+    except Exception as exc:  # a full disk is no OSError from torch.save's C++ writer (RuntimeError
+        # "unexpected pos N vs M") or from safetensors' Rust one (SafetensorError, "os error 28")
+        text = str(exc)
+        if "No space left" in text or "os error 28" in text or (
+                any(m in text for m in ("unexpected pos", "file write failed")) and _nearly_full(path.parent)):
+            raise GanzooError(f"cannot write {str(path)!r}: {os.strerror(errno.ENOSPC)}") from exc
         raise
     finally:
         if tmp.exists():

@@ -29,8 +29,8 @@ def check_truncation(truncation: float | None) -> None:
     if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) \
             or not (math.isfinite(truncation) and 0 < truncation <= MAX_TRUNCATION):
         raise GanzooError(f"--truncation must be a positive number of standard deviations "
-                          f"up to {MAX_TRUNCATION:g} (e.g. 1.5; beyond about 9 it truncates nothing), "
-                          f"got {truncation}")
+                          f"up to {MAX_TRUNCATION:g} (e.g. 1.5; beyond about 9 it truncates nothing; "
+                          f"for stylegan2 it is ψ, e.g. 0.7), got {truncation}")
 
 
 def truncated_normal(shape, truncation: float, generator: torch.Generator | None = None,

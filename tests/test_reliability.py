@@ -762,7 +762,7 @@ def test_export_refuses_to_overwrite_another_models_export(tmp_path, run_cli):
     (tmp_path / "afile").write_text("keep me")
     for out, what in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "x", "lies under the file")):
         line = one_error_line(*run_cli(["export", str(b), "--out", str(out)])[::2])
-        assert f"--out {str(out)!r} {what}" in line and "an export is a directory" in line, line
+        assert f"the export folder {str(out)!r} {what}" in line and "an export is a directory" in line, line
     assert (tmp_path / "afile").read_text() == "keep me"
 
 
@@ -1146,3 +1146,17 @@ def test_deterministic_turns_off_cudnn_autotuning_and_turns_on_deterministic_ker
     run = train(ring_cfg(tmp_path, out=str(tmp_path / "r"), steps=2, deterministic=True))
     assert torch.are_deterministic_algorithms_enabled()  # set by the run (CPU: the same kernels)
     assert json.loads((run / "config.json").read_text())["deterministic"] is True
+
+
+def test_an_op_without_a_deterministic_kernel_is_one_line_naming_it():
+    """With --deterministic, torch raises for an op that has no deterministic kernel on the
+    device (on CUDA the backward of bilinear upsampling, which stylegan2 uses): one line that
+    names the op and the flag, not torch's advice about a warn_only switch ganzoo does not have."""
+    from ganzoo.errors import describe_unexpected
+
+    exc = RuntimeError("upsample_bilinear2d_backward_out_cuda does not have a deterministic implementation, "
+                       "but you set 'torch.use_deterministic_algorithms(True)'. You can turn off determinism "
+                       "just for this operation, or you can use the 'warn_only=True' option, ...")
+    line = describe_unexpected(exc)
+    assert line.startswith("upsample_bilinear2d_backward_out_cuda has no deterministic kernel on this device")
+    assert "train without --deterministic" in line and "unexpected" not in line and "warn_only" not in line

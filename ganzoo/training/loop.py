@@ -1,8 +1,8 @@
 """The training loop: steps, logging, checkpoints, and one way out.
 
 The loop runs until the last step, the time budget or an interrupt; whichever it was, it
-leaves through the same end: a checkpoint at the step it reached (for an early stop, then
-the evaluation due at that step), a sample grid, and the export (unless it was interrupted).
+leaves through the same end: a checkpoint at the step it reached (at a time budget's end,
+then the evaluation due at that step), a sample grid, and the export (unless it was interrupted).
 """
 from __future__ import annotations
 
@@ -200,15 +200,17 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                     _check_finite(sums, step, last_saved, info, best)
                     last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
             if stop:  # the one way out of an early stop: keep what was done, still under the stop
-                # handlers (a signal now is a second one). The checkpoint first: nothing slow
-                # (an evaluation) stands between the step reached and the disk
+                # handlers, where any signal now aborts (as a second one). The checkpoint first:
+                # nothing slow (an evaluation) stands between the step reached and the disk
+                stopper.requested = True
                 _check_finite(sums, step, last_saved, info, best)
                 last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
                 stopper.saved_step = step
-                # then what the loop broke before: the evaluation due at this step (its row is an
-                # uninterrupted run's; a resume starts past it) and, for --keep-best, the
-                # budget's last step, which may be the best
-                if logger and cfg.eval_every and (step % cfg.eval_every == 0 or (stop == "time" and best)):
+                # a time budget's end then gets what the loop broke before: the evaluation due
+                # at this step (its row is an uninterrupted run's) and, for --keep-best, the last
+                # step, which may be the best. A stop signal skips it: a scheduler's grace period
+                # (torchrun's: 30 s) is for leaving, and under DDP the other ranks leave at once
+                if stop == "time" and logger and cfg.eval_every and (step % cfg.eval_every == 0 or best):
                     scores = logger.evaluate(step)
                     if best:
                         best.offer(run, step, scores, elapsed())
