@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class Run:
     memory_format: torch.memory_format
     start_step: int = 0
     resumed_precision: str | None = None  # what the checkpoint it resumes from trained in
+    resume_warnings: list = field(default_factory=list)  # what the build let pass for a resumed run
 
     @property
     def device(self) -> torch.device:
@@ -76,10 +78,10 @@ class Run:
         a batch-norm D, a resume in other arithmetic than its checkpoint's, and bf16 on CPU
         ("auto" depends on the CPU; a warning where bf16 is emulated). The loop calls it once
         the run has passed its checks, so a refused run says its one error line and nothing else."""
-        import sys
-
         if not self.dist.is_main:
             return
+        for line in self.resume_warnings:
+            print(f"warning: {line}", file=sys.stderr)
         _warn_batchnorm_critic(self.regularizers, self.D_raw, self.cfg)
         if self.resumed_precision not in (None, self.precision):  # e.g. cpu_amp auto on another CPU
             option = ("--amp" if self.cfg.amp else "--no-amp") if self.device.type == "cuda" else (
@@ -123,8 +125,6 @@ def _warn_batchnorm_critic(regularizers, D: nn.Module, cfg: TrainConfig) -> None
     """A per-sample gradient penalty (gp) on a D with BatchNorm trains, but not as the paper did."""
     named = [spec for spec, reg in zip(cfg.regularizers, regularizers) if getattr(reg, "per_sample_critic", False)]
     if named and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
-        import sys
-
         print(f"warning: {named[0]} penalises each sample's gradient, but {cfg.arch}'s discriminator has "
               f"BatchNorm, which mixes a batch's samples (WGAN-GP's critic has none; `ganzoo info "
               f"{cfg.arch}` lists its options)", file=sys.stderr)
@@ -320,6 +320,7 @@ class _Parts:
     data: Any
     init: Any
     options: Any
+    resume_warnings: list
 
 
 def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
@@ -332,15 +333,14 @@ def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
     entry = _architecture(cfg.arch, state)
     methods = MethodStack.from_specs(cfg.methods)
     methods.check(entry.obj)  # before any data is loaded
+    resume_warnings = []
     try:
         methods.check_loss(loss, cfg.loss)
     except GanzooError as exc:
         if state is None:
             raise
-        import sys  # a run that trained before ganzoo 0.9.14 checked the pair resumes as it trained
-
-        print(f"warning: {exc} (this run started before the check and resumes as it trained)",
-              file=sys.stderr)
+        # a run that trained before ganzoo 0.9.14 checked the pair resumes as it trained
+        resume_warnings.append(f"{exc} (this run started before the check and resumes as it trained)")
     if state is not None:
         methods.load_state_dict(state.get("methods"))
     regularizers = [create_regularizer(*parse_regularizer(spec)) for spec in cfg.regularizers]
@@ -354,7 +354,7 @@ def _resolve(cfg: TrainConfig, state: dict | None) -> _Parts:
     # the run records the options as the architecture read them (--arch-opt ndf=64 → 64, not "64")
     parsed = options.to_dict()  # JSON-ready, as the export's config.json writes them
     cfg.arch_options = {k: parsed[k.replace("-", "_")] for k in cfg.arch_options}
-    return _Parts(cfg, loss, entry, methods, regularizers, data, init, options)
+    return _Parts(cfg, loss, entry, methods, regularizers, data, init, options, resume_warnings)
 
 
 def preflight(cfg: TrainConfig) -> tuple[TrainConfig, Any, MethodStack]:
@@ -467,4 +467,4 @@ def build_run(cfg: TrainConfig, state: dict | None = None) -> Run:
 
     return Run(cfg, info, arch, options, entry.plugin, entry.plugin_version, data.to(device), G,
                G_raw, D_raw, d_pair, ema, opt_g, opt_d, loss, regularizers, methods, Path(cfg.out),
-               memory_format, start_step, precision_of(state))
+               memory_format, start_step, precision_of(state), parts.resume_warnings)
