@@ -68,6 +68,29 @@ def test_resume_is_bit_exact(tmp_path):
     assert_same_weights(straight, resumed)
 
 
+def test_a_resume_releases_the_loaded_checkpoint_before_its_first_step(tmp_path, monkeypatch):
+    """The checkpoint dict (G, D, EMA and both optimisers' tensors) is restored into the run,
+    then emptied: the run does not hold a second copy of every weight for all of its steps."""
+    half = train(ring_cfg(tmp_path, steps=6))
+    loaded, seen = [], []
+
+    def load_latest(run_dir, *a, **k):
+        path, state = real_load(run_dir, *a, **k)
+        loaded.append(state)
+        return path, state
+
+    def train_step(*a, **k):
+        seen.append(len(loaded[0]))  # what the loaded dict still holds at each step
+        return real_step(*a, **k)
+
+    real_load, real_step = trainer_mod.load_latest, trainer_mod.train_step
+    monkeypatch.setattr(trainer_mod, "load_latest", load_latest)
+    monkeypatch.setattr(trainer_mod, "train_step", train_step)
+    resumed = train(TrainConfig(steps=9, progress=False), resume=half)
+    assert seen == [0, 0, 0]
+    assert generator_state(resumed)["step"] == 9
+
+
 def test_new_run_into_a_run_dir_is_refused_and_keeps_the_old_run(tmp_path, run_cli):
     """Training again with the same --out would overwrite the export and mix the checkpoints."""
     def snapshot(d):
