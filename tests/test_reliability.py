@@ -163,6 +163,27 @@ def test_a_second_stop_signal_aborts_at_once(tmp_path, run_cli, monkeypatch):
     assert not list_checkpoints(tmp_path / "r")
 
 
+def test_a_signal_while_the_stops_checkpoint_is_written_says_so(tmp_path, monkeypatch):
+    """A second signal after the checkpoint's rename but before the loop records it said
+    "without a checkpoint" though one was on disk: now it names the step being written (the
+    file is written atomically, so a resume finds it whole or finds the one before)."""
+    from ganzoo.errors import Interrupted
+
+    real_save = loop_mod.save_run_checkpoint
+
+    def save_then_signal(run, step, *a, **k):
+        path = real_save(run, step, *a, **k)
+        os.kill(os.getpid(), signal.SIGTERM)  # the window: renamed, not yet recorded
+        return path
+
+    monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(2, signal.SIGTERM))
+    monkeypatch.setattr(loop_mod, "save_run_checkpoint", save_then_signal)
+    with pytest.raises(Interrupted, match=r"aborted while writing the checkpoint of step 3 \(a resume uses "
+                                          r"it if it was completed, else the one before\)"):
+        train(ring_cfg(tmp_path, steps=100, checkpoint_every=50))
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
+
+
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_143_and_resumes_bit_exact(tmp_path, run_cli):
     """Defect 2: `ganzoo train ... & kill -TERM` left no checkpoint. Now: a checkpoint at the step

@@ -204,7 +204,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
             if stop:  # the one way out of an early stop: keep what was done, still under the stop
                 # handlers, where any signal now aborts (as a second one). The checkpoint first:
                 # nothing slow (an evaluation) stands between the step reached and the disk
-                stopper.requested = True
+                stopper.requested, stopper.saving_step = True, step
                 _check_finite(sums, step, last_saved, info, best)
                 last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
                 stopper.saved_step = step
@@ -364,6 +364,7 @@ class _InterruptFlag:
     def __init__(self):
         self.requested = False
         self.signum = signal.SIGINT
+        self.saving_step: int | None = None  # the stop's checkpoint, while it is written
         self.saved_step: int | None = None  # the stop's checkpoint, once written
         self._previous: dict = {}
 
@@ -371,6 +372,9 @@ class _InterruptFlag:
         if self.requested:
             if self.saved_step is not None:
                 raise Interrupted(signum, f"a second stop signal: aborted after the checkpoint at step {self.saved_step}")
+            if self.saving_step is not None:  # written atomically: whole, or not at all
+                raise Interrupted(signum, f"a second stop signal: aborted while writing the checkpoint of step "
+                                          f"{self.saving_step} (a resume uses it if it was completed, else the one before)")
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
         self.requested, self.signum = True, signum
 
