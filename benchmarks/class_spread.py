@@ -113,7 +113,7 @@ def report(source: str, n: int, seed: int, real: bool = False) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     ap.add_argument("model", help="a zoo id or an export directory (with --real: a dataset name)")
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)

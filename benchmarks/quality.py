@@ -229,9 +229,9 @@ def truncations(text: str) -> list[float]:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = ap.add_subparsers(dest="what", required=True)
-    m = sub.add_parser("modes")
+    m = sub.add_parser("modes", allow_abbrev=False)
     m.add_argument("--datasets", default="ring8,grid25")
     m.add_argument("--losses", default="all")
     m.add_argument("--seeds", type=int, default=5)
@@ -242,7 +242,7 @@ def main():
     m.add_argument("--num-threads", type=int, default=None, help="CPU threads per run (default: all cores)")
     m.add_argument("--settings", type=json.loads, default={},
                    help='JSON overriding the cmlp-DATASET recipe for every run, e.g. \'{"instance_noise": 2}\'')
-    i = sub.add_parser("images")
+    i = sub.add_parser("images", allow_abbrev=False)
     i.add_argument("--seconds", type=float, default=300)
     i.add_argument("--archs", default="dcgan,cgan")
     i.add_argument("-n", type=int, default=10000)
@@ -251,7 +251,7 @@ def main():
     i.add_argument("--truncations", type=truncations, default=[],
                    help="also score each model with latents truncated to [-T, T], e.g. 1.5,1.0")
     i.add_argument("--json", action="store_true")
-    lim = sub.add_parser("limited", help="limited data: a subset of Fashion-MNIST, with and without methods")
+    lim = sub.add_parser("limited", allow_abbrev=False, help="limited data: a subset of Fashion-MNIST, with and without methods")
     lim.add_argument("--recipe", default="dcgan-fashion-mnist-10pct")
     lim.add_argument("--subset", default=None, help="samples or share of the train split (0.1 = 6,000; "
                      "default the recipe's, else 0.1)")

@@ -169,7 +169,7 @@ def bench_index_browser(host, port, repeats: int = 5) -> dict | None:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--concurrent", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0,

@@ -109,7 +109,7 @@ def split_kl(model: str | None, n: int, seed: int, held_out: bool = False) -> li
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     ap.add_argument("model", nargs="?", help="a zoo id or an export directory of a stacked-mnist model")
     ap.add_argument("--real", action="store_true", help="report real train-split images instead of a model")
     ap.add_argument("--held-out", action="store_true",

@@ -30,7 +30,7 @@ def wall_time(cmd: list[str]) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("-n", "--repeat", type=int, default=5, help="runs per command (median is reported)")
     parser.add_argument("--max-overhead", type=float, default=None,
                         help="exit 1 if median(ganzoo list) - median(import torch) exceeds this many seconds")

@@ -1,7 +1,7 @@
 """Turn a finished run into a zoo entry: registry/models/<ID>/{generator.safetensors, config.json, card.toml}
 plus a gallery image docs/zoo/<ID>.png.
 
-    python scripts/publish_model.py RUN_DIR ID --recipe NAME --command "ganzoo train ..." [--n 10000] [--half] [--replace]
+    python scripts/publish_model.py RUN_DIR ID --recipe NAME --command "ganzoo train ..." [-n 10000] [--half] [--replace]
 
 The card's metrics come from ``ganzoo.evaluation.evaluate`` (the same code as
 ``ganzoo eval ID``) with the dataset's shipped evaluator.
@@ -58,7 +58,7 @@ def toml_value(v) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)  # --n must not pass for --note
     ap.add_argument("run")
     ap.add_argument("id")
     ap.add_argument("--command", required=True, help="the exact command that trained the run")

@@ -60,3 +60,22 @@ def test_a_malformed_architecture_option_is_one_line():
     done = quality("limited", "--arch-opt", "ndf", "--steps", "1")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip() == "error: --arch-opt 'ndf' must look like KEY=VALUE"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("benchmarks/quality.py", ["limited", "--step", "5"]),       # --steps
+    ("benchmarks/quality.py", ["modes", "--jso"]),                # --json
+    ("benchmarks/class_spread.py", ["--se", "1"]),                # --seed
+    ("benchmarks/stacked_channels.py", ["--held", "x"]),          # --held-out
+    ("benchmarks/serve.py", ["--hel"]),                           # --help
+    ("benchmarks/startup.py", ["--hel"]),
+    ("scripts/publish_model.py", ["RUN", "ID", "--recipe", "R", "--command", "C", "--n", "10000"]),  # read as --note
+])
+def test_the_scripts_refuse_a_shortened_flag_instead_of_guessing(script, args):
+    """argparse takes any unambiguous prefix by default, so `publish_model.py --n 10000` (meant
+    as -n) quietly wrote "10000" into the card's note; every script now wants whole names."""
+    done = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr and "Traceback" not in done.stderr, done.stderr
