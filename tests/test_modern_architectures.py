@@ -447,6 +447,35 @@ def test_path_length_penalty_every_k_g_updates_with_its_moving_mean():
         method.check(ganzoo.get_architecture("biggan"))
 
 
+def test_path_length_penalty_is_the_official_expression_with_its_gradient():
+    """StyleGAN2(-ADA)'s loss: a = pl_mean.lerp(lengths.mean(), decay) enters the penalty with
+    its gradient through this batch's lengths; only the stored mean is detached."""
+    g, _ = stylegan2()
+    z, params = torch.randn(4, 16), [p for p in g.parameters() if p.requires_grad]
+    method = create_method("path-length:decay=0.25")
+    method.load_state_dict({"mean": torch.tensor(0.7)})
+    torch.manual_seed(5)  # the same noise maps and y in both
+    got = method.penalty(g, z, None)
+    got_grads = torch.autograd.grad(got, params, allow_unused=True)
+    torch.manual_seed(5)
+    ws = g.ws(z, None, update_w_avg=False)
+    img = g.synthesis(ws)
+    y = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+    (jacobian_y,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+    lengths = jacobian_y.square().sum(2).mean(1).sqrt()
+    a = torch.tensor(0.7).lerp(lengths.mean(), 0.25)
+    want = (lengths - a).square().mean()
+    want_grads = torch.autograd.grad(want, params, allow_unused=True)
+    assert torch.allclose(got, want) and torch.equal(method.state_dict()["mean"], a.detach())
+    compared = 0
+    for p, mine, theirs in zip(params, got_grads, want_grads):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7), p.shape
+            compared += 1
+    assert compared > 5
+
+
 def test_cstylegan2_projects_on_its_class_embedding():
     _, d = stylegan2("cstylegan2", num_classes=3)
     x, y = torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 2, 0])

@@ -460,14 +460,18 @@ class PathLength(TrainingMethod):
         (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
         lengths = grad.float().square().sum(2).mean(1).sqrt()
         mean = torch.zeros((), device=lengths.device) if self._mean is None else self._mean.to(lengths.device)
-        batch_mean = lengths.detach().mean()
+        own = lengths.mean()
+        batch_mean = own.detach()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # one running mean on every rank (as the official code's all-reduce): rank 0's
             # checkpoint then resumes every rank exactly
             torch.distributed.all_reduce(batch_mean)
             batch_mean = batch_mean / torch.distributed.get_world_size()
-        self._mean = mean.lerp(batch_mean, self.decay)
-        return (lengths - self._mean).square().mean()
+        # as the official code, the penalty's a is the updated mean with its gradient through
+        # this batch's lengths (weight `decay`); the stored mean is detached
+        live = mean.lerp(batch_mean + (own - own.detach()), self.decay)
+        self._mean = live.detach()
+        return (lengths - live).square().mean()
 
     def g_terms(self, ctx: StepContext):
         if ctx.step % self.every or not self.weight:
