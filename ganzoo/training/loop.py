@@ -155,8 +155,8 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
         step_last, sums = _open_window(state, step, cfg.log_every, info)
         t0, t_last, step_timed = time.perf_counter(), time.perf_counter(), step
         elapsed_before = _elapsed_of(state)  # elapsed_s continues across resumes
-        if state is not None:  # restored: free its tensors (G, D, EMA, both optimisers: ~7x the
-            state.clear()      # weights) rather than hold them in RAM for the whole run
+        if state is not None:  # restored: free the G, D and EMA weights it holds (copied into the
+            state.clear()      # modules; the optimisers' tensors are their own state now)
         elapsed = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
         if announce is not None and info.is_main:
             announce()
