@@ -179,9 +179,29 @@ def test_a_signal_while_the_stops_checkpoint_is_written_says_so(tmp_path, monkey
     monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(2, signal.SIGTERM))
     monkeypatch.setattr(loop_mod, "save_run_checkpoint", save_then_signal)
     with pytest.raises(Interrupted, match=r"aborted while writing the checkpoint of step 3 \(a resume uses "
-                                          r"it if it was completed, else the one before\)"):
+                                          r"it if it was completed, else there is none: nothing to resume\)"):
         train(ring_cfg(tmp_path, steps=100, checkpoint_every=50))
     assert load_checkpoint(tmp_path / "run")["step"] == 3
+
+
+def test_a_signal_that_cuts_the_stops_checkpoint_names_the_one_a_resume_finds(tmp_path, monkeypatch):
+    """Cut before its rename, the stop's checkpoint is not on disk; the message names the run's
+    previous one, which is what a resume then continues from."""
+    from ganzoo.errors import Interrupted
+
+    real_save = loop_mod.save_run_checkpoint
+
+    def signal_then_save(run, step, *a, **k):
+        if step == 3:  # the stop's checkpoint (the regular one at step 2 is written normally)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(run, step, *a, **k)
+
+    monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(2, signal.SIGTERM))
+    monkeypatch.setattr(loop_mod, "save_run_checkpoint", signal_then_save)
+    with pytest.raises(Interrupted, match=r"aborted while writing the checkpoint of step 3 \(a resume uses "
+                                          r"it if it was completed, else step-0*2\.pt\)"):
+        train(ring_cfg(tmp_path, steps=100, checkpoint_every=2))
+    assert load_checkpoint(tmp_path / "run")["step"] == 2
 
 
 @pytest.mark.slow

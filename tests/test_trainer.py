@@ -69,8 +69,9 @@ def test_resume_is_bit_exact(tmp_path):
 
 
 def test_a_resume_releases_the_loaded_checkpoint_before_its_first_step(tmp_path, monkeypatch):
-    """The checkpoint dict (G, D, EMA and both optimisers' tensors) is restored into the run,
-    then emptied: the run does not hold a second copy of every weight for all of its steps."""
+    """The checkpoint dict is restored into the run, then emptied: the run does not hold a
+    second copy of G's, D's and the EMA's weights for all of its steps (the optimisers' state
+    tensors are shared with it, not copied)."""
     half = train(ring_cfg(tmp_path, steps=6))
     loaded, seen = [], []
 

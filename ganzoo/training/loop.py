@@ -204,8 +204,9 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
             if stop:  # the one way out of an early stop: keep what was done, still under the stop
                 # handlers, where any signal now aborts (as a second one). The checkpoint first:
                 # nothing slow (an evaluation) stands between the step reached and the disk
-                stopper.requested, stopper.saving_step = True, step
+                stopper.requested = True
                 _check_finite(sums, step, last_saved, info, best)
+                stopper.saving, stopper.before = step, last_saved
                 last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
                 stopper.saved_step = step
                 # a time budget's end then gets what the loop broke before: the evaluation due
@@ -358,13 +359,15 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP",
 
 class _InterruptFlag:
     """The first Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 asks the loop to stop at a step boundary
-    (and checkpoint); ``signum`` records which. A second one aborts at once (saying whether
-    the stop's checkpoint was already written: ``saved_step``)."""
+    (and checkpoint); ``signum`` records which. A second one aborts at once, saying whether
+    the stop's checkpoint was not yet begun, being written (``saving``; ``before``, the
+    run's previous checkpoint, is what a resume finds if it was cut) or written (``saved_step``)."""
 
     def __init__(self):
         self.requested = False
         self.signum = signal.SIGINT
-        self.saving_step: int | None = None  # the stop's checkpoint, while it is written
+        self.saving: int | None = None  # the stop's checkpoint, while it is written
+        self.before: Path | None = None  # the checkpoint before it (None: the run has none)
         self.saved_step: int | None = None  # the stop's checkpoint, once written
         self._previous: dict = {}
 
@@ -372,9 +375,10 @@ class _InterruptFlag:
         if self.requested:
             if self.saved_step is not None:
                 raise Interrupted(signum, f"a second stop signal: aborted after the checkpoint at step {self.saved_step}")
-            if self.saving_step is not None:  # written atomically: whole, or not at all
+            if self.saving is not None:  # written atomically: whole, or not at all
+                fallback = f"else {self.before.name}" if self.before else "else there is none: nothing to resume"
                 raise Interrupted(signum, f"a second stop signal: aborted while writing the checkpoint of step "
-                                          f"{self.saving_step} (a resume uses it if it was completed, else the one before)")
+                                          f"{self.saving} (a resume uses it if it was completed, {fallback})")
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
         self.requested, self.signum = True, signum
 

@@ -461,10 +461,10 @@ class PathLength(TrainingMethod):
         lengths = grad.float().square().sum(2).mean(1).sqrt()
         mean = torch.zeros((), device=lengths.device) if self._mean is None else self._mean.to(lengths.device)
         own = lengths.mean()
-        batch_mean = own.detach()
+        batch_mean = own.detach().clone()  # all_reduce works in place: not on own's storage
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # one running mean on every rank (as the official code's all-reduce): rank 0's
-            # checkpoint then resumes every rank exactly
+            # one running mean on every rank (the official code keeps one per process): rank
+            # 0's checkpoint then resumes every rank exactly; a's gradient is this rank's own
             torch.distributed.all_reduce(batch_mean)
             batch_mean = batch_mean / torch.distributed.get_world_size()
         # as the official code, the penalty's a is the updated mean with its gradient through
