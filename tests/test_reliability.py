@@ -163,45 +163,33 @@ def test_a_second_stop_signal_aborts_at_once(tmp_path, run_cli, monkeypatch):
     assert not list_checkpoints(tmp_path / "r")
 
 
-def test_a_signal_while_the_stops_checkpoint_is_written_says_so(tmp_path, monkeypatch):
-    """A second signal after the checkpoint's rename but before the loop records it said
-    "without a checkpoint" though one was on disk: now it names the step being written (the
-    file is written atomically, so a resume finds it whole or finds the one before)."""
+@pytest.mark.parametrize("after_rename, checkpoint_every, fallback, on_disk", [
+    (True, 50, "there is none: nothing to resume", 3),  # renamed, not yet recorded: it is on disk
+    (False, 2, r"step-0*2\.pt", 2),  # cut before its rename: the run's previous one is what resumes
+])
+def test_a_signal_while_the_stops_checkpoint_is_written_says_what_a_resume_finds(
+        tmp_path, monkeypatch, after_rename, checkpoint_every, fallback, on_disk):
+    """A second signal after the stop checkpoint's rename but before the loop recorded it said
+    "without a checkpoint" though one was on disk. Now it names the step being written and,
+    as the file is written atomically (whole or not at all), what a resume finds otherwise."""
     from ganzoo.errors import Interrupted
 
     real_save = loop_mod.save_run_checkpoint
 
-    def save_then_signal(run, step, *a, **k):
+    def save_with_a_signal(run, step, *a, **k):
+        if step == 3 and not after_rename:  # the stop's checkpoint (step 2's is a regular one)
+            os.kill(os.getpid(), signal.SIGTERM)
         path = real_save(run, step, *a, **k)
-        os.kill(os.getpid(), signal.SIGTERM)  # the window: renamed, not yet recorded
+        if after_rename:
+            os.kill(os.getpid(), signal.SIGTERM)
         return path
 
     monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(2, signal.SIGTERM))
-    monkeypatch.setattr(loop_mod, "save_run_checkpoint", save_then_signal)
+    monkeypatch.setattr(loop_mod, "save_run_checkpoint", save_with_a_signal)
     with pytest.raises(Interrupted, match=r"aborted while writing the checkpoint of step 3 \(a resume uses "
-                                          r"it if it was completed, else there is none: nothing to resume\)"):
-        train(ring_cfg(tmp_path, steps=100, checkpoint_every=50))
-    assert load_checkpoint(tmp_path / "run")["step"] == 3
-
-
-def test_a_signal_that_cuts_the_stops_checkpoint_names_the_one_a_resume_finds(tmp_path, monkeypatch):
-    """Cut before its rename, the stop's checkpoint is not on disk; the message names the run's
-    previous one, which is what a resume then continues from."""
-    from ganzoo.errors import Interrupted
-
-    real_save = loop_mod.save_run_checkpoint
-
-    def signal_then_save(run, step, *a, **k):
-        if step == 3:  # the stop's checkpoint (the regular one at step 2 is written normally)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_save(run, step, *a, **k)
-
-    monkeypatch.setattr(loop_mod, "train_step", _interrupt_at(2, signal.SIGTERM))
-    monkeypatch.setattr(loop_mod, "save_run_checkpoint", signal_then_save)
-    with pytest.raises(Interrupted, match=r"aborted while writing the checkpoint of step 3 \(a resume uses "
-                                          r"it if it was completed, else step-0*2\.pt\)"):
-        train(ring_cfg(tmp_path, steps=100, checkpoint_every=2))
-    assert load_checkpoint(tmp_path / "run")["step"] == 2
+                                          rf"it if it was completed, else {fallback}\)"):
+        train(ring_cfg(tmp_path, steps=100, checkpoint_every=checkpoint_every))
+    assert load_checkpoint(tmp_path / "run")["step"] == on_disk
 
 
 @pytest.mark.slow
