@@ -192,6 +192,18 @@ def test_a_signal_while_the_stops_checkpoint_is_written_says_what_a_resume_finds
     assert load_checkpoint(tmp_path / "run")["step"] == on_disk
 
 
+def test_under_ddp_a_rank_that_writes_nothing_does_not_guess_the_previous_checkpoint():
+    """Only rank 0 writes checkpoints, so only it knows the previous one's name; the other
+    ranks (whose stderr torchrun shows too) say whose it is instead of "there is none"."""
+    from ganzoo.errors import Interrupted
+    from ganzoo.training.loop import _InterruptFlag
+
+    flag = _InterruptFlag()
+    flag.requested, flag.saving, flag.before = True, 3, "rank 0's"
+    with pytest.raises(Interrupted, match=r"step 3 \(a resume uses it if it was completed, else rank 0's previous one\)$"):
+        flag._handle(signal.SIGTERM, None)
+
+
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_143_and_resumes_bit_exact(tmp_path, run_cli):
     """Defect 2: `ganzoo train ... & kill -TERM` left no checkpoint. Now: a checkpoint at the step

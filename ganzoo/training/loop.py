@@ -206,7 +206,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 # nothing slow (an evaluation) stands between the step reached and the disk
                 stopper.requested = True
                 _check_finite(sums, step, last_saved, info, best)
-                stopper.saving, stopper.before = step, last_saved
+                stopper.saving, stopper.before = step, (last_saved if info.is_main else "rank 0's")
                 last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
                 stopper.saved_step = step
                 # a time budget's end then gets what the loop broke before: the evaluation due
@@ -367,7 +367,7 @@ class _InterruptFlag:
         self.requested = False
         self.signum = signal.SIGINT
         self.saving: int | None = None  # the stop's checkpoint, while it is written
-        self.before: Path | None = None  # the checkpoint before it (None: the run has none)
+        self.before: Path | str | None = None  # the one before it (None: none; other ranks: unknown)
         self.saved_step: int | None = None  # the stop's checkpoint, once written
         self._previous: dict = {}
 
@@ -376,7 +376,9 @@ class _InterruptFlag:
             if self.saved_step is not None:
                 raise Interrupted(signum, f"a second stop signal: aborted after the checkpoint at step {self.saved_step}")
             if self.saving is not None:  # written atomically: whole, or not at all
-                fallback = f"else {self.before.name}" if self.before else "else there is none: nothing to resume"
+                fallback = ("else there is none: nothing to resume" if self.before is None else
+                            f"else {self.before.name}" if isinstance(self.before, Path) else
+                            "else rank 0's previous one")  # only rank 0 writes, and knows it
                 raise Interrupted(signum, f"a second stop signal: aborted while writing the checkpoint of step "
                                           f"{self.saving} (a resume uses it if it was completed, {fallback})")
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
