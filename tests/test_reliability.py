@@ -195,11 +195,14 @@ def test_a_signal_while_the_stops_checkpoint_is_written_says_what_a_resume_finds
 def test_under_ddp_a_rank_that_writes_nothing_does_not_guess_the_previous_checkpoint():
     """Only rank 0 writes checkpoints, so only it knows the previous one's name; the other
     ranks (whose stderr torchrun shows too) say whose it is instead of "there is none"."""
-    from ganzoo.errors import Interrupted
-    from ganzoo.training.loop import _InterruptFlag
+    from pathlib import Path
 
-    flag = _InterruptFlag()
-    flag.requested, flag.saving, flag.before = True, 3, "rank 0's"
+    from ganzoo.errors import Interrupted
+    from ganzoo.training.loop import _InterruptFlag, _what_a_resume_finds
+
+    flag = _InterruptFlag()  # (a rank's own record of the last checkpoint is not rank 0's file)
+    flag.requested, flag.saving = True, 3
+    flag.otherwise = _what_a_resume_finds(Path("run/checkpoints/step-000002.pt"), is_main=False)
     with pytest.raises(Interrupted, match=r"step 3 \(a resume uses it if it was completed, else rank 0's previous one\)$"):
         flag._handle(signal.SIGTERM, None)
 

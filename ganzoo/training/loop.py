@@ -206,7 +206,7 @@ def _train(cfg: TrainConfig, state: dict | None, announce=None, resumed_from: Pa
                 # nothing slow (an evaluation) stands between the step reached and the disk
                 stopper.requested = True
                 _check_finite(sums, step, last_saved, info, best)
-                stopper.saving, stopper.before = step, (last_saved if info.is_main else "rank 0's")
+                stopper.saving, stopper.otherwise = step, _what_a_resume_finds(last_saved, info.is_main)
                 last_saved = _save(run, step, last_saved, elapsed(), best, (step_last, sums))
                 stopper.saved_step = step
                 # a time budget's end then gets what the loop broke before: the evaluation due
@@ -352,6 +352,14 @@ def _save(run, step: int, last_saved: Path | None, elapsed_s: float = 0.0,
             f"another loss); nothing was saved; {_last_good(last_saved, best)}")) from None
 
 
+def _what_a_resume_finds(last_saved: Path | None, is_main: bool) -> str:
+    """The checkpoint a resume continues from if the one being written is cut: the run's
+    previous one, which only rank 0 (the only writer) knows."""
+    if not is_main:
+        return "rank 0's previous one"
+    return last_saved.name if last_saved else "there is none: nothing to resume"
+
+
 # Ctrl-C and what cluster schedulers and torchrun send to stop (or preempt) a job.
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
                      if hasattr(signal, n))
@@ -360,14 +368,14 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP",
 class _InterruptFlag:
     """The first Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 asks the loop to stop at a step boundary
     (and checkpoint); ``signum`` records which. A second one aborts at once, saying whether
-    the stop's checkpoint was not yet begun, being written (``saving``; ``before``, the
-    run's previous checkpoint, is what a resume finds if it was cut) or written (``saved_step``)."""
+    the stop's checkpoint was not yet begun, being written (``saving``; ``otherwise`` says what
+    a resume finds if it was cut) or written (``saved_step``)."""
 
     def __init__(self):
         self.requested = False
         self.signum = signal.SIGINT
         self.saving: int | None = None  # the stop's checkpoint, while it is written
-        self.before: Path | str | None = None  # the one before it (None: none; other ranks: unknown)
+        self.otherwise = ""  # what a resume finds if the stop's checkpoint is cut
         self.saved_step: int | None = None  # the stop's checkpoint, once written
         self._previous: dict = {}
 
@@ -376,11 +384,8 @@ class _InterruptFlag:
             if self.saved_step is not None:
                 raise Interrupted(signum, f"a second stop signal: aborted after the checkpoint at step {self.saved_step}")
             if self.saving is not None:  # written atomically: whole, or not at all
-                fallback = ("else there is none: nothing to resume" if self.before is None else
-                            f"else {self.before.name}" if isinstance(self.before, Path) else
-                            "else rank 0's previous one")  # only rank 0 writes, and knows it
                 raise Interrupted(signum, f"a second stop signal: aborted while writing the checkpoint of step "
-                                          f"{self.saving} (a resume uses it if it was completed, {fallback})")
+                                          f"{self.saving} (a resume uses it if it was completed, else {self.otherwise})")
             raise Interrupted(signum, "a second stop signal: aborted without a checkpoint")
         self.requested, self.signum = True, signum
 
