@@ -33,7 +33,7 @@ RANGES: dict[str, tuple] = {
     "steps": (1, 10**12), "epochs": (0.0, 1e9), "max_seconds": (0.0, 1e10),
     "batch_size": (1, 2**20), "d_steps": (1, 1000), "image_size": (1, 8192),
     "seed": (0, SEED_MAX), "subset_seed": (0, SEED_MAX),
-    "lr_g": (0.0, 1e3), "lr_d": (0.0, 1e3), "ema_decay": (0.0, 0.999999999),
+    "lr_g": (0.0, 1e3), "lr_d": (0.0, 1e3), "lr_warmup": (0, 10**12), "ema_decay": (0.0, 0.999999999),
     "log_every": (1, None), "max_loss": (0.0, None), "sample_every": (1, None), "checkpoint_every": (1, None),
     "keep_checkpoints": (1, None), "eval_every": (0, None), "eval_samples": (1, MAX_SAMPLES),
     "num_threads": (1, 4096), "nproc": (1, 1024),

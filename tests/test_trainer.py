@@ -1,6 +1,7 @@
 """The training loop: it learns, resumes bit-exactly, checkpoints atomically, stops cleanly."""
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
@@ -507,9 +508,36 @@ def test_lr_schedules():
     assert lr_factor("constant", 7, 10) == 1.0
 
 
-def test_interrupted_run_with_lr_schedule_resumes_bit_exact(tmp_path, monkeypatch):
-    """The schedule spans the run's total steps, so an interrupted run resumes onto the same curve."""
-    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=8, lr_schedule="linear"))
+def test_lr_warmup_ramps_from_one_nth_then_hands_over_to_the_schedule():
+    from ganzoo.training import lr_factor
+
+    assert [lr_factor("constant", s, 10, warmup=4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    # (step + 1) / warmup times the decay 1 - step / total
+    assert [lr_factor("linear", s, 10, warmup=4) for s in range(6)] == pytest.approx(
+        [0.25 * 1.0, 0.5 * 0.9, 0.75 * 0.8, 0.7, 0.6, 0.5])
+    assert lr_factor("cosine", 1, 10, warmup=4) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.1)))
+
+
+def test_training_steps_use_the_warmed_up_rates(tmp_path, monkeypatch):
+    """The rates each step trains with, read from the optimisers after the step."""
+    seen = []
+    real_step = trainer_mod.train_step
+
+    def recording(run, step, total=None):
+        out = real_step(run, step, total)
+        seen.append((run.opt_g.param_groups[0]["lr"], run.opt_d.param_groups[0]["lr"]))
+        return out
+
+    monkeypatch.setattr(trainer_mod, "train_step", recording)
+    train(ring_cfg(tmp_path, steps=5, lr_g=1e-3, lr_d=4e-3, lr_warmup=3))
+    assert seen == pytest.approx([(1e-3 / 3, 4e-3 / 3), (2e-3 / 3, 8e-3 / 3), (1e-3, 4e-3), (1e-3, 4e-3), (1e-3, 4e-3)])
+
+
+@pytest.mark.parametrize("schedule", [dict(lr_schedule="linear"), dict(lr_warmup=6)], ids=["linear", "warmup"])
+def test_interrupted_run_with_lr_schedule_resumes_bit_exact(tmp_path, monkeypatch, schedule):
+    """The schedule spans the run's total steps, so an interrupted run resumes onto the same curve
+    (interrupted at step 3: inside the warm-up's 6)."""
+    straight = train(ring_cfg(tmp_path, out=str(tmp_path / "a"), steps=8, **schedule))
     real_step = trainer_mod.train_step
 
     def interrupted(run, step, total=None):
@@ -519,7 +547,7 @@ def test_interrupted_run_with_lr_schedule_resumes_bit_exact(tmp_path, monkeypatc
 
     monkeypatch.setattr(trainer_mod, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=8, lr_schedule="linear"))
+        train(ring_cfg(tmp_path, out=str(tmp_path / "b"), steps=8, **schedule))
     monkeypatch.undo()
     assert generator_state(tmp_path / "b")["step"] == 4
     resumed = train(TrainConfig(steps=8, progress=False), resume=tmp_path / "b")

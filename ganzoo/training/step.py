@@ -69,14 +69,17 @@ def seed_generators(seed: int, device: torch.device) -> None:
         torch.mps.manual_seed(seed)
 
 
-def lr_factor(schedule: str, step: int, total: float) -> float:
-    """Learning-rate multiplier at ``step`` of ``total``: a pure function, so resume needs no state."""
+def lr_factor(schedule: str, step: int, total: float, warmup: int = 0) -> float:
+    """Learning-rate multiplier at ``step`` (0-based) of ``total``: a linear warm-up over the
+    first ``warmup`` steps ((step + 1) / warmup) times the schedule's decay. A pure function,
+    so resume needs no state."""
+    ramp = min((step + 1) / warmup, 1.0) if warmup > 0 else 1.0
     if schedule == "constant" or total <= 0:
-        return 1.0
+        return ramp
     progress = min(step / total, 1.0)
     if schedule == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
+        return ramp * (1.0 - progress)
+    return ramp * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
 
 
 def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -89,8 +92,8 @@ def train_step(run, step: int, total: int | None = None) -> tuple[torch.Tensor, 
     total = total or cfg.steps
     classify = methods.needs_class_logits
     seed_generators(step_seed(cfg.seed, step, run.dist.rank), run.device)
-    if cfg.lr_schedule != "constant":
-        factor = lr_factor(cfg.lr_schedule, step, total)
+    if cfg.lr_schedule != "constant" or cfg.lr_warmup:
+        factor = lr_factor(cfg.lr_schedule, step, total, cfg.lr_warmup)
         for opt, base in ((run.opt_g, cfg.lr_g), (run.opt_d, cfg.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * factor
