@@ -63,7 +63,7 @@ class TrainConfig:
         "constant", "Learning-rate schedule over the run (linear/cosine decay to 0).")
     lr_warmup: int = option(
         0, "Raise the learning rates linearly from 1/N to their value over the first N steps, "
-        "before --lr-schedule's decay (0 = none).")
+        "times --lr-schedule's decay, which starts at step 0 (0 = none).")
     ema: bool = option(True, "Keep an EMA of generator weights (timm ModelEmaV3).")
     ema_decay: float = option(0.999, "Decay of the generator EMA.")
     seed: int = option(0, "Seed of weights, data order and every random draw.")

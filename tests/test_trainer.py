@@ -533,6 +533,13 @@ def test_training_steps_use_the_warmed_up_rates(tmp_path, monkeypatch):
     assert seen == pytest.approx([(1e-3 / 3, 4e-3 / 3), (2e-3 / 3, 8e-3 / 3), (1e-3, 4e-3), (1e-3, 4e-3), (1e-3, 4e-3)])
 
 
+def test_a_warmup_longer_than_the_run_is_warned_about(tmp_path, capsys):
+    train(ring_cfg(tmp_path, out=str(tmp_path / "long"), steps=3, lr_warmup=4))
+    assert "warning: --lr-warmup 4 is longer than the run's 3 steps" in capsys.readouterr().err
+    train(ring_cfg(tmp_path, out=str(tmp_path / "fits"), steps=4, lr_warmup=4))
+    assert "--lr-warmup" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("schedule", [dict(lr_schedule="linear"), dict(lr_warmup=6)], ids=["linear", "warmup"])
 def test_interrupted_run_with_lr_schedule_resumes_bit_exact(tmp_path, monkeypatch, schedule):
     """The schedule spans the run's total steps, so an interrupted run resumes onto the same curve

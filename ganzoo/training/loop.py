@@ -87,6 +87,9 @@ def _start(cfg: TrainConfig, state: dict | None):
         if run.start_step >= total:
             raise GanzooError(f"the run is already at step {run.start_step} of {total}; "
                               f"ask for more with --steps")
+        if cfg.lr_warmup > total and info.is_main:
+            print(f"warning: --lr-warmup {cfg.lr_warmup} is longer than the run's {total} steps: the "
+                  f"learning rates never reach their value", file=sys.stderr, flush=True)
         if cfg.eval_every and info.is_main:  # fail now, not at the first evaluation
             direction = _check_evaluation(cfg, run.arch, run.G_raw.sampling, str(run.device))
         if state is None:
