@@ -508,7 +508,7 @@ def test_lr_schedules():
     assert lr_factor("constant", 7, 10) == 1.0
 
 
-def test_lr_warmup_ramps_from_one_nth_then_hands_over_to_the_schedule():
+def test_lr_warmup_ramps_from_one_nth_times_the_schedule():
     from ganzoo.training import lr_factor
 
     assert [lr_factor("constant", s, 10, warmup=4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
