@@ -1,7 +1,7 @@
 """ganzoo: a plugin-based GAN model zoo for PyTorch."""
 from __future__ import annotations
 
-__version__ = "0.9.17"
+__version__ = "0.9.18"
 
 from .errors import GanzooError, PluginConflictError, UnknownNameError
 from .hookspecs import hookimpl

@@ -449,6 +449,7 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
         ["eval", str(export), "-n", "500", "--truncation", "1.5", "--json"],
         ["eval", "no-such-model", "--truncation", "0"],  # refused before the model loads
         ["eval", "--real", "--dataset", "ring8", "--truncation", "1"],
+        ["eval", str(export), "--num-threads", "0"],
         ["sample", str(export), "-n", "50", "--truncation", "1e-6", "--out", str(tmp_path / "t.npz")],
         ["sample", str(export), "-n", "50", "--out", str(tmp_path / "u.npz")],
     ] + ([["eval", "--real", "--dataset", "fashion-mnist", "-n", "10", "--metrics", "kid"]]
@@ -462,10 +463,11 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert report["dataset"] == "ring8" and set(report["scores"]) == {"modes", "hq_fraction", "kl", "spread", "precision", "recall"}
     rc, out, err = results[3]
     assert rc == 0 and "hq_fraction" in out
-    errors = zip(results[4:7] + results[9:11] + results[13:], ("did you mean 'modes'",
+    errors = zip(results[4:7] + results[9:12] + results[14:], ("did you mean 'modes'",
                                               "but fashion-mnist holds" if have_fashion else "ring8, which holds",
                                               "-n must be >= 1", "--truncation must be a positive number",
                                               "--truncation changes a model's samples",
+                                              "--num-threads must be >= 1",
                                               "kid needs at least 20 samples"))
     for (rc, out, err), expected in errors:
         assert rc != 0
@@ -478,9 +480,21 @@ def test_eval_command_on_an_export(tmp_path, run_cli_many):
     assert rc == 0, err
     assert json.loads(out)["truncation"] == 1.5
     # truncation reaches the generator: latents within 1e-6 of 0 give (nearly) one point
-    assert results[11][0] == 0 and results[12][0] == 0, results[11][2] + results[12][2]
+    assert results[12][0] == 0 and results[13][0] == 0, results[12][2] + results[13][2]
     truncated, plain = (np.load(tmp_path / f)["points"] for f in ("t.npz", "u.npz"))
     assert truncated.std(0).max() < 1e-3 < plain.std(0).max()
+
+
+def test_eval_num_threads_sets_the_process_threads(run_cli):
+    """`ganzoo eval --num-threads N` (in this process: the count is read back, then restored)."""
+    before = torch.get_num_threads()
+    try:
+        rc, out, err = run_cli(["eval", "--real", "--dataset", "ring8", "-n", "100", "--metrics", "modes",
+                                "--num-threads", str(before + 1)])
+        assert rc == 0, err
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -38,10 +38,12 @@ def _format(key: str, value: float) -> str:
 @click.option("--truncation", type=float, help="Sample with latents truncated to [-T, T] "
                                               "(the truncation trick: precision up, recall down; "
                                               "for stylegan2, T is ψ, the pull towards the mean w).")
+@click.option("--num-threads", type=int, help="CPU threads (default: torch's, all cores); 1 beside "
+                                              "another job, as for `ganzoo train`.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
 def eval_command(model, dataset, n, metrics, split, data_root, real, seed, device, evaluator, plot,
-                 truncation, as_json, trust_unverified):
+                 truncation, num_threads, as_json, trust_unverified):
     """Score MODEL (an export, a run directory or a zoo id) against a dataset's test split
     (or --split)."""
     from ..evaluation import evaluate, evaluate_real
@@ -61,6 +63,10 @@ def eval_command(model, dataset, n, metrics, split, data_root, real, seed, devic
     if n is not None:
         limits.check("n", n, "-n")
     limits.check("seed", seed)
+    if num_threads is not None:
+        import torch
+
+        torch.set_num_threads(limits.check("num_threads", num_threads))
     from ..distributed import resolve_device
 
     device = resolve_device(device)  # checked, auto resolved
