@@ -38,7 +38,7 @@ def _format(key: str, value: float) -> str:
 @click.option("--truncation", type=float, help="Sample with latents truncated to [-T, T] "
                                               "(the truncation trick: precision up, recall down; "
                                               "for stylegan2, T is ψ, the pull towards the mean w).")
-@click.option("--num-threads", type=int, help="CPU threads (default: torch's, all cores); 1 beside "
+@click.option("--num-threads", type=int, help="CPU threads (default: torch's: OMP_NUM_THREADS, else the cores); 1 beside "
                                               "another job, as for `ganzoo train`.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--trust-unverified", is_flag=True, help="Load an export whose config.json has no valid sha256.")
